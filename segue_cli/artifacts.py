@@ -1,0 +1,190 @@
+"""The one checkpoint format: a safetensors file with the generator's weights and a JSON
+metadata record (format version, epsilon, working image size, code bits, architecture,
+training summary, content sha256).
+
+safetensors holds raw tensors only, so loading a checkpoint from the internet cannot run
+code. ``content_sha256`` covers every tensor and every metadata field but itself: a file
+whose weights or metadata were changed after saving is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import ArtifactError
+from .nn.generator import GeneratorConfig, SegueGenerator
+
+FORMAT_NAME = "segue-generator"
+FORMAT_VERSION = 1
+CHECKPOINT_SUFFIX = ".safetensors"
+_METADATA_KEY = "segue"
+DEFAULT_MODEL_NAME = "segue-webface10-112"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class GeneratorMetadata:
+    epsilon: float
+    image_size: int
+    code_bits: int
+    architecture: dict[str, int]
+    training: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    segue_version: str = __version__
+    content_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "format_version": self.format_version,
+            "segue_version": self.segue_version,
+            "epsilon": self.epsilon,
+            "image_size": self.image_size,
+            "code_bits": self.code_bits,
+            "architecture": self.architecture,
+            "training": self.training,
+            "content_sha256": self.content_sha256,
+        }
+
+
+@dataclass
+class LoadedGenerator:
+    model: SegueGenerator
+    metadata: GeneratorMetadata
+    path: Path
+
+
+def _content_sha256(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    unsigned = {k: v for k, v in metadata.items() if k != "content_sha256"}
+    digest.update(json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then move the temp file over ``path`` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp_name))
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def save_generator(
+    path: Path,
+    model: SegueGenerator,
+    *,
+    epsilon: float,
+    image_size: int,
+    training: dict[str, Any] | None = None,
+) -> GeneratorMetadata:
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    record = GeneratorMetadata(
+        epsilon=float(epsilon),
+        image_size=int(image_size),
+        code_bits=model.config.code_bits,
+        architecture=model.config.to_dict(),
+        training=dict(training or {}),
+    ).to_dict()
+    record["content_sha256"] = _content_sha256(tensors, record)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(record)}))
+    return _metadata_from_dict(record, path)
+
+
+def _metadata_from_dict(record: dict[str, Any], path: Path) -> GeneratorMetadata:
+    if record.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path} is not a segue generator (format {record.get('format')!r})")
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has checkpoint format version {record.get('format_version')!r}; "
+            f"this segue reads version {FORMAT_VERSION}",
+            "upgrade segue, or re-export the model with this version",
+        )
+    try:
+        return GeneratorMetadata(**{k: record[k] for k in GeneratorMetadata.__dataclass_fields__ if k in record})
+    except TypeError as exc:
+        raise ArtifactError(f"{path} has incomplete segue metadata: {exc}") from exc
+
+
+def read_metadata(path: Path) -> GeneratorMetadata:
+    """Metadata of a checkpoint without building the model (cheap)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(_METADATA_KEY)
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"cannot read checkpoint {path}: {exc}", "is it a segue .safetensors file?") from exc
+    if raw is None:
+        raise ArtifactError(f"{path} has no segue metadata", "train it with `segue train` or pass another --model")
+    return _metadata_from_dict(json.loads(raw), path)
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"model file not found: {path}", "pass --model PATH to a .safetensors checkpoint")
+    metadata = read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"cannot read weights from {path}: {exc}") from exc
+    expected = _content_sha256(tensors, metadata.to_dict())
+    if expected != metadata.content_sha256:
+        raise ArtifactError(
+            f"{path} failed its integrity check (content sha256 {expected[:12]}... "
+            f"!= recorded {metadata.content_sha256[:12]}...)",
+            "the file was modified or corrupted after it was saved; get a fresh copy",
+        )
+    try:
+        model = SegueGenerator(GeneratorConfig(**metadata.architecture))
+        model.load_state_dict(tensors, strict=True)
+    except (TypeError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: weights do not match the recorded architecture: {exc}") from exc
+    return LoadedGenerator(model=model.to(device).eval(), metadata=metadata, path=path)
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A path, a name of a model in ``models/``, or None for the shipped default."""
+    if model is None or str(model) == "":
+        model = DEFAULT_MODEL_NAME
+    candidate = Path(model).expanduser()
+    if candidate.exists():
+        return candidate
+    for suffix in (CHECKPOINT_SUFFIX, ".onnx"):
+        named = MODELS_DIR / f"{model}{suffix}"
+        if named.is_file():
+            return named
+    known = sorted(p.name for p in MODELS_DIR.glob("*")) if MODELS_DIR.is_dir() else []
+    raise ArtifactError(
+        f"model {str(model)!r} not found (looked for a file and in {MODELS_DIR})",
+        f"pass --model PATH; models shipped here: {', '.join(known) or 'none'}",
+    )

@@ -1,0 +1,37 @@
+"""One exception family. Each error carries a hint that tells the user what to do.
+
+The CLI maps these to exit codes in one place (``segue_cli.cli.app``): usage and input
+errors exit 2, anything that ran but failed on some files exits 1.
+"""
+
+from __future__ import annotations
+
+
+class SegueError(Exception):
+    """Base class: a message for the user plus an optional hint on how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class InputError(SegueError):
+    """Bad user input: a missing folder, an unreadable image, a malformed labels file."""
+
+
+class ConfigError(SegueError):
+    """An option value that cannot work (negative epsilon, unknown device, ...)."""
+
+
+class ArtifactError(SegueError):
+    """A checkpoint or ONNX file that is missing, tampered with or of an unknown format."""
+
+
+class OutputError(SegueError):
+    """An output that would overwrite something, land inside the input, or cannot be written."""

@@ -1,0 +1,210 @@
+"""The one image loader and writer.
+
+Every command reads photos through :func:`load_image`: EXIF orientation applied, any
+mode (grayscale, palette, 16-bit, CMYK, RGBA) converted to 8-bit RGB with the alpha
+channel kept aside, decompression bombs refused above a pixel limit, animated files
+reduced to their first frame (and said so). Writes go through :func:`save_image`, which
+is atomic: a temp file in the target folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from .artifacts import atomic_write
+from .errors import InputError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
+
+
+@dataclass
+class LoadedImage:
+    """An 8-bit RGB photo as an H x W x 3 uint8 array, plus what a writer needs to keep."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def discover_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted), following symlinked folders once.
+
+    Symlink loops are cut: a folder whose real path was already visited is not entered.
+    """
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise InputError(f"not found: {root}", "give an existing folder or image file")
+    found: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        found.extend(Path(dirpath) / name for name in sorted(filenames) if is_image_path(Path(name)))
+    return found
+
+
+def _to_8bit_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, np.ndarray | None]:
+    alpha = None
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        notes.append(f"converted {mode} (16-bit) to 8-bit")
+    elif mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
+        notes.append("converted floating-point image to 8-bit")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode == "CMYK":
+        notes.append("converted CMYK to RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba)[:, :, 3].copy()
+        image = rgba.convert("RGB")
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return image, alpha
+
+
+def _to_srgb(image: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[Image.Image, bytes | None]:
+    """Convert an embedded non-sRGB profile to sRGB so pixel values mean what G expects.
+
+    Returns the image and the profile to write back (None once converted to sRGB).
+    """
+    if not icc:
+        return image, None
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(source) or ""
+        if "srgb" in description.lower():
+            return image, icc
+        converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        notes.append(f"converted colour profile {description.strip()!r} to sRGB")
+        return (converted if converted is not None else image), None
+    except (OSError, ImageCms.PyCMSError):
+        notes.append("dropped an unreadable colour profile")
+        return image, None
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` into 8-bit RGB (+ alpha), EXIF orientation applied.
+
+    Raises :class:`InputError` naming the file for anything that is not a readable image.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)", "remove it or replace it with the real photo")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the option
+            try:
+                with Image.open(path) as opened:
+                    width, height = opened.size
+                    if width * height > max_pixels:
+                        raise InputError(
+                            f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}",
+                            "this may be a decompression bomb; if the photo is genuine raise --max-pixels",
+                        )
+                    notes: list[str] = []
+                    if getattr(opened, "is_animated", False) and getattr(opened, "n_frames", 1) > 1:
+                        notes.append(f"animated ({opened.n_frames} frames): used the first frame only")
+                    opened.seek(0)
+                    icc = opened.info.get("icc_profile")
+                    exif = opened.info.get("exif")
+                    opened.load()
+                    oriented = ImageOps.exif_transpose(opened) or opened
+                    rgb_image, alpha = _to_8bit_rgb(oriented, notes)
+                    rgb_image, icc = _to_srgb(rgb_image, icc, notes)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous_limit
+    except InputError:
+        raise
+    except PermissionError as exc:
+        raise InputError(f"{path}: permission denied", "make the file readable (chmod +r) or skip it") from exc
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})", "remove or replace the file") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: corrupt or truncated image ({exc})", "re-export or re-download the photo") from exc
+    return LoadedImage(rgb=np.asarray(rgb_image, dtype=np.uint8).copy(), alpha=alpha, icc_profile=icc, exif=exif, notes=notes)
+
+
+def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_rgb(tensor: torch.Tensor) -> np.ndarray:
+    """3 x H x W float in [0, 1] -> H x W x 3 uint8 (rounded)."""
+    return tensor.detach().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x size x size uint8, resized like the protocol's attacker
+    (bilinear with antialias, torchvision ``Resize([size, size])`` on the PIL image)."""
+    from torchvision.transforms.functional import pil_to_tensor, resize
+
+    image = Image.fromarray(rgb)
+    if image.size != (size, size):
+        image = resize(image, [size, size], antialias=True)
+    return pil_to_tensor(image)
+
+
+def load_resized(path: Path, size: int) -> torch.Tensor:
+    return resize_rgb(load_image(path).rgb, size)
+
+
+SAVE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def save_image(
+    path: Path,
+    rgb: np.ndarray,
+    *,
+    alpha: np.ndarray | None = None,
+    image_format: str = "png",
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+) -> None:
+    """Write atomically. Alpha is kept where the format has it (PNG, WebP)."""
+    pil_format = SAVE_FORMATS[image_format]
+    image = Image.fromarray(rgb, "RGB")
+    if alpha is not None and pil_format in ("PNG", "WEBP"):
+        image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    options: dict[str, object] = {}
+    if pil_format in ("JPEG", "WEBP"):
+        options["quality"] = int(quality)
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if exif:
+        options["exif"] = exif
+    atomic_write(Path(path), lambda tmp: image.save(tmp, format=pil_format, **options))

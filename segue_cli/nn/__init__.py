@@ -1,0 +1,1 @@
+"""Neural networks: the Segue generator, the surrogate/attacker builders, distortions."""

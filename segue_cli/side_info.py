@@ -1,0 +1,78 @@
+"""Side information: the one place that maps identities to generator codes.
+
+The generator is conditioned on a ``code_bits``-bit code (16 in the paper, so 65,536
+codes). There are exactly two ways to get a code:
+
+* an integer label ``N`` (a training class, a ``--label``, a cluster index, an
+  ImageFolder folder whose name is an integer): the code is ``N`` itself, written in
+  binary most-significant bit first, as in the paper (``5 -> 0...0101``);
+* a name (``--identity alice``, a folder called ``alice``): the code is the first two
+  bytes, big-endian, of ``sha256("segue-identity-v1:" + NFC(name))``, reduced modulo
+  ``2**code_bits``. It is the same on every machine, Python version and run.
+
+The generator sees codes as +/-1 vectors (bit 1 -> +1, bit 0 -> -1) so that a zero bit
+still carries a signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import torch
+
+from .errors import InputError
+
+DEFAULT_CODE_BITS = 16
+_IDENTITY_SALT = "segue-identity-v1:"
+
+
+def label_code(label: int, code_bits: int = DEFAULT_CODE_BITS) -> int:
+    """Code of an integer label: the label itself, checked to fit in ``code_bits``."""
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise InputError(f"label {label!r} is not an integer", "labels are integers 0..65535")
+    if not 0 <= label < 2**code_bits:
+        raise InputError(
+            f"label {label} does not fit in {code_bits} bits",
+            f"use a label between 0 and {2**code_bits - 1}, or --identity NAME",
+        )
+    return label
+
+
+def identity_code(name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
+    """Stable code of an identity name (see module docstring for the exact hash)."""
+    normalised = unicodedata.normalize("NFC", name.strip())
+    if not normalised:
+        raise InputError("identity name is empty", "give a non-empty --identity NAME")
+    digest = hashlib.sha256((_IDENTITY_SALT + normalised).encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % (2**code_bits)
+
+
+def folder_code(folder_name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
+    """Code of an identity given by a folder name or a labels-file entry.
+
+    Integer names (``"7"``) are labels; any other name is hashed like ``--identity``.
+    """
+    stripped = folder_name.strip()
+    if stripped.isdigit():
+        return label_code(int(stripped), code_bits)
+    return identity_code(stripped, code_bits)
+
+
+def code_to_signs(codes: torch.Tensor | list[int] | int, code_bits: int = DEFAULT_CODE_BITS) -> torch.Tensor:
+    """Codes (shape [B] or scalar) -> float tensor [B, code_bits] of +/-1, MSB first."""
+    codes_t = torch.as_tensor(codes, dtype=torch.long).reshape(-1)
+    if (codes_t < 0).any() or (codes_t >= 2**code_bits).any():
+        raise InputError(f"code out of range for {code_bits} bits: {codes_t.tolist()}")
+    shifts = torch.arange(code_bits - 1, -1, -1, device=codes_t.device)
+    bits = (codes_t.unsqueeze(1) >> shifts) & 1
+    return bits.float() * 2.0 - 1.0
+
+
+def random_codes(count: int, code_bits: int, generator: torch.Generator) -> list[int]:
+    """``count`` distinct random codes, used in training so the generator learns codes it
+    will meet at protect time (hashed names) instead of only the training labels."""
+    if count > 2**code_bits:
+        raise InputError(f"{count} identities do not fit in {code_bits}-bit codes")
+    perm = torch.randperm(2**code_bits, generator=generator)[:count]
+    return [int(c) for c in perm]

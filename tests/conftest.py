@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny real face sets copied from ../shared, tiny generators."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from segue_cli.artifacts import save_generator
+from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
+
+WEBFACE10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WebFace10"
+
+
+def _webface_root() -> Path:
+    if not (WEBFACE10 / "train").is_dir():
+        pytest.skip(f"real data not found at {WEBFACE10}")
+    return WEBFACE10
+
+
+@pytest.fixture(scope="session")
+def webface10() -> Path:
+    """The read-only WebFace10 root (train/ and test/)."""
+    return _webface_root()
+
+
+def copy_faces(dest: Path, split: str = "train", identities: int = 3, per_identity: int = 6, size: int | None = 48) -> Path:
+    """Copy a few real face crops into ``dest/<label>/`` (resized to keep tests fast)."""
+    root = _webface_root() / split
+    for label in sorted(p.name for p in root.iterdir())[:identities]:
+        (dest / label).mkdir(parents=True, exist_ok=True)
+        for src in sorted((root / label).glob("*.jpg"))[:per_identity]:
+            if size is None:
+                shutil.copy(src, dest / label / src.name)
+            else:
+                Image.open(src).convert("RGB").resize((size, size)).save(dest / label / src.name, quality=95)
+    return dest
+
+
+@pytest.fixture
+def tiny_faces(tmp_path: Path) -> Path:
+    """3 identities x 6 real faces at 48 px, ImageFolder layout, in a temp folder."""
+    return copy_faces(tmp_path / "faces")
+
+
+@pytest.fixture
+def tiny_generator_path(tmp_path: Path) -> Path:
+    """A randomly initialised but valid generator checkpoint (working size 32)."""
+    torch.manual_seed(0)
+    model = SegueGenerator(GeneratorConfig())
+    path = tmp_path / "tiny.safetensors"
+    save_generator(path, model, epsilon=8 / 255, image_size=32, training={"note": "test fixture, untrained"})
+    return path
