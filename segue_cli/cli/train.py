@@ -1,0 +1,96 @@
+"""Train a Segue generator on labelled face photos (two-stage alternating training).
+
+DATA is an ImageFolder tree (<identity>/<images>; the folder name is the identity) or a
+labels CSV written by `segue cluster`. Writes a run folder with config.json,
+metrics.jsonl (one line per epoch), state.pt (to --resume) and generator.safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..nn.distortions import DistortionConfig
+from ..training import TrainConfig, train as run_training
+from .options import DeviceOption, JsonOption, SeedOption
+from .render import print_json, stderr_console
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="ImageFolder tree (<identity>/<images>) or labels .csv from `segue cluster`.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder. If it exists a new one is made beside it (out-2, ...), unless --resume.")] = Path("runs/train"),
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels CSV (path,label) instead of folder names; same as passing the CSV as DATA.")] = None,
+    image_size: Annotated[int, typer.Option("--image-size", help="Working size in pixels; also the size protect computes at. 112 = face-recognition standard.")] = 112,
+    epochs: Annotated[int, typer.Option("--epochs", help="Total epochs E (paper: 20-30). Every --surrogate-period-th epoch trains the surrogate.")] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size (paper: 16).")] = 16,
+    lr_generator: Annotated[float, typer.Option("--lr-generator", help="Adam learning rate of the generator (paper: 5e-4).")] = 5e-4,
+    lr_surrogate: Annotated[float, typer.Option("--lr-surrogate", help="Adam learning rate of the surrogate, cosine schedule (paper: 5e-4).")] = 5e-4,
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the surrogate's cross-entropy in the generator loss (paper: 1).")] = 1.0,
+    beta: Annotated[float, typer.Option("--beta", help="Weight of the mean L2 norm of the perturbation (paper: 0.001).")] = 0.001,
+    epsilon: Annotated[float, typer.Option("--epsilon", help="L-inf bound of the perturbation in [0,1] units (paper: 8/255 = 0.0314).")] = 8 / 255,
+    surrogate_period: Annotated[int, typer.Option("--surrogate-period", help="Train the surrogate when (epoch-1) % period == 0 (paper: 5).")] = 5,
+    stop_loss: Annotated[float, typer.Option("--stop-loss", help="Stop early once the surrogate's loss on perturbed data is below this (paper: 0.001).")] = 0.001,
+    rho_d: Annotated[float, typer.Option("--rho-d", help="Budget of the adversarial noise in the distortion layer (paper: 1/255).")] = 1 / 255,
+    pgd_steps: Annotated[int, typer.Option("--pgd-steps", help="PGD steps for that noise (paper: 5; 0 disables it).")] = 5,
+    blur_sigma: Annotated[float, typer.Option("--blur-sigma", help="Gaussian blur sigma of the distortion layer, kernel 3 (paper: 0.2).")] = 0.2,
+    sharpness: Annotated[float, typer.Option("--sharpness", help="Sharpness factor of the distortion layer (paper: 2).")] = 2.0,
+    flip_p: Annotated[float, typer.Option("--flip-p", help="Probability of each of horizontal and vertical flips (paper: 0.1).")] = 0.1,
+    jpeg_p: Annotated[float, typer.Option("--jpeg-p", help="Probability of differentiable JPEG (quality 50-95) per batch (not in the paper's code).")] = 0.5,
+    resize_p: Annotated[float, typer.Option("--resize-p", help="Probability of a down-then-up resize (scale 0.5-1) per batch (an attacker's resize).")] = 0.5,
+    surrogate_stem: Annotated[str, typer.Option("--surrogate-stem", help="ResNet18 stem: standard (torchvision, as the P112 attacker) or small (official code for <= 112 px; 16x slower).")] = "standard",
+    code_assignment: Annotated[str, typer.Option("--code-assignment", help="Codes seen in training: mixed (own codes and random codes, alternating by period), labels, or random.")] = "mixed",
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Leave out unreadable or tiny images (listed in config.json) instead of stopping.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch (its saved settings are used; --epochs may extend it).")] = False,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Cap the batches per epoch (quick smoke runs).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Threads for decoding images.")] = 2,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    config = TrainConfig(
+        data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,
+        lr_generator=lr_generator, lr_surrogate=lr_surrogate, alpha=alpha, beta=beta, epsilon=epsilon,
+        surrogate_period=surrogate_period, stop_loss=stop_loss, rho_d=rho_d, pgd_steps=pgd_steps,
+        surrogate_stem=surrogate_stem, code_assignment=code_assignment,
+        distortion=DistortionConfig(blur_sigma=blur_sigma, sharpness=sharpness, flip_p=flip_p, jpeg_p=jpeg_p, resize_p=resize_p),
+        seed=seed, device=device, workers=workers, skip_bad_images=skip_bad_images, resume=resume,
+        max_steps_per_epoch=max_steps,
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console, transient=False,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(event: str, payload: dict) -> None:
+            if event == "decode_start":
+                tasks["decode"] = bar.add_task("decoding", total=payload["images"], info=f"{payload['identities']} identities")
+            elif event == "decoded":
+                bar.advance(tasks["decode"])
+            elif event == "skipped_images":
+                for problem in payload["problems"]:
+                    stderr_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, markup=False)
+            elif event == "epoch_start":
+                tasks["epoch"] = bar.add_task(f"epoch {payload['epoch']}/{payload['epochs']} {payload['stage']:9}",
+                                              total=payload["steps"], info="")
+            elif event == "step":
+                bar.update(tasks["epoch"], advance=1, info=f"loss {payload['loss']:.4f} ce {payload['ce']:.4f}")
+            elif event == "epoch_end":
+                bar.update(tasks["epoch"], info=f"ce {payload['ce']:.4f} acc {payload['accuracy']:.2f} "
+                                                f"|d|2 {payload['delta_l2']:.3f}")
+            elif event == "early_stop":
+                stderr_console.print(f"early stop at epoch {payload['epoch']}: surrogate loss {payload['ce']:.5f}")
+
+        result = run_training(config, on_event)
+    summary = {
+        "run_dir": str(result.run_dir), "generator": str(result.generator_path), "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),
+        "last_epoch": result.history[-1].__dict__ if result.history else None,
+    }
+    if json_output:
+        print_json(summary)
+    else:
+        stderr_console.print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s; generator: {result.generator_path}")

@@ -1,0 +1,350 @@
+"""``segue train``: Algorithm 1 of the paper, two-stage alternating training.
+
+Epoch e (1-based) trains the surrogate f for one pass on perturbed images when
+``(e - 1) % surrogate_period == 0``, otherwise the generator G for one pass with
+L_G = alpha * CE(f(T(x + delta + rho)), y) + beta * mean ||delta||_2, f frozen, where T
+is the distortion layer and rho adversarial noise of budget rho_d.
+
+Side information: each surrogate period (f pass + the G passes after it) gives every
+training identity a code. Even periods use the identity's own code (label or hashed
+folder name, see side_info); odd periods draw fresh random codes. G therefore learns to
+make separable perturbations for codes it never saw, which is what ``--identity NAME``
+needs at protect time (``code_assignment`` switches this off).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .artifacts import atomic_write, save_generator
+from .datasets import LabelledSet, decode_images, load_labelled, require_identities
+from .devices import resolve_device
+from .errors import ConfigError, OutputError
+from .nn import distortions
+from .nn.generator import GeneratorConfig, SegueGenerator
+from .nn.surrogate import build_surrogate, pgd_noise
+from .side_info import DEFAULT_CODE_BITS, folder_code, random_codes
+
+CODE_ASSIGNMENTS = ("mixed", "labels", "random")
+GENERATOR_FILE = "generator.safetensors"
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    out: Path
+    image_size: int = 112
+    epochs: int = 20
+    batch_size: int = 16
+    lr_generator: float = 5e-4
+    lr_surrogate: float = 5e-4
+    alpha: float = 1.0
+    beta: float = 0.001
+    epsilon: float = 8 / 255
+    surrogate_period: int = 5
+    stop_loss: float = 0.001
+    rho_d: float = 1 / 255
+    pgd_steps: int = 5
+    surrogate_stem: str = "standard"
+    code_assignment: str = "mixed"
+    code_bits: int = DEFAULT_CODE_BITS
+    distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    skip_bad_images: bool = False
+    resume: bool = False
+    max_steps_per_epoch: int | None = None  # for quick smoke runs and tests
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.image_size >= 16, "--image-size must be at least 16"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs it)"),
+            (0 < self.epsilon <= 1, "--epsilon must be in (0, 1] (8/255 = 0.0314 is the paper's)"),
+            (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
+            (self.rho_d >= 0 and self.pgd_steps >= 0, "--rho-d and --pgd-steps must be >= 0"),
+            (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
+            (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
+            (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["data"], record["out"] = str(self.data), str(self.out)
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "TrainConfig":
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values["data"], values["out"] = Path(values["data"]), Path(values["out"])
+        dist = dict(values.get("distortion", {}))
+        for key in ("jpeg_quality", "resize_scale"):
+            if key in dist:
+                dist[key] = tuple(dist[key])
+        values["distortion"] = distortions.DistortionConfig(**dist)
+        return cls(**values)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    stage: str  # "surrogate" or "generator"
+    loss: float
+    ce: float
+    accuracy: float  # surrogate accuracy on the perturbed (and distorted) batches
+    delta_l2: float
+    delta_linf: float
+    seconds: float
+    codes: str  # "labels" or "random"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    generator_path: Path
+    epochs_run: int
+    stopped_early: bool
+    history: list[EpochRecord]
+    seconds: float
+
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+def prepare_run_dir(out: Path, resume: bool) -> Path:
+    """A new run folder, never overwriting one: ``out`` if free, else out-2, out-3, ..."""
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise OutputError(f"nothing to resume in {out} (no {STATE_FILE})", "drop --resume to start a new run")
+        return out
+    candidate, n = out, 1
+    while candidate.exists():
+        n += 1
+        candidate = out.with_name(f"{out.name}-{n}")
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def resumed_config(requested: TrainConfig) -> TrainConfig:
+    """The run's own saved settings; only ``epochs`` (to extend a run) and ``device`` may change."""
+    from dataclasses import replace
+
+    saved_path = requested.out / CONFIG_FILE
+    if not saved_path.is_file():
+        raise OutputError(f"nothing to resume in {requested.out} (no {CONFIG_FILE})", "drop --resume to start a new run")
+    saved = TrainConfig.from_dict(json.loads(saved_path.read_text())["config"])
+    return replace(saved, out=requested.out, resume=True, epochs=requested.epochs, device=requested.device)
+
+
+def identity_codes(dataset: LabelledSet, assignment: str, period: int, code_bits: int, seed: int) -> tuple[list[int], str]:
+    """Codes for each identity in this surrogate period (see module docstring)."""
+    use_random = assignment == "random" or (assignment == "mixed" and period % 2 == 1)
+    if not use_random:
+        return [folder_code(name, code_bits) for name in dataset.identities], "labels"
+    rng = torch.Generator().manual_seed(seed * 1_000_003 + period)
+    return random_codes(len(dataset.identities), code_bits, rng), "random"
+
+
+def _batches(count: int, batch_size: int, rng: torch.Generator, limit: int | None) -> list[torch.Tensor]:
+    order = torch.randperm(count, generator=rng)
+    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
+    batches = [b for b in batches if len(b) >= 2]  # BatchNorm needs two samples
+    return batches[:limit] if limit else batches
+
+
+def _code_signs(codes: list[int], targets: torch.Tensor, code_bits: int) -> torch.Tensor:
+    from .side_info import code_to_signs
+
+    return code_to_signs([codes[t] for t in targets.tolist()], code_bits)
+
+
+def train(config: TrainConfig, progress: ProgressCallback | None = None) -> TrainResult:
+    emit = progress or (lambda event, payload: None)
+    started = time.perf_counter()
+    if config.resume:
+        config = resumed_config(config)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    dataset = load_labelled(config.data)
+    require_identities(dataset)
+    run_dir = prepare_run_dir(config.out, config.resume)
+
+    emit("decode_start", {"images": len(dataset.items), "identities": len(dataset.identities)})
+    images, kept, problems = decode_images(
+        [item.path for item in dataset.items], config.image_size,
+        skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit("decoded", {}),
+    )
+    targets = torch.tensor(dataset.targets)[kept]
+    if problems:
+        emit("skipped_images", {"problems": problems})
+
+    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits)).to(device)
+    surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
+    opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
+    surrogate_epochs = math.ceil(config.epochs / config.surrogate_period)
+    sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=max(1, surrogate_epochs))
+    history: list[EpochRecord] = []
+    start_epoch = 1
+    if config.resume:
+        state = torch.load(run_dir / STATE_FILE, map_location=device, weights_only=True)
+        generator.load_state_dict(state["generator"])
+        surrogate.load_state_dict(state["surrogate"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_f.load_state_dict(state["opt_f"])
+        sched_f.load_state_dict(state["sched_f"])
+        start_epoch = int(state["epoch"]) + 1
+        history = [EpochRecord(**json.loads(line)) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line]
+    else:
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(_run_record(config, dataset, problems), indent=2)))
+
+    rng = torch.Generator().manual_seed(config.seed + start_epoch)
+    stopped_early = False
+    generator_path = run_dir / GENERATOR_FILE
+    for epoch in range(start_epoch, config.epochs + 1):
+        period = (epoch - 1) // config.surrogate_period
+        codes, code_kind = identity_codes(dataset, config.code_assignment, period, config.code_bits, config.seed)
+        stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
+        batches = _batches(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
+        emit("epoch_start", {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)})
+        epoch_started = time.perf_counter()
+        step_fn = _surrogate_step if stage == "surrogate" else _generator_step
+        totals = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "seen": 0.0, "l2": 0.0, "linf": 0.0}
+        for index in batches:
+            x = images[index].to(device).float().div_(255.0)
+            y = targets[index].to(device)
+            signs = _code_signs(codes, targets[index], config.code_bits).to(device)
+            stats = step_fn(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng)
+            for key in ("loss", "ce", "l2"):
+                totals[key] += stats[key] * len(y)
+            totals["correct"] += stats["correct"]
+            totals["seen"] += len(y)
+            totals["linf"] = max(totals["linf"], stats["linf"])
+            emit("step", {"epoch": epoch, "stage": stage, "loss": stats["loss"], "ce": stats["ce"]})
+        if stage == "surrogate":
+            sched_f.step()
+        seen = max(totals["seen"], 1)
+        record = EpochRecord(
+            epoch=epoch, stage=stage, loss=totals["loss"] / seen, ce=totals["ce"] / seen,
+            accuracy=totals["correct"] / seen, delta_l2=totals["l2"] / seen, delta_linf=totals["linf"],
+            seconds=time.perf_counter() - epoch_started, codes=code_kind,
+        )
+        history.append(record)
+        summary = _training_summary(config, dataset, history, time.perf_counter() - started, len(targets))
+        save_generator(generator_path, generator, epsilon=config.epsilon, image_size=config.image_size, training=summary)
+        _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record)
+        emit("epoch_end", asdict(record))
+        if record.ce < config.stop_loss:
+            stopped_early = True
+            emit("early_stop", {"epoch": epoch, "ce": record.ce})
+            break
+    return TrainResult(run_dir, generator_path, len(history), stopped_early, history, time.perf_counter() - started)
+
+
+def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
+    generator.eval()
+    surrogate.train()
+    with torch.no_grad():
+        delta = config.epsilon * generator(x, signs)
+    logits = surrogate((x + delta).clamp(0, 1))
+    loss = F.cross_entropy(logits, y)
+    opt_f.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_f.step()
+    return _stats(loss, loss, logits, y, delta)
+
+
+def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
+    generator.train()
+    surrogate.eval()
+    surrogate.requires_grad_(False)
+    try:
+        delta = config.epsilon * generator(x, signs)
+        perturbed = (x + delta).clamp(0, 1)
+        params = distortions.sample(len(y), config.distortion, rng)
+
+        def distort(batch: torch.Tensor) -> torch.Tensor:
+            return distortions.apply(batch, params, config.distortion)
+
+        noise = pgd_noise(surrogate, perturbed, y, config.rho_d, config.pgd_steps, distort)
+        logits = surrogate(distort((perturbed + noise).clamp(0, 1)))
+        ce = F.cross_entropy(logits, y)
+        # beta * mean L2 norm of delta, in [0, 1] pixel units, as in the paper.
+        loss = config.alpha * ce + config.beta * delta.flatten(1).norm(dim=1).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    finally:
+        surrogate.requires_grad_(True)
+    return _stats(loss, ce, logits, y, delta)
+
+
+def _stats(loss, ce, logits, y, delta) -> dict[str, float]:
+    return {
+        "loss": float(loss.detach()),
+        "ce": float(ce.detach()),
+        "correct": float((logits.argmax(1) == y).sum()),
+        "l2": float(delta.detach().flatten(1).norm(dim=1).mean()),
+        "linf": float(delta.detach().abs().max()),
+    }
+
+
+def _save_state(run_dir: Path, epoch: int, generator, surrogate, opt_g, opt_f, sched_f, record: EpochRecord) -> None:
+    state = {
+        "epoch": epoch,
+        "generator": generator.state_dict(),
+        "surrogate": surrogate.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_f": opt_f.state_dict(),
+        "sched_f": sched_f.state_dict(),
+    }
+    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(record)) + "\n")
+
+
+def _run_record(config: TrainConfig, dataset: LabelledSet, problems: list[str]) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "identities": dataset.identities,
+        "images": len(dataset.items),
+        "skipped_images": problems,
+        "segue_version": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def _training_summary(config: TrainConfig, dataset: LabelledSet, history: list[EpochRecord], seconds: float,
+                      images: int) -> dict[str, Any]:
+    last = history[-1]
+    return {
+        "data": str(config.data),
+        "images": images,
+        "identities": len(dataset.identities),
+        "epochs_run": len(history),
+        "last_epoch": asdict(last),
+        "seconds": round(seconds, 1),
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "segue_version": __version__,
+        "torch": torch.__version__,
+    }
