@@ -33,9 +33,9 @@ def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except SegueError as exc:
-            stderr_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+            stderr_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                stderr_console.print(f"  [yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+                stderr_console.print(f"  [yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from exc
 
     return wrapper

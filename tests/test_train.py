@@ -1,0 +1,142 @@
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from segue_cli.artifacts import load_generator
+from segue_cli.cli.app import app
+from segue_cli.errors import InputError
+from segue_cli.nn import distortions
+from segue_cli.training import TrainConfig, identity_codes, train
+from segue_cli.datasets import scan_image_folder
+
+runner = CliRunner()
+TINY = dict(image_size=32, epochs=3, surrogate_period=2, batch_size=4, max_steps_per_epoch=2, pgd_steps=1, workers=1)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_tiny_training_writes_loadable_checkpoint_and_leaves_data_alone(tiny_faces, tmp_path):
+    before = tree_digest(tiny_faces)
+    result = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **TINY))
+    assert tree_digest(tiny_faces) == before
+    assert [r.stage for r in result.history] == ["surrogate", "generator", "surrogate"]
+    loaded = load_generator(result.generator_path)
+    assert loaded.metadata.image_size == 32 and loaded.metadata.training["epochs_run"] == 3
+    assert all(r.delta_linf <= 8 / 255 + 1e-6 for r in result.history)
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["epoch"] == 3
+
+
+def test_run_folder_is_never_overwritten_and_resume_continues(tiny_faces, tmp_path):
+    first = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 1}))
+    second = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 1}))
+    assert first.run_dir != second.run_dir and second.run_dir.name == "run-2"
+    resumed = train(TrainConfig(data=tiny_faces, out=first.run_dir, resume=True, **{**TINY, "epochs": 2}))
+    assert resumed.run_dir == first.run_dir
+    assert [r.epoch for r in resumed.history] == [1, 2]
+
+
+def test_generator_learns_against_the_surrogate(tiny_faces, tmp_path):
+    """A few generator steps must lower the surrogate's loss on perturbed images."""
+    result = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", image_size=32, epochs=4, surrogate_period=4,
+                               batch_size=6, max_steps_per_epoch=3, pgd_steps=0, lr_generator=5e-3, workers=1,
+                               distortion=distortions.DistortionConfig(jpeg_p=0, resize_p=0)))
+    generator_ce = [r.ce for r in result.history if r.stage == "generator"]
+    assert generator_ce[-1] < generator_ce[0]
+
+
+def test_mixed_codes_alternate_between_own_and_random(tiny_faces):
+    dataset = scan_image_folder(tiny_faces)
+    own, kind0 = identity_codes(dataset, "mixed", 0, 16, seed=0)
+    rand, kind1 = identity_codes(dataset, "mixed", 1, 16, seed=0)
+    assert (kind0, kind1) == ("labels", "random")
+    assert own == [int(n) for n in dataset.identities] and rand != own
+
+
+def test_distortions_replay_exactly_and_keep_range():
+    x = torch.rand(3, 3, 40, 40)
+    params = distortions.sample(3, distortions.DistortionConfig(jpeg_p=1, resize_p=1, flip_p=0.5), torch.Generator().manual_seed(0))
+    a = distortions.apply(x, params, distortions.DistortionConfig())
+    b = distortions.apply(x, params, distortions.DistortionConfig())
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
+
+
+def test_differentiable_jpeg_tracks_real_jpeg_and_has_gradient(webface10):
+    import io
+
+    from segue_cli.imageio import load_image, rgb_to_tensor
+
+    rgb = load_image(webface10 / "train" / "0" / "0.jpg").rgb
+    x = rgb_to_tensor(rgb)[None].requires_grad_(True)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=50, subsampling=0)
+    real = rgb_to_tensor(np.asarray(Image.open(buffer)))[None]
+    approx = distortions.jpeg(x, 50)
+    assert (approx - real).abs().mean() < (x - real).abs().mean()
+    approx.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ---- bad input ---------------------------------------------------------------------
+
+def cli_train(*args: str):
+    return runner.invoke(app, ["train", *map(str, args), "--image-size", "32", "--epochs", "1", "--max-steps", "1",
+                               "--batch-size", "4", "--pgd-steps", "0"])
+
+
+def test_missing_and_empty_folders_are_clear_errors(tmp_path):
+    result = cli_train(tmp_path / "nope", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "not found" in result.output
+    (tmp_path / "empty").mkdir()
+    result = cli_train(tmp_path / "empty", "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "no images" in result.output
+
+
+def test_one_identity_is_refused(tiny_faces, tmp_path):
+    for extra in sorted(p for p in tiny_faces.iterdir())[1:]:
+        for f in extra.iterdir():
+            f.unlink()
+        extra.rmdir()
+    result = cli_train(tiny_faces, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "at least 2" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_and_tiny_files_are_named_then_skippable(tiny_faces, tmp_path):
+    bad = tiny_faces / "0" / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    Image.new("RGB", (4, 4)).save(tiny_faces / "1" / "tiny.png")
+    result = cli_train(tiny_faces, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert "broken.jpg" in result.output and "tiny.png" in result.output and "--skip-bad-images" in result.output
+    result = cli_train(tiny_faces, "--out", tmp_path / "run2", "--skip-bad-images")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run2" / "config.json").read_text())
+    assert len(record["skipped_images"]) == 2
+
+
+def test_odd_image_modes_are_converted_and_used(tiny_faces, tmp_path):
+    face = np.asarray(Image.open(next((tiny_faces / "0").glob("*.jpg"))).convert("RGB"))
+    Image.fromarray(face).convert("L").save(tiny_faces / "0" / "gray.png")
+    Image.fromarray(face).convert("RGBA").save(tiny_faces / "0" / "rgba.png")
+    Image.fromarray(face).convert("CMYK").save(tiny_faces / "1" / "cmyk.jpg")
+    Image.fromarray((face[:, :, 0].astype(np.uint16) * 257)).save(tiny_faces / "1" / "sixteen.png")
+    before = tree_digest(tiny_faces)
+    result = cli_train(tiny_faces, "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["images"] == 18 + 4 and record["skipped_images"] == []
+    assert tree_digest(tiny_faces) == before
+
+
+def test_bad_options_are_usage_errors(tiny_faces, tmp_path):
+    result = cli_train(tiny_faces, "--out", tmp_path / "run", "--epsilon", "-1")
+    assert result.exit_code == 2 and "epsilon" in result.output
