@@ -12,7 +12,17 @@ from PIL import Image
 from segue_cli.artifacts import save_generator
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
 
-WEBFACE10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WebFace10"
+def _find_webface10() -> Path:
+    """The nearest ``shared/data/WebFace10`` above this file: beside the repo in /work/main,
+    two levels up from a helper's worktree in /work/wt/<name>, or inside a checkout."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "data" / "WebFace10"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WebFace10"
+
+
+WEBFACE10 = _find_webface10()
 
 
 def _webface_root() -> Path:
