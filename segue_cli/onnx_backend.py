@@ -48,11 +48,14 @@ def choose_providers(device: str, available: list[str] | None = None) -> list[st
     return [(CUDA_PROVIDER, {"device_id": device_id}), CPU_PROVIDER]
 
 
-def _open_session(path: Path, providers: list[str | tuple[str, dict[str, str]]]) -> ort.InferenceSession:
+def _open_session(path: Path, providers: list[str | tuple[str, dict[str, str]]], threads: int | None) -> ort.InferenceSession:
     if not path.is_file():
         raise ArtifactError(f"model file not found: {path}", "pass --model PATH to an .onnx file made by `segue export`")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), providers=providers)
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ArtifactError(f"ONNX Runtime cannot load {path}: {exc}",
                             "is it an .onnx file made by `segue export`? re-export it") from exc
@@ -75,9 +78,12 @@ def _check_signature(session: ort.InferenceSession, path: Path, code_bits: int) 
 class OnnxBackend:
     """PerturbationBackend over one ONNX Runtime session (see ``runtime.PerturbationBackend``)."""
 
-    def __init__(self, path: Path, device: str = "auto") -> None:
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
+        """``threads``: CPU threads for one operator (None: ONNX Runtime's default, one per core)."""
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
         path = Path(path)
-        self._session = _open_session(path, choose_providers(device))
+        self._session = _open_session(path, choose_providers(device), threads)
         props = self._session.get_modelmeta().custom_metadata_map
         self.metadata = OnnxMetadata.from_props(props, path)
         _check_signature(self._session, path, self.metadata.code_bits)
