@@ -1,7 +1,7 @@
 """segue export and the ONNX Runtime backend.
 
-One export per module (the torch.export-based exporter takes 10-30 s on this CPU) feeds
-most tests; the end-to-end CLI and fp16 exports are marked slow.
+One export per session (conftest ``onnx_export``; the exporter takes 10-30 s on this
+CPU) feeds most tests; the end-to-end CLI and fp16 exports are marked slow.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from typer.testing import CliRunner
 
+from conftest import saturating_generator
 from segue_cli import export as export_module
 from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
 from segue_cli.errors import ArtifactError, ConfigError, OutputError
 from segue_cli.export import FP32_TOLERANCE, PARITY_SIZES, ExportConfig, ParityError, check_parity, export_model
-from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
 from segue_cli.onnx_backend import CPU_PROVIDER, CUDA_PROVIDER, OnnxBackend, choose_providers
 from segue_cli.onnx_format import (
     DYNAMIC_AXES,
@@ -37,24 +36,10 @@ pytestmark = pytest.mark.onnx
 EPSILON = 8 / 255
 
 
-def _saturating_generator(seed: int) -> SegueGenerator:
-    """A fresh generator whose output layer is scaled up so delta spans +/-epsilon like a
-    trained one (at init it is ~0.1 epsilon, which would make parity checks too easy)."""
-    torch.manual_seed(seed)
-    model = SegueGenerator(GeneratorConfig())
-    with torch.no_grad():
-        model.decoder[-2].weight.mul_(20.0)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, export_module.ExportResult]:
-    """(checkpoint, onnx file, export result) for a working-size-32 generator."""
-    folder = tmp_path_factory.mktemp("export")
-    checkpoint = folder / "g.safetensors"
-    save_generator(checkpoint, _saturating_generator(0), epsilon=EPSILON, image_size=32)
-    result = export_model(ExportConfig(out=folder / "g.onnx", model=checkpoint))
-    return checkpoint, result.out, result
+@pytest.fixture
+def exported(onnx_export) -> tuple[Path, Path, export_module.ExportResult]:
+    """(checkpoint, onnx file, export result) of the session's export (see conftest)."""
+    return onnx_export.source, onnx_export.out, onnx_export
 
 
 def _rewrite_props(src: Path, dest: Path, changes: dict[str, str] | None) -> Path:
@@ -127,6 +112,8 @@ def test_backend_refuses_bad_inputs(exported):
         backend.perturb(np.zeros((2, 3, 8, 8), np.float32), np.array([1, 2, 3]))
     with pytest.raises(Exception, match="out of range"):
         backend.perturb(np.zeros((1, 3, 8, 8), np.float32), np.array([2**16]))
+    with pytest.raises(ConfigError, match="threads"):
+        OnnxBackend(exported[1], "cpu", threads=0)
 
 
 def test_onnx_without_segue_metadata_is_refused(exported, tmp_path):
@@ -159,7 +146,7 @@ def test_unknown_format_version_and_malformed_metadata_are_refused(exported, tmp
 
 def test_parity_check_catches_a_graph_that_disagrees(exported, tmp_path, monkeypatch):
     checkpoint, onnx_path, _ = exported
-    other = _saturating_generator(seed=1)
+    other = saturating_generator(seed=1)
     with pytest.raises(ParityError, match="disagrees with PyTorch"):
         check_parity(onnx_path, other, FP32_TOLERANCE)
     # Through export_model: a graph that is not the checkpoint's leaves --out unwritten.
