@@ -2,9 +2,10 @@
 
 A thread pool decodes photos ahead of the generator and encodes finished ones behind it,
 while the calling thread batches generator inputs of the same shape through the backend.
-Memory stays bounded whatever the folder size: at most ``prefetch`` decodes and
-``2 * workers`` encodes are in flight, and inputs waiting for a batch are flushed early
-once the photos they belong to hold more than ``MAX_HELD_PIXELS``.
+Memory stays bounded whatever the folder size: at most ``prefetch()`` decodes (fewer
+for big photos) and ``2 * workers`` encodes are in flight, and once the photos decoded
+but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run and
+encodes waited for before anything else is decoded.
 
 What the generator sees of each photo, and how its output is mapped back, is decided
 by a :data:`~segue_cli.plans.Planner` (default: the whole photo at working scale); a
@@ -34,11 +35,17 @@ from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
 
 FORMATS = ("png", "jpeg", "webp")
-MAX_HELD_PIXELS = 48_000_000  # decoded photos waiting for a batch (about 150 MB of RGB)
+# Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
+# waited for beyond this many pixels (one 12 MP phone photo; about 240 face crops of 224
+# px): with their protected copies about 100 MB, so that a run of 12 MP photos peaks near
+# 0.9 GiB including torch (docs/protect.md).
+MAX_LIVE_PIXELS = 12_000_000
 
 
 def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """Half the cores (at most 8) decode and encode; the generator gets the other half:
+    per photo both sides cost about the same CPU time (docs/benchmarks.md)."""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 @dataclass(frozen=True)
@@ -216,15 +223,25 @@ def _reason(exc: BaseException, path: Path) -> str:
 
 
 class _Pipeline:
+    """Runs on the calling thread; only the pool's tasks (decode, compose + encode) run elsewhere."""
+
     def __init__(self, config: ProtectConfig, backend: PerturbationBackend, planner: Planner,
                  summary: ProtectSummary, emit: EventCallback) -> None:
         self.config, self.backend, self.planner, self.summary, self.emit = config, backend, planner, summary, emit
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="segue-io")
-        self.prefetch = max(2 * config.workers, config.batch_size)
         self.decoding: deque[tuple[PlannedFile, int, Future]] = deque()
-        self.encoding: deque[Future] = deque()
+        self.encoding: deque[tuple[int, Future]] = deque()  # (pixels, future)
         self.buckets: dict[tuple[int, ...], list[tuple[_Job, int]]] = {}
-        self.held_pixels = 0
+        self.live_pixels = 0  # photos decoded and not yet written: in buckets or being encoded
+        self.recent_pixels = 0  # the last decoded photo's size, to size the decode prefetch
+
+    def prefetch(self) -> int:
+        """Decodes kept in flight: enough to feed a batch while the generator runs, fewer
+        for big photos (and for the first ones, whose size is not known yet)."""
+        most = max(2 * self.config.workers, self.config.batch_size)
+        if not self.recent_pixels:
+            return self.config.workers
+        return max(self.config.workers, min(most, MAX_LIVE_PIXELS // self.recent_pixels))
 
     def finish(self, result: FileResult) -> None:
         self.summary.count(result)
@@ -247,12 +264,12 @@ class _Pipeline:
                 info = self.backend.info
                 future = self.pool.submit(_decode, planned, info.image_size, info.epsilon, self.config.max_pixels, self.planner)
                 self.decoding.append((planned, code, future))
-                while len(self.decoding) >= self.prefetch:
+                while len(self.decoding) >= self.prefetch():
                     self._take_decoded()
             while self.decoding:
                 self._take_decoded()
             while self.buckets:
-                self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
+                self._run_fullest_batch()
             while self.encoding:
                 self._take_encoded()
         finally:
@@ -266,19 +283,25 @@ class _Pipeline:
             self.fail(planned, _reason(exc, planned.source), code)
             return
         job = _Job(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
+        self.live_pixels += job.pixels
+        self.recent_pixels = job.pixels
         if not plan.inputs:
             self._encode(job)
-            return
-        self.held_pixels += job.pixels
         for index, pixels in enumerate(plan.inputs):
             bucket = self.buckets.setdefault(pixels.shape, [])
             bucket.append((job, index))
             if len(bucket) >= self.config.batch_size:
                 self._run_batch(pixels.shape)
-        while self.held_pixels > MAX_HELD_PIXELS and self.buckets:
-            self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
-        while self.encoding and self.encoding[0].done():
+        while self.live_pixels > MAX_LIVE_PIXELS and (self.buckets or self.encoding):
+            if self.buckets:
+                self._run_fullest_batch()  # partial batch: memory comes first
+            else:
+                self._take_encoded()
+        while self.encoding and self.encoding[0][1].done():
             self._take_encoded()
+
+    def _run_fullest_batch(self) -> None:
+        self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
 
     def _run_batch(self, shape: tuple[int, ...]) -> None:
         entries = self.buckets.pop(shape)
@@ -293,22 +316,23 @@ class _Pipeline:
                 continue  # already failed through another of its inputs
             if deltas is None:
                 job.pending = 0
-                self.held_pixels -= job.pixels
+                self.live_pixels -= job.pixels
                 self.fail(job.planned, error, job.code, tuple(job.image.notes + job.plan.notes))
                 continue
             job.deltas[index] = deltas[position]
             job.pending -= 1
             if job.pending == 0:
-                self.held_pixels -= job.pixels
                 self._encode(job)
 
     def _encode(self, job: _Job) -> None:
-        self.encoding.append(self.pool.submit(_encode, job, self.config, self.backend.info.epsilon))
+        self.encoding.append((job.pixels, self.pool.submit(_encode, job, self.config, self.backend.info.epsilon)))
         while len(self.encoding) > 2 * self.config.workers:
             self._take_encoded()
 
     def _take_encoded(self) -> None:
-        self.finish(self.encoding.popleft().result())
+        pixels, future = self.encoding.popleft()
+        self.live_pixels -= pixels
+        self.finish(future.result())
 
 
 def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
@@ -349,7 +373,7 @@ def protect(
     inputs = collect_inputs(config.input, config.paths)
     out_dir = check_out_dir(inputs, config.out if config.out is not None else default_out_dir(inputs))
     planned_files = plan_outputs(inputs, out_dir, config.image_format, config.overwrite)
-    backend = backend or open_backend(config.model, config.backend, config.device)
+    backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
     description, code_of = side_information(config, inputs, backend.info.code_bits)
     info = backend.info
     summary = ProtectSummary(out_dir=out_dir, side_information=description,
@@ -376,17 +400,23 @@ def protect(
     return summary
 
 
+def inference_threads(io_workers: int) -> int:
+    """Leave the I/O threads their cores: the generator gets the rest (at least one).
+    Oversubscribed, the generator's intra-op threads spin against the encoders and both
+    slow down (about 4x on a busy 2-core machine)."""
+    return max(1, (os.cpu_count() or 1) - io_workers)
+
+
 @contextmanager
 def _inference_threads(backend: PerturbationBackend, io_workers: int) -> Iterator[None]:
-    """Leave the I/O threads their cores: torch on CPU gets the rest (at least one).
-    Oversubscribed, torch's intra-op threads spin against the encoders and both slow down."""
+    """torch's thread count is process-wide: set it for the run, then put it back."""
     if backend.info.name != "torch" or backend.info.device != "cpu":
         yield
         return
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - io_workers))
+    torch.set_num_threads(inference_threads(io_workers))
     try:
         yield
     finally:

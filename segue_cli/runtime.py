@@ -63,10 +63,14 @@ class TorchBackend:
         return delta.float().cpu().numpy()
 
 
-def open_backend(model: str | Path | None = None, backend: str = "auto", device: str = "auto") -> PerturbationBackend:
+def open_backend(
+    model: str | Path | None = None, backend: str = "auto", device: str = "auto", threads: int | None = None
+) -> PerturbationBackend:
     """Resolve ``model`` (path, name in models/, or None for the default) and open it.
 
     ``auto`` picks ONNX Runtime for ``.onnx`` files and torch for checkpoints.
+    ``threads``: CPU threads ONNX Runtime may use per call (None: one per core). Torch's
+    thread count is process-wide, so callers set it themselves (see ``protect``).
     """
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
@@ -75,7 +79,7 @@ def open_backend(model: str | Path | None = None, backend: str = "auto", device:
     if backend == "onnx" or (backend == "auto" and is_onnx):
         from .onnx_backend import OnnxBackend  # noqa: PLC0415 (onnxruntime is only needed here)
 
-        return OnnxBackend(path, device=device)
+        return OnnxBackend(path, device=device, threads=threads)
     if is_onnx:
         raise ConfigError(f"{path} is an ONNX file; the torch backend needs a .safetensors checkpoint",
                           "use --backend onnx, or pass the checkpoint")

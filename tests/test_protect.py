@@ -350,3 +350,37 @@ def test_unreadable_file_is_reported(tmp_path, tiny_generator_path):
     finally:
         (root / "locked.png").chmod(0o644)
     assert (summary.written, summary.failed) == (1, 1) and "permission denied" in summary.failures[0].reason
+
+
+def test_an_attacker_who_downsizes_meets_the_perturbation(tmp_path, tiny_generator_path):
+    """Computed at working scale (32 here) and mapped to a 128 x 96 photo, the perturbation is
+    still what the attacker's resize back to working scale sees."""
+    from segue_cli.imageio import resize_to
+
+    root = tmp_path / "in"
+    root.mkdir()
+    face(3, (96, 128)).save(root / "big.png")
+    summary = run({"input": root, "identity": "x"}, tiny_generator_path)
+    assert summary.written == 1
+    rgb = np.asarray(Image.open(root / "big.png").convert("RGB"))
+    out = np.asarray(Image.open(tmp_path / "in-protected" / "big.png"))
+    plan = whole_image_plan(rgb, 32, 8 / 255)
+    assert plan.inputs[0].shape == (3, 43, 32)  # 128 x 96 photo, shorter side to 32
+    delta = open_backend(str(tiny_generator_path), "torch", "cpu").perturb(plan.inputs[0][None], np.array([identity_code("x")]))[0]
+    seen = resize_to(out, 43, 32).astype(np.float32) - resize_to(rgb, 43, 32).astype(np.float32)
+    correlation = np.corrcoef(seen.ravel(), delta.transpose(1, 2, 0).ravel())[0, 1]
+    assert correlation > 0.6
+
+
+def test_memory_budget_runs_partial_batches_without_changing_outputs(tmp_path, tiny_generator_path, monkeypatch):
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(6):
+        face(i).save(root / f"{i}.png")  # 48 x 48 = 2,304 pixels each
+    inner = open_backend(str(tiny_generator_path), "torch", "cpu")
+    run({"input": root, "out": tmp_path / "free", "batch_size": 4}, tiny_generator_path, backend=RecordingBackend(inner))
+    monkeypatch.setattr(protect_module, "MAX_LIVE_PIXELS", 3_000)  # room for one photo
+    tight = RecordingBackend(inner)
+    summary = run({"input": root, "out": tmp_path / "tight", "batch_size": 4}, tiny_generator_path, backend=tight)
+    assert summary.written == 6 and max(shape[0] for shape in tight.batches) <= 2
+    assert tree_digest(tmp_path / "tight") == tree_digest(tmp_path / "free")

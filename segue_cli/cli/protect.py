@@ -50,7 +50,7 @@ def protect(
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1-100 (default 95). Lower quality removes more of the protection.")] = None,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Copy EXIF (camera, date, GPS position...) into the outputs. Default: removed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output already exists (default: skip them).")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: the number of CPU cores, at most 8.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: half the CPU cores (at most 8); the generator gets the rest.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Photos per generator call (photos of the same working size are batched together).")] = 16,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     json_output: JsonOption = False,
