@@ -13,11 +13,11 @@ docs/benchmarks.md. Example (the command behind the published figures):
 
     nice -n 10 /work/venv/bin/python benchmarks/protect_bench.py --write-docs
 
-The same through ONNX Runtime (once `segue export` is merged):
+The same through ONNX Runtime:
 
     python benchmarks/protect_bench.py --save-fresh-model /tmp/fresh-112.safetensors
     segue export /tmp/fresh-112.safetensors --out /tmp/fresh-112.onnx
-    python benchmarks/protect_bench.py --model /tmp/fresh-112.onnx --backend onnx
+    python benchmarks/protect_bench.py --model /tmp/fresh-112.onnx --backend onnx --write-docs
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ from segue_cli.runtime import BackendInfo, open_backend  # noqa: E402
 DEFAULT_DATA = next((p / "shared" / "data" / "WebFace10" for p in (REPO.parent, REPO.parent.parent)
                      if (p / "shared" / "data" / "WebFace10").is_dir()), REPO.parent / "shared" / "data" / "WebFace10")
 DOCS = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- protect-bench:start -->", "<!-- protect-bench:end -->"
+
+def markers(backend: str) -> tuple[str, str]:
+    """One docs section per backend, replaced in place by later runs."""
+    return f"<!-- protect-bench-{backend}:start -->", f"<!-- protect-bench-{backend}:end -->"
 
 
 class ZeroBackend:
@@ -101,9 +104,10 @@ def child(args: argparse.Namespace, which: str) -> dict[str, object]:
 def markdown(rows: list[dict[str, object]], args: argparse.Namespace, command: str) -> str:
     floor, model = rows
     ratio = float(model["images_per_second"]) / float(floor["images_per_second"])
+    start, end = markers(str(model["backend"]))
     lines = [
-        START,
-        "## `segue protect` throughput",
+        start,
+        f"## `segue protect` throughput ({model['backend']} backend)",
         "",
         f"{model['written']} WebFace10 photos (224 px JPEG in, PNG out, working size {model['image_size']}), "
         f"backend {model['backend']} on {model['device']}, {args.workers} I/O thread(s), batch {args.batch_size}; "
@@ -125,15 +129,16 @@ def markdown(rows: list[dict[str, object]], args: argparse.Namespace, command: s
               "", "Command:", "", "```", command, "```", "",
               "Through ONNX Runtime: `--save-fresh-model /tmp/fresh-112.safetensors`, "
               "`segue export /tmp/fresh-112.safetensors --out /tmp/fresh-112.onnx`, then "
-              "`--model /tmp/fresh-112.onnx --backend onnx`.", END]
+              "`--model /tmp/fresh-112.onnx --backend onnx`.", end]
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str) -> None:
+def write_docs(section: str, backend: str) -> None:
+    start, end = markers(backend)
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nEach figure names the command that produced it.\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     DOCS.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +179,7 @@ def main() -> None:
     section = markdown(rows, args, command.strip())
     print(section)
     if args.write_docs:
-        write_docs(section)
+        write_docs(section, str(rows[1]["backend"]))
 
 
 if __name__ == "__main__":
