@@ -71,15 +71,16 @@ def _axis_weights(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray, np
 def upsample_strips(delta_hwc: np.ndarray, height: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
     """``delta_hwc`` (h x w x 3 float32) bilinearly resized to height x width, yielded as
     (first row, rows x width x 3) strips so a large photo never needs a full-size float copy."""
-    if delta_hwc.shape[:2] == (height, width):
-        yield 0, delta_hwc.copy()
+    strip = max(1, _STRIP_PIXELS // width)
+    if delta_hwc.shape[:2] == (height, width):  # already full size (e.g. a face-aware delta)
+        for start in range(0, height, strip):
+            yield start, delta_hwc[start : start + strip].copy()
         return
     if height * width <= _STRIP_PIXELS:
         yield 0, cv2.resize(delta_hwc, (width, height), interpolation=cv2.INTER_LINEAR)
         return
     wide = cv2.resize(delta_hwc, (width, delta_hwc.shape[0]), interpolation=cv2.INTER_LINEAR)  # columns first
     y0, y1, wy = _axis_weights(height, delta_hwc.shape[0])
-    strip = max(1, _STRIP_PIXELS // width)
     for start in range(0, height, strip):
         rows = slice(start, min(height, start + strip))
         yield start, wide[y0[rows]] * (1 - wy[rows])[:, None, None] + wide[y1[rows]] * wy[rows][:, None, None]

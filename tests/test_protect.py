@@ -201,6 +201,8 @@ def test_full_resolution_mapping_matches_torch_bilinear(monkeypatch):
     assert len(strips) > 1
     np.testing.assert_allclose(whole, expected, atol=1e-5)
     np.testing.assert_allclose(np.concatenate([rows for _, rows in strips]), expected, atol=1e-5)
+    same = np.concatenate([rows for _, rows in upsample_strips(expected, 97, 130)])  # already full size
+    assert np.array_equal(same, expected)
     assert working_shape(224, 224, 112) == (112, 112) and working_shape(300, 200, 112) == (168, 112)
     assert working_shape(50, 40, 112) == (50, 40)
 
