@@ -1,0 +1,153 @@
+"""Write the model card of a shipped generator from files, never from typed-in numbers.
+
+Reads the checkpoint's own metadata (training summary), file hashes, and the
+``results.json`` of each ``segue evaluate`` run given with ``--eval NAME=DIR``, and
+writes ``models/<name>.json`` (machine-readable) and ``docs/model-card.md``. Scenarios
+without a results file are listed as not measured, never filled in.
+
+  python benchmarks/model_card.py --model models/segue-webface10-112.safetensors \
+      --eval labels=runs/p112/labels/eval --eval hashed=runs/p112/hashed/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segue_cli.artifacts import file_sha256, read_metadata  # noqa: E402
+
+# (scenario, variant, arch, attack, target: max clean-test accuracy %, how it is made)
+TARGETS = [
+    ("ResNet18, identities as labels", "labels", "resnet18", "none", 15.0,
+     "python benchmarks/p112.py --variant labels"),
+    ("ResNet18, identities as hashed names (codes never seen)", "hashed", "resnet18", "none", 20.0,
+     "python benchmarks/p112.py --variant hashed --skip-baseline"),
+    *[(f"{arch} attacker", "labels", arch, "none", 20.0, f"python benchmarks/p112.py --variant labels --arch {arch} --skip-baseline")
+      for arch in ("resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "inception_v3", "vit")],
+    ("attacker re-encodes as JPEG quality 75", "labels", "resnet18", "jpeg-75", 25.0,
+     "python benchmarks/p112.py --variant labels --attack jpeg-75 --skip-baseline"),
+    ("attacker converts to grayscale", "labels", "resnet18", "gray", 30.0,
+     "python benchmarks/p112.py --variant labels --attack gray --skip-baseline"),
+    ("attacker uses PGD adversarial training, 4/255", "labels", "resnet18", "at-4", 30.0,
+     "python benchmarks/p112.py --variant labels --attack at-4 --skip-baseline"),
+]
+
+
+def load_runs(evals: dict[str, Path]) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, Any]]:
+    runs: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    quality: dict[str, Any] = {}
+    for variant, folder in evals.items():
+        results = json.loads((folder / "results.json").read_text())
+        if variant == "labels" and results.get("quality"):
+            quality = results["quality"]
+        for run in results["runs"]:
+            runs[(variant, run["arch"], run["attack"], run["train_set"])] = {
+                "final": round(run["final_accuracy"], 1), "peak": round(run["peak_accuracy"], 1),
+                "results": str(folder / "results.json"), "status": results.get("status"),
+                "departures": results.get("departures", []),
+            }
+    return runs, quality
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--eval", action="append", default=[], help="VARIANT=DIR of a segue evaluate run")
+    parser.add_argument("--strip", type=Path, default=None, help="clean/protected/residual strip PNG to show")
+    parser.add_argument("--reference-baseline", type=float, default=81.5,
+                        help="P112 clean baseline from ../shared/docs/benchmark-protocol.md, used when no baseline run is given")
+    args = parser.parse_args()
+    evals = {item.split("=", 1)[0]: Path(item.split("=", 1)[1]) for item in args.eval}
+    runs, quality = load_runs(evals)
+    meta = read_metadata(args.model)
+    onnx_path = args.model.with_suffix(".onnx")
+    training = meta.training
+    rows = []
+    for scenario, variant, arch, attack, target, command in TARGETS:
+        protected = runs.get((variant, arch, attack, "protected"))
+        baseline = runs.get((variant, arch, attack, "clean")) or runs.get(("labels", arch, attack, "clean"))
+        rows.append({
+            "scenario": scenario, "variant": variant, "arch": arch, "attack": attack, "target_max_accuracy": target,
+            "protected": protected, "baseline": baseline,
+            "met": None if protected is None else protected["final"] <= target, "command": command,
+        })
+    card = {
+        "name": args.model.stem,
+        "file": args.model.name,
+        "file_sha256": file_sha256(args.model),
+        "content_sha256": meta.content_sha256,
+        "onnx": {"file": onnx_path.name, "file_sha256": file_sha256(onnx_path)} if onnx_path.is_file() else None,
+        "epsilon": meta.epsilon, "image_size": meta.image_size, "code_bits": meta.code_bits,
+        "training": {
+            "data": "WebFace10 train (1,300 images, 10 identities, 224 px face crops)",
+            "epochs_run": training.get("epochs_run"), "seconds": training.get("seconds"),
+            "settings": training.get("config"), "last_epoch": training.get("last_epoch"),
+            "log": "models/segue-webface10-112-training/metrics.jsonl",
+        },
+        "protocol": "P112 (../shared/docs/benchmark-protocol.md); final = accuracy after the last epoch",
+        "clean_baseline_reference": args.reference_baseline,
+        "chance_accuracy": 10.0,
+        "quality": quality,
+        "evaluations": rows,
+    }
+    (ROOT / "models" / f"{args.model.stem}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip))
+    print(json.dumps({"written": [f"models/{args.model.stem}.json", "docs/model-card.md"]}))
+
+
+def render(card: dict[str, Any], strip: Path | None) -> str:
+    q = card["quality"]
+    lines = [
+        f"# Model card: `{card['name']}`", "",
+        "The generator `segue protect` uses when no `--model` is given. Every figure below is read from",
+        f"a file by `benchmarks/model_card.py`; the machine-readable card is `models/{card['name']}.json`.", "",
+        "## What it is", "",
+        f"- Segue generator (~0.1 M parameters), epsilon {card['epsilon'] * 255:.0f}/255 (L-inf), working size "
+        f"{card['image_size']} px, {card['code_bits']}-bit side-information codes.",
+        f"- Files: `models/{card['file']}` (sha256 `{card['file_sha256']}`)"
+        + (f", ONNX export `models/{card['onnx']['file']}` (sha256 `{card['onnx']['file_sha256']}`)." if card["onnx"] else "."),
+        f"- Trained on {card['training']['data']} for {card['training']['epochs_run']} epochs "
+        f"({card['training']['seconds'] / 60:.0f} min wall on the 2-core CPU, shared with other jobs).",
+        "  Settings: the paper's (`segue train --help`) except `--pgd-steps 2` (CPU time); the full",
+        f"  config and the per-epoch log are in `{card['training']['log']}`. Command:",
+        "  `segue train ../shared/data/WebFace10/train --out runs/default-112 --image-size 112 --epochs 20 --pgd-steps 2 --seed 0`", "",
+        "## Protection under protocol P112", "",
+        "Clean-test accuracy (%) of an attacker trained from scratch on the protected WebFace10 train split",
+        "(protected at 224 px by `segue protect`, PNG, then resized to 112 px by the attacker). Lower is better;",
+        f"chance is {card['chance_accuracy']:.0f}%. Clean baseline (same attacker, clean photos): "
+        f"{card['clean_baseline_reference']}% (protocol reference, this machine), unless a measured one is shown.", "",
+        "| scenario | target | protected final (peak) | clean baseline final | met | command |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in card["evaluations"]:
+        protected = row["protected"]
+        measured = "not measured" if protected is None else f"{protected['final']:.1f} ({protected['peak']:.1f})"
+        baseline = "-" if row["baseline"] is None else f"{row['baseline']['final']:.1f}"
+        met = "-" if row["met"] is None else ("yes" if row["met"] else f"**no** (by {protected['final'] - row['target_max_accuracy']:.1f} points)")
+        lines.append(f"| {row['scenario']} | <= {row['target_max_accuracy']:.0f} | {measured} | {baseline} | {met} | `{row['command']}` |")
+    lines += ["", "## Image quality (protected vs clean train photos at 224 px)", ""]
+    if q:
+        lines += [
+            f"| PSNR | SSIM | MS-SSIM | max L-inf | mean L2 | LPIPS |", "|---|---|---|---|---|---|",
+            f"| {q['psnr_db']:.2f} dB (target >= 32) | {q['ssim']:.3f} (target >= 0.85) | {q['ms_ssim']:.3f} | "
+            f"{q['linf_max_255']:.1f}/255 | {q['l2_mean']:.2f} | not computed |", "",
+            f"LPIPS: {q.get('lpips_note', 'not computed')}",
+        ]
+    else:
+        lines.append("not measured")
+    if strip:
+        lines += ["", f"![clean, protected and residual x30]({strip})"]
+    lines += ["", "Figures come from `segue evaluate` runs (results.json recorded in the JSON card). Scenarios marked",
+              "'not measured' were not run in the session that made this card: each full P112 attacker run takes",
+              "20-40 minutes on the 2-core CPU. Run the command beside it, then re-run this script.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
