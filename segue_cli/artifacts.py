@@ -92,6 +92,10 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(tmp_name))
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -12,7 +12,17 @@ from PIL import Image
 from segue_cli.artifacts import save_generator
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
 
-WEBFACE10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WebFace10"
+def _find_webface10() -> Path:
+    """The nearest ``shared/data/WebFace10`` above this file: beside the repo in /work/main,
+    two levels up from a helper's worktree in /work/wt/<name>, or inside a checkout."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "data" / "WebFace10"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "WebFace10"
+
+
+WEBFACE10 = _find_webface10()
 
 
 def _webface_root() -> Path:
@@ -54,3 +64,27 @@ def tiny_generator_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.safetensors"
     save_generator(path, model, epsilon=8 / 255, image_size=32, training={"note": "test fixture, untrained"})
     return path
+
+
+def saturating_generator(seed: int = 0) -> SegueGenerator:
+    """A fresh generator whose output layer is scaled up so delta spans +/-epsilon like a
+    trained one's (at initialisation it stays near 0.1 epsilon, which makes comparisons
+    between backends too easy to pass)."""
+    torch.manual_seed(seed)
+    model = SegueGenerator(GeneratorConfig())
+    with torch.no_grad():
+        model.decoder[-2].weight.mul_(20.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory):
+    """ExportResult of `segue export` on a saturating generator (working size 32, epsilon
+    8/255): ``.source`` is the checkpoint, ``.out`` the ONNX file. Exported once per
+    session because the exporter takes 10-30 s on this CPU."""
+    from segue_cli.export import ExportConfig, export_model
+
+    folder = tmp_path_factory.mktemp("onnx-export")
+    checkpoint = folder / "generator.safetensors"
+    save_generator(checkpoint, saturating_generator(0), epsilon=8 / 255, image_size=32, training={"note": "test fixture"})
+    return export_model(ExportConfig(out=folder / "generator.onnx", model=checkpoint))

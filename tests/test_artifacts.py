@@ -72,3 +72,15 @@ def test_pickle_and_foreign_files_are_refused(tmp_path):
         load_generator(plain)
     with pytest.raises(ArtifactError, match="not found"):
         load_generator(tmp_path / "missing.safetensors")
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    from segue_cli.artifacts import atomic_write
+
+    target = tmp_path / "shared.txt"
+    atomic_write(target, lambda tmp: tmp.write_text("x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,9 +1,116 @@
-"""Not built yet: see the open issue for `segue protect`."""
+"""Protect photos before sharing them: adds the Segue perturbation (invisible, at most
+8/255 per pixel) so that face-recognition models trained on them learn nothing useful.
+
+INPUT is a folder (searched recursively), one image file, or - to read image paths from
+stdin (one per line, or NUL-separated as from find -print0). Outputs mirror the input's
+relative paths in --out (default: INPUT-protected beside INPUT, never inside it), keep
+each photo's full size, and are PNG unless --format says otherwise. Existing outputs are
+skipped, so a re-run finishes an interrupted job; --overwrite redoes them. EXIF and GPS
+metadata are removed unless --keep-metadata.
+
+Side information (who is in the photos): --identity NAME, --label N, --labels FILE or
+--by-folder; with none of them every photo gets one identity named after the input
+folder. Exit codes: 0 all done, 1 some files failed (each is listed), 2 usage error.
+"""
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..imageio import DEFAULT_MAX_PIXELS
+from ..protect import FileResult, ProtectConfig, ProtectSummary, default_workers, protect as run_protect
+from .options import DeviceOption, JsonOption, ModelOption
+from .render import print_json, stderr_console
 
 
-def protect() -> None:
-    raise ConfigError("segue protect is not built yet", "see the project's issues")
+def _stdin_paths() -> tuple[str, ...]:
+    data = sys.stdin.read()
+    separator = "\0" if "\0" in data else "\n"
+    return tuple(line for line in data.split(separator) if line.strip())
+
+
+def protect(
+    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="Folder (recursive), image file, or - to read image paths from stdin.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder).")] = None,
+    identity: Annotated[Optional[str], typer.Option("--identity", help="All photos show this one person; the name is hashed to a stable code.")] = None,
+    label: Annotated[Optional[int], typer.Option("--label", help="All photos get this integer label (0..65535) as side information.")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV with path,label per photo (as written by `segue cluster`); paths relative to the CSV.")] = None,
+    by_folder: Annotated[bool, typer.Option("--by-folder", help="The first sub-folder under INPUT names the person (INPUT/<identity>/...).")] = False,
+    model: ModelOption = None,
+    backend: Annotated[str, typer.Option("--backend", help="Inference engine: auto (ONNX Runtime for .onnx files, else torch), torch or onnx.")] = "auto",
+    device: DeviceOption = "auto",
+    image_format: Annotated[str, typer.Option("--format", help="Output format: png (lossless, default), jpeg or webp (lossy: weakens protection).")] = "png",
+    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1-100 (default 95). Lower quality removes more of the protection.")] = None,
+    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Copy EXIF (camera, date, GPS position...) into the outputs. Default: removed.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output already exists (default: skip them).")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: half the CPU cores (at most 8); the generator gets the rest.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Photos per generator call (photos of the same working size are batched together).")] = 16,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    json_output: JsonOption = False,
+) -> None:
+    config = ProtectConfig(
+        input=input_path, paths=_stdin_paths() if input_path == "-" else (), out=out, identity=identity, label=label,
+        labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
+        quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
+        workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
+    )
+    with Progress(
+        TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console, transient=False,
+    ) as bar:
+        task: list[Any] = []
+
+        def on_event(event: str, payload: Any) -> None:
+            if event == "start":
+                _print_start(bar, payload)
+                task.append(bar.add_task("protect", total=payload.total, info=""))
+                return
+            result: FileResult = payload
+            if json_output:
+                print_json(result.to_dict())
+            if result.status == "failed":
+                bar.console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
+                                  highlight=False, soft_wrap=True)
+            for note in result.notes:
+                bar.console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}", highlight=False, soft_wrap=True)
+            bar.update(task[0], advance=1, info=f"{result.status} {result.source.name}")
+
+        summary = run_protect(config, on_event)
+    _print_summary(summary)
+    if json_output:
+        print_json(summary.to_dict())
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _print_start(bar: Progress, summary: ProtectSummary) -> None:
+    bar.console.print(f"side information: {escape(summary.side_information)}", highlight=False, soft_wrap=True)
+    for warning in summary.warnings:
+        bar.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
+def _print_summary(summary: ProtectSummary) -> None:
+    table = Table(title="segue protect", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("written", str(summary.written))
+    table.add_row("skipped", f"{summary.skipped}" + (" (outputs already there; --overwrite to redo)" if summary.skipped else ""))
+    table.add_row("failed", f"[red]{summary.failed}[/]" if summary.failed else "0")
+    table.add_row("time", f"{summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s)")
+    table.add_row("output", escape(str(summary.out_dir)))
+    table.add_row("side information", escape(summary.side_information))
+    table.add_row("model", escape(f"{summary.model} (sha256 {summary.model_sha256[:12]}), {summary.backend} on {summary.device}"))
+    stderr_console.print(table)
+    for warning in summary.warnings:
+        stderr_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    if summary.failures:
+        stderr_console.print(f"[red]{summary.failed} file(s) failed:[/]")
+        for failure in summary.failures:
+            stderr_console.print(f"  {escape(str(failure.source))}: {escape(failure.reason or '')}", highlight=False, soft_wrap=True)

@@ -79,8 +79,12 @@ def train(
             elif event == "step":
                 bar.update(tasks["epoch"], advance=1, info=f"loss {payload['loss']:.4f} ce {payload['ce']:.4f}")
             elif event == "epoch_end":
-                bar.update(tasks["epoch"], info=f"ce {payload['ce']:.4f} acc {payload['accuracy']:.2f} "
-                                                f"|d|2 {payload['delta_l2']:.3f}")
+                line = (f"ce {payload['ce']:.4f} acc {payload['accuracy']:.2f} |d|2 {payload['delta_l2']:.3f} "
+                        f"{payload['seconds']:.0f}s")
+                bar.update(tasks["epoch"], info=line)
+                # One permanent line per epoch, so logs of non-interactive runs show progress too.
+                bar.console.print(f"epoch {payload['epoch']} {payload['stage']} ({payload['codes']} codes): {line}",
+                                  highlight=False)
             elif event == "early_stop":
                 stderr_console.print(f"early stop at epoch {payload['epoch']}: surrogate loss {payload['ce']:.5f}")
 

@@ -1,0 +1,80 @@
+"""Protocol P112 end to end: protect WebFace10's train split with ``segue protect``,
+then play the attacker with ``segue evaluate --protocol p112``.
+
+Variants (see docs/benchmark-protocol in ../shared/docs):
+  labels   each identity folder is the label (``--by-folder``)
+  hashed   each identity protected with ``--identity webface10-<label>``: codes the
+           generator never saw in training
+Every step is a plain ``segue`` command, printed before it runs, so any figure can be
+re-made by hand. Results land in OUT/<variant>/eval*/results.json.
+
+  python benchmarks/p112.py --model models/segue-webface10-112.safetensors --variant labels
+  python benchmarks/p112.py --variant hashed --skip-baseline
+  python benchmarks/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "WebFace10"
+
+
+def segue(*args: str) -> str:
+    command = [sys.executable, "-m", "segue_cli", *args]
+    print("$ segue " + shlex.join(args), file=sys.stderr, flush=True)
+    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"segue {args[0]} failed with exit code {completed.returncode}")
+    return completed.stdout
+
+
+def protect(model: str | None, train: Path, out: Path, variant: str) -> None:
+    model_args = ["--model", model] if model else []
+    if variant == "labels":
+        segue("protect", str(train), "--out", str(out), "--by-folder", *model_args)
+    elif variant == "hashed":
+        for identity in sorted(p.name for p in train.iterdir() if p.is_dir()):
+            segue("protect", str(train / identity), "--out", str(out / identity), "--identity", f"webface10-{identity}",
+                  *model_args)
+    else:
+        raise SystemExit(f"unknown variant {variant}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="generator checkpoint or ONNX file (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="WebFace10 root with train/ and test/")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "p112", help="work folder")
+    parser.add_argument("--variant", choices=("labels", "hashed"), default="labels")
+    parser.add_argument("--arch", action="append", default=None, help="attacker architecture (repeatable)")
+    parser.add_argument("--attack", action="append", default=None, help="counter-measure (repeatable)")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not train the clean baseline")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+
+    protected = args.out / args.variant / "protected"
+    if not protected.exists():
+        protect(args.model, args.data / "train", protected, args.variant)
+    evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
+                     "--test", str(args.data / "test"), "--protocol", "p112", "--out", str(args.out / args.variant / "eval"),
+                     "--seed", str(args.seed), "--threads", str(args.threads), "--json"]
+    for arch in args.arch or []:
+        evaluate_args += ["--arch", arch]
+    for attack in args.attack or []:
+        evaluate_args += ["--attack", attack]
+    if args.skip_baseline:
+        evaluate_args.append("--skip-baseline")
+    summary = json.loads(segue(*evaluate_args).strip().splitlines()[-1])
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m segue_cli`` runs the CLI (same as the ``segue`` script)."""
+
+from .cli.app import main
+
+main()

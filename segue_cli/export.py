@@ -1,0 +1,209 @@
+"""``segue export``: a generator checkpoint -> an ONNX file that ONNX Runtime runs.
+
+The graph (names, axes and metadata in ``onnx_format``) computes
+``delta = epsilon * G(images, code_signs)`` for any batch, height and width. It is made
+with the torch.export-based exporter (``dynamo=True``; the TorchScript one is deprecated
+in torch 2.9+) at a pinned opset, checked with ``onnx.checker``, then checked again by
+running it: ONNX Runtime and PyTorch must agree on the perturbation at several odd and
+non-square sizes within a stated tolerance, or nothing is written. The file is written
+atomically, so --out is either the checked export or untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_path
+from .errors import ArtifactError, ConfigError, OutputError
+from .nn.generator import SegueGenerator
+from .onnx_backend import OnnxBackend
+from .onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+
+MIN_OPSET = 18  # the torch.export-based exporter emits opset 18 and later only
+MAX_OPSET = 23  # highest opset checked here (onnxruntime 1.32); 18 runs on onnxruntime >= 1.14
+# Max |delta_onnx - delta_torch| allowed by the parity check. fp16: the graph computes in
+# half precision; half of one 8-bit step (0.5/255 ~ 0.002) keeps protected pixels within
+# 1/255 of the fp32 result.
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 2e-3
+# Parity sizes (height, width) besides the model's working size: odd, non-square, and
+# sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).
+PARITY_SIZES = ((33, 47), (47, 33), (61, 90))
+PARITY_BATCH = 3
+_SIZE_MULTIPLE = 4  # SegueGenerator's internal padding multiple (two stride-2 convs)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    out: Path
+    model: str | Path | None = None  # checkpoint path, name in models/, or None: the default model
+    fp16: bool = False
+    opset: int = DEFAULT_OPSET
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if Path(self.out).suffix.lower() != ".onnx":
+            raise ConfigError(f"--out {self.out} must end in .onnx", "e.g. --out models/generator.onnx")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"--opset {self.opset} is not supported", f"use an opset from {MIN_OPSET} to {MAX_OPSET}")
+
+    @property
+    def tolerance(self) -> float:
+        return FP16_TOLERANCE if self.fp16 else FP32_TOLERANCE
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    height: int
+    width: int
+    batch: int
+    max_abs_diff: float
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    source: Path
+    metadata: OnnxMetadata
+    opset: int
+    tolerance: float
+    parity: list[ParityCheck] = field(default_factory=list)
+    seconds: float = 0.0
+    file_bytes: int = 0
+    file_sha256: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "out": str(self.out), "source": str(self.source), "opset": self.opset,
+            "metadata": self.metadata.to_props(), "tolerance": self.tolerance,
+            "parity": [vars(check) for check in self.parity],
+            "max_abs_diff": max((c.max_abs_diff for c in self.parity), default=None),
+            "seconds": round(self.seconds, 2), "file_bytes": self.file_bytes, "file_sha256": self.file_sha256,
+        }
+
+
+class ParityError(ArtifactError):
+    """The exported graph disagrees with PyTorch: the export ran but failed (exit 1)."""
+
+    exit_code = 1
+
+
+class _ExportGraph(nn.Module):
+    """epsilon * G(images, code_signs) with the padding done on symbolic sizes.
+
+    SegueGenerator pads only ``if`` the size is not a multiple of 4, a Python branch that
+    export traces once and freezes (an export traced at 32x32 then fails at 33x47). Here
+    the pad is always applied, with amounts computed from the symbolic height and width,
+    so the generator's own branch sees a multiple of 4 and the graph holds for any size.
+    """
+
+    def __init__(self, generator: SegueGenerator, epsilon: float, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.generator = generator
+        self.epsilon = float(epsilon)
+        self.dtype = dtype
+
+    def forward(self, images: torch.Tensor, code_signs: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2], images.shape[-1]
+        padded = F.pad(images, (0, (-width) % _SIZE_MULTIPLE, 0, (-height) % _SIZE_MULTIPLE), mode="replicate")
+        raw = self.generator(padded.to(self.dtype), code_signs.to(self.dtype))
+        return self.epsilon * raw[..., :height, :width].float()
+
+
+def build_onnx(generator: SegueGenerator, metadata: OnnxMetadata, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export ``generator`` (left unchanged) and attach ``metadata``; checked with onnx.checker."""
+    dtype = torch.float16 if metadata.precision == "fp16" else torch.float32
+    graph = _ExportGraph(copy.deepcopy(generator).to("cpu", dtype).eval(), metadata.epsilon, dtype).eval()
+    dims = {axis: torch.export.Dim(axis) for axes in DYNAMIC_AXES.values() for axis in axes.values()}
+    dynamic_shapes = {name: {pos: dims[axis] for pos, axis in DYNAMIC_AXES[name].items()} for name in INPUT_NAMES}
+    # Distinct example sizes above 1: equal or unit sizes would be specialised by export.
+    example = (torch.rand(2, 3, 40, 56), torch.ones(2, metadata.code_bits))
+    with warnings.catch_warnings():
+        # Both inputs share the batch axis; the exporter warns that it keeps one name for it.
+        warnings.filterwarnings("ignore", message=r".*axis name.*will not be used.*")
+        try:
+            program = torch.onnx.export(
+                graph, example, dynamo=True, opset_version=opset, input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES), dynamic_shapes=dynamic_shapes, verbose=False,
+            )
+        except Exception as exc:  # torch.onnx raises many types; say what failed and stop
+            raise ArtifactError(f"ONNX export failed: {exc}", "report this with the checkpoint's metadata") from exc
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, metadata.to_props())
+    proto.doc_string = f"segue generator: delta = epsilon * G(images, code_signs); exported by segue {__version__}"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ArtifactError(f"the exported graph fails onnx.checker: {exc}") from exc
+    return proto
+
+
+def check_parity(onnx_path: Path, generator: SegueGenerator, tolerance: float, seed: int = 0) -> list[ParityCheck]:
+    """Run the ONNX file (CPU) and PyTorch on the same inputs; raise ParityError past ``tolerance``."""
+    backend = OnnxBackend(onnx_path, device="cpu")
+    info = backend.info
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(generator).to("cpu", torch.float32).eval()
+    checks: list[ParityCheck] = []
+    for height, width in (*PARITY_SIZES, (info.image_size, info.image_size)):
+        images = rng.random((PARITY_BATCH, 3, height, width), dtype=np.float32)
+        codes = rng.integers(0, 2**info.code_bits, PARITY_BATCH, dtype=np.int64)
+        with torch.inference_mode():
+            expected = model.perturbation(torch.from_numpy(images), torch.from_numpy(codes), info.epsilon).numpy()
+        diff = float(np.abs(backend.perturb(images, codes) - expected).max())
+        checks.append(ParityCheck(height, width, PARITY_BATCH, diff))
+    worst = max(checks, key=lambda c: c.max_abs_diff)
+    if not worst.max_abs_diff <= tolerance:  # also catches NaN
+        raise ParityError(
+            f"the exported graph disagrees with PyTorch: max |delta difference| {worst.max_abs_diff:.2e} at "
+            f"{worst.height}x{worst.width} exceeds the tolerance {tolerance:.0e}; nothing was written",
+            "try the default opset without --fp16; if it persists, report it with the checkpoint",
+        )
+    return checks
+
+
+def export_model(config: ExportConfig, on_stage: Callable[[str], None] | None = None) -> ExportResult:
+    """Export the checkpoint ``config.model`` to ``config.out`` (see module docstring)."""
+    stage = on_stage or (lambda _name: None)
+    started = time.perf_counter()
+    out = Path(config.out)
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a folder", "give a file name ending in .onnx")
+    if out.exists() and not config.overwrite:
+        raise OutputError(f"{out} already exists", "choose another --out, or pass --overwrite to replace it")
+    source = resolve_model_path(config.model)
+    if source.suffix.lower() == ".onnx":
+        raise ConfigError(f"{source} is already an ONNX file", "export a .safetensors checkpoint")
+    stage("loading checkpoint")
+    loaded = load_generator(source, "cpu")
+    meta = loaded.metadata
+    metadata = OnnxMetadata(
+        epsilon=meta.epsilon, code_bits=meta.code_bits, image_size=meta.image_size,
+        source_sha256=meta.content_sha256, segue_version=__version__, precision="fp16" if config.fp16 else "fp32",
+    )
+    stage("exporting to ONNX")
+    proto = build_onnx(loaded.model, metadata, config.opset)
+    parity: list[ParityCheck] = []
+
+    def write_checked(tmp: Path) -> None:
+        onnx.save_model(proto, str(tmp))
+        stage("checking parity with PyTorch")
+        parity.extend(check_parity(tmp, loaded.model, config.tolerance))
+
+    atomic_write(out, write_checked)
+    return ExportResult(
+        out=out, source=source, metadata=metadata, opset=config.opset, tolerance=config.tolerance, parity=parity,
+        seconds=time.perf_counter() - started, file_bytes=out.stat().st_size, file_sha256=file_sha256(out),
+    )

@@ -1,0 +1,274 @@
+"""Face-aware protection of real photos.
+
+People protect whole photos (selfies, group shots, 12-megapixel phone pictures); an
+attacker who scrapes them detects every face, aligns it with its five landmarks to a
+small canonical crop (112 x 112 is the usual size) and trains on that crop. A
+perturbation spread over a 4000 px photo is averaged away by that crop-and-resize, so
+:func:`face_aware_delta` makes the perturbation where the attacker will look:
+
+1. detect faces (any :class:`FaceDetector`: YuNet or dlib, see ``face_detectors``);
+2. align each face to the canonical crop with a similarity transform from its five
+   landmarks (the standard ArcFace 112 x 112 template by default);
+3. ask ``perturb_fn`` (the generator) for a perturbation of each aligned crop;
+4. warp each perturbation back into the photo with the inverse transform. The crop's
+   whole square gets the full perturbation; a cosine feather *outside* the square
+   (``feather`` x crop size wide, filled by mirroring the perturbation) fades it to zero
+   so there is no visible edge. Where faces overlap, their perturbations are averaged
+   with the feather weights, so |delta| <= epsilon holds everywhere by construction
+   (and is clipped once more against rounding).
+
+An attacker who aligns the protected photo with the same landmarks samples the photo at
+exactly the points the perturbation was warped from, so the crop they train on carries
+the generator's perturbation unchanged, whatever the photo's resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError
+
+#: The standard five-point template of ArcFace / insightface for 112 x 112 crops, in
+#: (x, y) pixel coordinates: image-left eye, image-right eye, nose tip, image-left mouth
+#: corner, image-right mouth corner.
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
+)
+
+#: Where the same five points sit, on average, in WebFace10's 224 px crops scaled to 112 px
+#: (YuNet on 400 train photos; ``python benchmarks/fit_face_templates.py``): the framing
+#: the default generator was trained on. It is ArcFace's, about 1.13x larger.
+WEBFACE10_TEMPLATE_112 = np.array(
+    [[36.74, 50.53], [76.58, 51.04], [56.38, 75.62], [38.86, 91.51], [73.05, 91.87]]
+)
+
+TEMPLATES = {"arcface": ARCFACE_TEMPLATE_112, "webface10": WEBFACE10_TEMPLATE_112}
+TEMPLATE_SIZE = 112
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the photo's full-resolution pixel coordinates.
+
+    ``landmarks`` is a (5, 2) float array of (x, y) in the order of
+    :data:`ARCFACE_TEMPLATE_112` (pixel centres at integer coordinates). ``score`` is the
+    detector's own confidence; its scale differs between detectors.
+    """
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+        }
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces: ``detect(rgb uint8 H x W x 3) -> list[Face]``."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[Face]: ...
+
+
+#: ``perturb_fn(crops float32 [N, 3, S, S] in [0, 1], face_indices) -> delta [N, 3, S, S]``.
+#: ``face_indices[i]`` is the index in the photo's face list of crop ``i``, so a caller
+#: can give each face its own side-information code.
+PerturbFn = Callable[[np.ndarray, list[int]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FaceReport:
+    detector: str
+    working_size: int
+    faces: tuple[Face, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "working_size": self.working_size,
+            "faces_found": len(self.faces),
+            "faces": [face.to_dict() for face in self.faces],
+        }
+
+
+@dataclass
+class FaceAwareResult:
+    """``delta``: float32 H x W x 3 (same layout as the photo), in [0, 1] pixel units."""
+
+    delta: np.ndarray
+    report: FaceReport
+    covered: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x0, y0, x1, y1 of nonzero delta
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection)
+    mapping ``src`` points onto ``dst`` points (Umeyama 1991). Returns a 2 x 3 matrix."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+    d = np.array([1.0, 1.0 if np.linalg.det(u) * np.linalg.det(vt) >= 0 else -1.0])
+    rotation = u @ np.diag(d) @ vt
+    variance = (src_c**2).sum() / len(src)
+    if variance <= 1e-12:
+        raise ConfigError("degenerate landmarks: all five points coincide", "the detector returned a bad face")
+    scale = float((s * d).sum() / variance)
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def template_points(size: int, template: np.ndarray | str = ARCFACE_TEMPLATE_112) -> np.ndarray:
+    points = TEMPLATES[template] if isinstance(template, str) else np.asarray(template, dtype=np.float64)
+    # Scale about pixel centres: in a 112 crop pixel i covers [i - 0.5, i + 0.5].
+    return (points + 0.5) * (size / TEMPLATE_SIZE) - 0.5
+
+
+def alignment_matrix(landmarks: np.ndarray, size: int = 112, template: np.ndarray | str = ARCFACE_TEMPLATE_112) -> np.ndarray:
+    """2 x 3 matrix from photo coordinates to the ``size`` x ``size`` canonical crop."""
+    return similarity_transform(landmarks, template_points(size, template))
+
+
+def _as3(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def _footprint(matrix: np.ndarray, lo: float, hi: float, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """Photo pixel rectangle (x0, y0, x1, y1, exclusive) covered by crop coords [lo, hi]^2."""
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[lo, lo, 1.0], [hi, lo, 1.0], [lo, hi, 1.0], [hi, hi, 1.0]]) @ inverse.T
+    x0 = max(0, math.floor(corners[:, 0].min()) - 1)
+    y0 = max(0, math.floor(corners[:, 1].min()) - 1)
+    x1 = min(width, math.ceil(corners[:, 0].max()) + 2)
+    y1 = min(height, math.ceil(corners[:, 1].max()) + 2)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def align_face(rgb: np.ndarray, matrix: np.ndarray, size: int = 112, antialias: bool = True) -> np.ndarray:
+    """The ``size`` x ``size`` uint8 crop of ``rgb`` under ``matrix`` (photo -> crop).
+
+    Parts of the crop outside the photo are black, as in insightface's ``norm_crop``.
+    With ``antialias`` (default) a crop that shrinks the face more than 1.5x is taken from
+    an area-averaged copy of the face region, not by point-sampling the full photo
+    (plain ``cv2.warpAffine``, ``antialias=False``, aliases badly on large photos).
+    """
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    height, width = rgb.shape[:2]
+    flags = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    region = _footprint(matrix, -0.5, size - 0.5, height, width) if antialias and scale < 1 / 1.5 else None
+    if region is None:
+        return cv2.warpAffine(rgb, matrix, (size, size), **flags)
+    x0, y0, x1, y1 = region
+    small_w, small_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    small = cv2.resize(rgb[y0:y1, x0:x1], (small_w, small_h), interpolation=cv2.INTER_AREA)
+    fx, fy = small_w / (x1 - x0), small_h / (y1 - y0)
+    # photo -> small, keeping pixel centres: xs = (x - x0 + 0.5) * fx - 0.5
+    to_small = np.array([[fx, 0.0, (0.5 - x0) * fx - 0.5], [0.0, fy, (0.5 - y0) * fy - 0.5], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(small, (_as3(matrix) @ np.linalg.inv(to_small))[:2], (size, size), **flags)
+
+
+def _feather_mask(size: int, pad: int) -> np.ndarray:
+    """1 on the crop square, cosine fall-off to 0 over ``pad`` pixels around it."""
+    coords = np.arange(size + 2 * pad, dtype=np.float32) - pad
+    outside = np.maximum(0.0, np.maximum(-coords, coords - (size - 1)))
+    distance = np.hypot(outside[:, None], outside[None, :])
+    if pad == 0:
+        return (distance == 0).astype(np.float32)
+    return (0.5 * (1.0 + np.cos(np.pi * np.minimum(distance / pad, 1.0)))).astype(np.float32)
+
+
+def _paste(total: np.ndarray, weight: np.ndarray, delta_hwc: np.ndarray, matrix: np.ndarray, pad: int) -> tuple[int, int, int, int] | None:
+    """Add one face's feathered perturbation (premultiplied by its mask) into the photo."""
+    size = delta_hwc.shape[0]
+    height, width = weight.shape
+    padded = np.pad(delta_hwc, ((pad, pad), (pad, pad), (0, 0)), mode="reflect") if pad else delta_hwc
+    mask = _feather_mask(size, pad)
+    layers = np.dstack([padded * mask[:, :, None], mask]).astype(np.float32)
+    to_padded = matrix.copy()
+    to_padded[:, 2] += pad
+    region = _footprint(to_padded, -0.5, size + 2 * pad - 0.5, height, width)
+    if region is None:
+        return None
+    x0, y0, x1, y1 = region
+    roi_to_padded = (_as3(to_padded) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]]))[:2]
+    warped = cv2.warpAffine(
+        layers, roi_to_padded, (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+    total[y0:y1, x0:x1] += warped[:, :, :3]
+    weight[y0:y1, x0:x1] += warped[:, :, 3]
+    return region
+
+
+def face_aware_delta(
+    rgb: np.ndarray,
+    detector: FaceDetector,
+    perturb_fn: PerturbFn,
+    *,
+    epsilon: float,
+    working_size: int = 112,
+    template: np.ndarray | str = ARCFACE_TEMPLATE_112,
+    feather: float = 0.25,
+    faces: Sequence[Face] | None = None,
+) -> FaceAwareResult | None:
+    """Perturbation for ``rgb`` (uint8 H x W x 3) made on each face's aligned crop.
+
+    Returns None when no face is found: the caller falls back to whole-image protection
+    and says so. ``faces`` skips detection (e.g. faces found on another copy).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ConfigError(f"face_aware_delta needs uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
+    if not 0 < epsilon <= 1:
+        raise ConfigError(f"epsilon {epsilon} is not in (0, 1]", "epsilon is in [0, 1] pixel units, e.g. 8/255")
+    if not 0 <= feather <= 0.5:
+        raise ConfigError(f"feather {feather} is not in [0, 0.5]", "feather is a fraction of the crop size")
+    found = tuple(detector.detect(rgb) if faces is None else faces)
+    if not found:
+        return None
+    matrices = [alignment_matrix(face.landmarks, working_size, template) for face in found]
+    crops = np.stack([align_face(rgb, m, working_size) for m in matrices]).astype(np.float32) / 255.0
+    deltas = np.asarray(perturb_fn(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)), list(range(len(found)))))
+    if deltas.shape != (len(found), 3, working_size, working_size):
+        raise ConfigError(
+            f"perturb_fn returned shape {deltas.shape}, expected {(len(found), 3, working_size, working_size)}",
+            "the generator must return one perturbation per crop, at the crop's size",
+        )
+    height, width = rgb.shape[:2]
+    total = np.zeros((height, width, 3), dtype=np.float32)
+    weight = np.zeros((height, width), dtype=np.float32)
+    pad = round(feather * working_size)
+    regions = [_paste(total, weight, d.transpose(1, 2, 0).astype(np.float32), m, pad) for d, m in zip(deltas, matrices)]
+    regions = [r for r in regions if r is not None]
+    covered = (0, 0, 0, 0)
+    if regions:
+        covered = (min(r[0] for r in regions), min(r[1] for r in regions), max(r[2] for r in regions), max(r[3] for r in regions))
+        x0, y0, x1, y1 = covered
+        # Overlapping faces: weighted average, so the bound holds without a second clip.
+        np.divide(total[y0:y1, x0:x1], np.maximum(weight[y0:y1, x0:x1], 1.0)[:, :, None], out=total[y0:y1, x0:x1])
+        np.clip(total[y0:y1, x0:x1], -epsilon, epsilon, out=total[y0:y1, x0:x1])
+    return FaceAwareResult(delta=total, report=FaceReport(detector.name, working_size, found), covered=covered)
+
+
+def backend_perturb_fn(backend: Any, code: int) -> PerturbFn:
+    """A :data:`PerturbFn` over a ``runtime.PerturbationBackend`` that gives every face in
+    the photo the same side-information ``code`` (the photo's --identity / --label /
+    labels-file entry): see docs/faces.md for why."""
+
+    def perturb(crops: np.ndarray, face_indices: list[int]) -> np.ndarray:
+        return backend.perturb(crops, np.full(len(face_indices), code, dtype=np.int64))
+
+    return perturb

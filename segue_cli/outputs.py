@@ -1,0 +1,148 @@
+"""Where each protected photo goes.
+
+Rules (docs/protect.md repeats them for users):
+
+* Every input has a *root* folder whose tree is mirrored: the folder given as INPUT,
+  the folder holding a single INPUT file, or the deepest folder common to all paths
+  read from stdin. An output is ``OUT / <path relative to the root>`` with the suffix
+  of the output format (a suffix that already names the format is kept: ``a.JPG``
+  stays ``a.JPG`` under ``--format jpeg``).
+* The default OUT is the root's sibling ``<root>-protected/``.
+* For a folder INPUT, OUT may not be the folder or lie inside it (a re-run would
+  protect the protected copies). For any INPUT, no output may be an input.
+* Two inputs that would share an output (``a.jpg`` and ``a.png`` under ``--format png``)
+  are never merged: the second is reported as failed, naming the first.
+* An output that already exists is skipped (a re-run finishes what is left) unless
+  ``overwrite`` is set.
+* OUT gets a marker file (``.segue-output``). Searching a folder leaves out everything
+  under a marked folder, so protecting ``~/Pictures`` after ``~/Pictures/trip`` does not
+  protect ``trip-protected`` a second time (the summary says how many were left out).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+from .errors import InputError, OutputError
+from .imageio import discover_images
+
+OUTPUT_SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
+OUTPUT_MARKER = ".segue-output"
+_MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
+InputKind = Literal["folder", "file", "list"]
+
+
+@dataclass(frozen=True)
+class InputSet:
+    kind: InputKind
+    root: Path  # absolute, symlinks kept: the folder whose tree is mirrored
+    files: tuple[Path, ...]
+    left_out: tuple[Path, ...] = ()  # marked output folders found inside a folder INPUT
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    source: Path
+    relative: Path  # mirrored path under the root
+    output: Path
+    status: Literal["todo", "skipped", "failed"]
+    reason: str | None = None
+
+
+def collect_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> InputSet:
+    """Find the photos to protect. ``target == "-"`` means: the paths in ``listed``."""
+    if str(target) == "-":
+        absolute = (Path(os.path.abspath(Path(str(p).strip()).expanduser())) for p in listed if str(p).strip())
+        files = tuple(dict.fromkeys(absolute))  # a path listed twice is protected once
+        if not files:
+            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
+        root = Path(os.path.commonpath([str(f.parent) for f in files]))
+        return InputSet("list", root, files)
+    path = Path(os.path.abspath(Path(target).expanduser()))
+    if path.is_file():
+        return InputSet("file", path.parent, (path,))
+    if not path.is_dir():
+        raise InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")
+    files, left_out = _without_output_folders(discover_images(path), path)
+    return InputSet("folder", path, files, left_out)
+
+
+def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    marked: dict[Path, Path | None] = {}  # folder -> the marked folder it is in, if any
+
+    def marked_folder(folder: Path) -> Path | None:
+        if folder not in marked:
+            inside = None if folder == root or folder.parent == folder else marked_folder(folder.parent)
+            marked[folder] = inside or (folder if (folder / OUTPUT_MARKER).is_file() else None)
+        return marked[folder]
+
+    kept = tuple(f for f in files if marked_folder(f.parent) is None)
+    left_out = tuple(sorted({m for f in files if (m := marked_folder(f.parent)) is not None}))
+    return kept, left_out
+
+
+def mark_out_dir(out_dir: Path) -> None:
+    """Create OUT and its marker (once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / OUTPUT_MARKER
+    if not marker.exists():
+        marker.write_text(_MARKER_TEXT, encoding="utf-8")
+
+
+def default_out_dir(inputs: InputSet) -> Path:
+    if inputs.root.parent == inputs.root:
+        raise OutputError(f"cannot put the output beside {inputs.root}", "pass --out DIR")
+    return inputs.root.parent / f"{inputs.root.name}-protected"
+
+
+def output_relative(relative: Path, image_format: str) -> Path:
+    suffixes = OUTPUT_SUFFIXES[image_format]
+    if relative.suffix.lower() in suffixes:
+        return relative
+    return relative.with_suffix(suffixes[0])
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_out_dir(inputs: InputSet, out_dir: Path) -> Path:
+    """Absolute OUT, refused when it would put outputs inside a folder INPUT."""
+    out_abs = Path(os.path.abspath(out_dir.expanduser()))
+    if out_abs.exists() and not out_abs.is_dir():
+        raise OutputError(f"output {out_dir} exists and is not a folder", "pass --out with a folder path")
+    if inputs.kind == "folder":
+        real_out, real_root = Path(os.path.realpath(out_abs)), Path(os.path.realpath(inputs.root))
+        if _inside(real_out, real_root):
+            raise OutputError(
+                f"output folder {out_dir} is inside the input folder {inputs.root}",
+                f"write elsewhere, e.g. the default {default_out_dir(inputs)}",
+            )
+    return out_abs
+
+
+def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: bool = False) -> list[PlannedFile]:
+    """One PlannedFile per input, in input order (see module docstring for the rules)."""
+    out_abs = check_out_dir(inputs, out_dir)
+    real_inputs = {os.path.realpath(f) for f in inputs.files}
+    claimed: dict[Path, Path] = {}
+    planned: list[PlannedFile] = []
+    for source in inputs.files:
+        relative = source.relative_to(inputs.root)
+        output = out_abs / output_relative(relative, image_format)
+        status: Literal["todo", "skipped", "failed"] = "todo"
+        reason = None
+        if source.is_dir():
+            status, reason = "failed", "is a folder; list image files, or pass the folder itself as INPUT"
+        elif os.path.realpath(output) in real_inputs:
+            status, reason = "failed", f"its output {output} would be an input; pass another --out"
+        elif output in claimed:
+            status, reason = "failed", f"its output {output} is already the output of {claimed[output]}; rename one of them"
+        elif output.exists() and not overwrite:
+            status, reason = "skipped", "output exists (already protected; --overwrite to redo)"
+        claimed.setdefault(output, source)
+        planned.append(PlannedFile(source, relative, output, status, reason))
+    return planned

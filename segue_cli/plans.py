@@ -1,0 +1,121 @@
+"""What the generator sees of a photo, and how its output becomes the protected photo.
+
+A :data:`Planner` turns a decoded photo into a :class:`PhotoPlan`: the inputs to run
+through the generator (float32 [3, h, w] arrays at its working scale) and a ``compose``
+function that maps the generator's deltas back onto the full-resolution photo. The
+pipeline in ``protect`` batches the inputs of many photos by shape, so planners stay
+free of batching, threads and files.
+
+:func:`whole_image_plan` (the default) has one input, the whole photo scaled so that its
+shorter side is the working size: for a face crop this is exactly what an attacker who
+resizes to the working size sees. A face-aware planner (``--faces``) gives one input per
+detected face (its aligned crop) and warps the deltas back in ``compose``.
+
+Whatever the planner, the pipeline refuses to write a photo that moved any pixel more
+than :func:`change_limit` levels: the L-infinity bound is checked on the 8-bit output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .imageio import resize_to
+
+_STRIP_PIXELS = 1 << 20  # big photos are mapped in strips of about this many pixels
+
+
+@dataclass
+class PhotoPlan:
+    inputs: list[np.ndarray]  # float32 [3, h, w] in [0, 1], one per generator call
+    compose: Callable[[list[np.ndarray]], np.ndarray]  # deltas (same shapes) -> protected uint8 H x W x 3
+    notes: list[str] = field(default_factory=list)  # said to the user for this file
+    details: dict[str, Any] = field(default_factory=dict)  # added to the file's JSON line
+
+
+Planner = Callable[[np.ndarray, int, float], PhotoPlan]
+"""(full-resolution H x W x 3 uint8 photo, working size, epsilon) -> plan."""
+
+
+def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Scale so that the shorter side is ``size``; photos at or below it keep their size."""
+    shorter = min(height, width)
+    if shorter <= size:
+        return height, width
+    scale = size / shorter
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
+def to_chw_float(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def whole_image_plan(rgb: np.ndarray, working_size: int, epsilon: float) -> PhotoPlan:
+    small = resize_to(rgb, *working_shape(rgb.shape[0], rgb.shape[1], working_size))
+    return PhotoPlan(inputs=[to_chw_float(small)], compose=lambda deltas: apply_delta(rgb, deltas[0], epsilon))
+
+
+def _axis_weights(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of bilinear interpolation with half-pixel centres
+    (``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, cv2 INTER_LINEAR)."""
+    src = np.maximum((np.arange(out_len, dtype=np.float64) + 0.5) * (in_len / out_len) - 0.5, 0.0)
+    first = np.minimum(src.astype(np.int64), in_len - 1)
+    second = np.minimum(first + 1, in_len - 1)
+    return first, second, (src - first).astype(np.float32)
+
+
+def upsample_strips(delta_hwc: np.ndarray, height: int, width: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``delta_hwc`` (h x w x 3 float32) bilinearly resized to height x width, yielded as
+    (first row, rows x width x 3) strips so a large photo never needs a full-size float copy."""
+    strip = max(1, _STRIP_PIXELS // width)
+    if delta_hwc.shape[:2] == (height, width):  # already full size (e.g. a face-aware delta)
+        for start in range(0, height, strip):
+            yield start, delta_hwc[start : start + strip].copy()
+        return
+    if height * width <= _STRIP_PIXELS:
+        yield 0, cv2.resize(delta_hwc, (width, height), interpolation=cv2.INTER_LINEAR)
+        return
+    wide = cv2.resize(delta_hwc, (width, delta_hwc.shape[0]), interpolation=cv2.INTER_LINEAR)  # columns first
+    y0, y1, wy = _axis_weights(height, delta_hwc.shape[0])
+    for start in range(0, height, strip):
+        rows = slice(start, min(height, start + strip))
+        yield start, wide[y0[rows]] * (1 - wy[rows])[:, None, None] + wide[y1[rows]] * wy[rows][:, None, None]
+
+
+def change_limit(epsilon: float) -> int:
+    """Largest per-pixel change in 8-bit levels that stays within epsilon (8 for 8/255)."""
+    return math.floor(epsilon * 255.0 + 1e-6)
+
+
+def apply_delta(rgb: np.ndarray, delta: np.ndarray, epsilon: float) -> np.ndarray:
+    """The protected photo: ``delta`` (float32 [3, h, w], any h x w) bilinearly upsampled to
+    the photo, clipped to +/-``change_limit`` levels, added, rounded to 8 bits, kept in
+    [0, 255]. Adding a delta within +/-limit (an integer) to integer pixels and rounding
+    moves no pixel more than limit levels: the bound is exact in 8-bit units."""
+    limit = change_limit(epsilon)
+    out = np.empty_like(rgb)
+    delta_hwc = np.ascontiguousarray(delta.transpose(1, 2, 0), dtype=np.float32) * np.float32(255.0)
+    for start, levels in upsample_strips(delta_hwc, rgb.shape[0], rgb.shape[1]):
+        rows = slice(start, start + levels.shape[0])
+        np.clip(levels, -limit, limit, out=levels)
+        levels += rgb[rows]
+        np.rint(levels, out=levels)
+        np.clip(levels, 0, 255, out=levels)
+        out[rows] = levels.astype(np.uint8)
+    return out
+
+
+def within_limit(original: np.ndarray, protected: np.ndarray, epsilon: float) -> bool:
+    """True when no pixel of ``protected`` is more than ``change_limit`` levels from ``original``."""
+    if original.shape != protected.shape:
+        return False
+    limit = change_limit(epsilon)
+    step = max(1, _STRIP_PIXELS // max(1, original.shape[1]))
+    return all(
+        int(np.abs(protected[i : i + step].astype(np.int16) - original[i : i + step]).max(initial=0)) <= limit
+        for i in range(0, original.shape[0], step)
+    )

@@ -1,0 +1,423 @@
+"""Protect photos: decode -> generator -> encode, streamed.
+
+A thread pool decodes photos ahead of the generator and encodes finished ones behind it,
+while the calling thread batches generator inputs of the same shape through the backend.
+Memory stays bounded whatever the folder size: at most ``prefetch()`` decodes (fewer
+for big photos) and ``2 * workers`` encodes are in flight, and once the photos decoded
+but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run and
+encodes waited for before anything else is decoded.
+
+What the generator sees of each photo, and how its output is mapped back, is decided
+by a :data:`~segue_cli.plans.Planner` (default: the whole photo at working scale); a
+face-aware planner is passed to :func:`protect` without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+
+from .datasets import MIN_IMAGE_SIDE, read_labels_csv
+from .errors import ConfigError, InputError, OutputError
+from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image
+from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, collect_inputs, default_out_dir, mark_out_dir,
+                      plan_outputs)
+from .plans import PhotoPlan, Planner, whole_image_plan, within_limit
+from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
+from .side_info import folder_code, identity_code, label_code
+
+FORMATS = ("png", "jpeg", "webp")
+# Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
+# waited for beyond this many pixels (one 12 MP phone photo; about 240 face crops of 224
+# px): with their protected copies about 100 MB, so that a run of 12 MP photos peaks near
+# 0.9 GiB including torch (docs/protect.md).
+MAX_LIVE_PIXELS = 12_000_000
+
+
+def default_workers() -> int:
+    """Half the cores (at most 8) decode and encode; the generator gets the other half:
+    per photo both sides cost about the same CPU time (docs/benchmarks.md)."""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    input: Path | str  # a folder, an image file, or "-" (the paths are in ``paths``)
+    paths: tuple[str, ...] = ()
+    out: Path | None = None  # default: <input root>-protected beside the input root
+    identity: str | None = None
+    label: int | None = None
+    labels: Path | None = None
+    by_folder: bool = False
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    image_format: str = "png"
+    quality: int | None = None  # jpeg/webp only; default 95
+    keep_metadata: bool = False
+    overwrite: bool = False
+    workers: int = field(default_factory=default_workers)
+    batch_size: int = 16
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
+                                           ("--labels", self.labels is not None), ("--by-folder", self.by_folder)) if given]
+        if len(chosen) > 1:
+            raise ConfigError(f"{' and '.join(chosen)} cannot be combined", "give at most one source of side information")
+        if self.image_format not in FORMATS:
+            raise ConfigError(f"unknown format {self.image_format!r}", f"use one of {', '.join(FORMATS)}")
+        if self.quality is not None:
+            if self.image_format == "png":
+                raise ConfigError("--quality applies to jpeg and webp only", "PNG is lossless; drop --quality")
+            if not 1 <= self.quality <= 100:
+                raise ConfigError(f"--quality {self.quality} is out of range", "use 1..100")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"unknown backend {self.backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
+        for name, value in (("--workers", self.workers), ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {value})")
+        if str(self.input) == "-" and not self.paths:
+            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
+
+    @property
+    def lossy_warning(self) -> str | None:
+        if self.image_format == "png":
+            return None
+        return (f"{self.image_format.upper()} at quality {self.quality or 95} is lossy: compression removes part of "
+                "the perturbation and weakens protection; PNG (the default) keeps all of it")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: Path
+    output: Path
+    status: Literal["written", "skipped", "failed"]
+    reason: str | None = None
+    notes: tuple[str, ...] = ()
+    code: int | None = None
+    size: tuple[int, int] | None = None  # width, height
+    details: dict[str, Any] = field(default_factory=dict)  # from the planner (e.g. faces found)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "file", "input": str(self.source), "output": str(self.output), "status": self.status,
+                "reason": self.reason, "notes": list(self.notes), "code": self.code,
+                "width": self.size[0] if self.size else None, "height": self.size[1] if self.size else None,
+                "details": self.details}
+
+
+@dataclass
+class ProtectSummary:
+    out_dir: Path
+    side_information: str
+    model: str
+    model_sha256: str
+    backend: str
+    device: str
+    image_format: str
+    total: int = 0
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    failures: list[FileResult] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, result: FileResult) -> None:
+        setattr(self, result.status, getattr(self, result.status) + 1)
+        if result.status == "failed":
+            self.failures.append(result)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
+                "model": self.model, "model_sha256": self.model_sha256, "backend": self.backend, "device": self.device,
+                "format": self.image_format, "total": self.total, "written": self.written, "skipped": self.skipped,
+                "failed": self.failed, "seconds": round(self.seconds, 3),
+                "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings}
+
+
+EventCallback = Callable[[str, Any], None]
+"""``("start", ProtectSummary)`` once the plan is known, then ``("file", FileResult)`` per file."""
+
+
+def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) -> tuple[str, Callable[[PlannedFile], int]]:
+    """A description for the summary, and the code of each file (raises InputError per file)."""
+    if config.identity is not None:
+        code = identity_code(config.identity, code_bits)
+        return f"identity {config.identity!r} (code {code})", lambda planned: code
+    if config.label is not None:
+        code = label_code(config.label, code_bits)
+        return f"label {config.label} (code {code})", lambda planned: code
+    if config.labels is not None:
+        listed = read_labels_csv(config.labels)
+        by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
+
+        def from_csv(planned: PlannedFile) -> int:
+            identity = by_path.get(os.path.realpath(planned.source))
+            if identity is None:
+                raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
+            return folder_code(identity, code_bits)
+
+        return f"labels from {config.labels} ({len(listed.identities)} identities)", from_csv
+    if config.by_folder:
+
+        def from_folder(planned: PlannedFile) -> int:
+            if inputs.kind == "file":
+                return folder_code(inputs.root.name, code_bits)
+            if len(planned.relative.parts) < 2:
+                raise InputError("is not inside an identity sub-folder (--by-folder)",
+                                 "move it into <identity>/, or protect it with --identity NAME")
+            return folder_code(planned.relative.parts[0], code_bits)
+
+        return "identity = first sub-folder under the input (--by-folder)", from_folder
+    name = inputs.root.name
+    if not name:
+        raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
+    code = identity_code(name, code_bits)
+    return (f"identity {name!r} (code {code}), the default: the input folder's name; "
+            "pass --identity NAME to choose it"), lambda planned: code
+
+
+@dataclass
+class _Job:
+    planned: PlannedFile
+    code: int
+    image: LoadedImage
+    plan: PhotoPlan
+    deltas: list[np.ndarray | None]
+    pending: int
+
+    @property
+    def pixels(self) -> int:
+        return self.image.rgb.shape[0] * self.image.rgb.shape[1]
+
+
+def _decode(planned: PlannedFile, working_size: int, epsilon: float, max_pixels: int, planner: Planner) -> tuple[LoadedImage, PhotoPlan]:
+    image = load_image(planned.source, max_pixels=max_pixels)
+    height, width = image.size
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise InputError(f"{width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)")
+    return image, planner(image.rgb, working_size, epsilon)
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """The user-facing reason, without repeating the path the report already names."""
+    if isinstance(exc, InputError):
+        text = exc.message.removeprefix(f"{path}: ")
+        return f"{text} ({exc.hint})" if exc.hint else text
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return f"internal error ({exc.__class__.__name__}: {exc})"
+
+
+class _Pipeline:
+    """Runs on the calling thread; only the pool's tasks (decode, compose + encode) run elsewhere."""
+
+    def __init__(self, config: ProtectConfig, backend: PerturbationBackend, planner: Planner,
+                 summary: ProtectSummary, emit: EventCallback) -> None:
+        self.config, self.backend, self.planner, self.summary, self.emit = config, backend, planner, summary, emit
+        self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="segue-io")
+        self.decoding: deque[tuple[PlannedFile, int, Future]] = deque()
+        self.encoding: deque[tuple[int, Future]] = deque()  # (pixels, future)
+        self.buckets: dict[tuple[int, ...], list[tuple[_Job, int]]] = {}
+        self.live_pixels = 0  # photos decoded and not yet written: in buckets or being encoded
+        self.recent_pixels = 0  # the last decoded photo's size, to size the decode prefetch
+
+    def prefetch(self) -> int:
+        """Decodes kept in flight: enough to feed a batch while the generator runs, fewer
+        for big photos (and for the first ones, whose size is not known yet)."""
+        most = max(2 * self.config.workers, self.config.batch_size)
+        if not self.recent_pixels:
+            return self.config.workers
+        return max(self.config.workers, min(most, MAX_LIVE_PIXELS // self.recent_pixels))
+
+    def finish(self, result: FileResult) -> None:
+        self.summary.count(result)
+        self.emit("file", result)
+
+    def fail(self, planned: PlannedFile, reason: str, code: int | None = None, notes: tuple[str, ...] = ()) -> None:
+        self.finish(FileResult(planned.source, planned.output, "failed", reason, notes, code))
+
+    def run(self, planned_files: list[PlannedFile], code_of: Callable[[PlannedFile], int]) -> None:
+        try:
+            for planned in planned_files:
+                if planned.status != "todo":
+                    self.finish(FileResult(planned.source, planned.output, planned.status, planned.reason))
+                    continue
+                try:
+                    code = code_of(planned)
+                except InputError as exc:
+                    self.fail(planned, _reason(exc, planned.source))
+                    continue
+                info = self.backend.info
+                future = self.pool.submit(_decode, planned, info.image_size, info.epsilon, self.config.max_pixels, self.planner)
+                self.decoding.append((planned, code, future))
+                while len(self.decoding) >= self.prefetch():
+                    self._take_decoded()
+            while self.decoding:
+                self._take_decoded()
+            while self.buckets:
+                self._run_fullest_batch()
+            while self.encoding:
+                self._take_encoded()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _take_decoded(self) -> None:
+        planned, code, future = self.decoding.popleft()
+        try:
+            image, plan = future.result()
+        except Exception as exc:  # noqa: BLE001 (every failure is reported against its file)
+            self.fail(planned, _reason(exc, planned.source), code)
+            return
+        job = _Job(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
+        self.live_pixels += job.pixels
+        self.recent_pixels = job.pixels
+        if not plan.inputs:
+            self._encode(job)
+        for index, pixels in enumerate(plan.inputs):
+            bucket = self.buckets.setdefault(pixels.shape, [])
+            bucket.append((job, index))
+            if len(bucket) >= self.config.batch_size:
+                self._run_batch(pixels.shape)
+        while self.live_pixels > MAX_LIVE_PIXELS and (self.buckets or self.encoding):
+            if self.buckets:
+                self._run_fullest_batch()  # partial batch: memory comes first
+            else:
+                self._take_encoded()
+        while self.encoding and self.encoding[0][1].done():
+            self._take_encoded()
+
+    def _run_fullest_batch(self) -> None:
+        self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
+
+    def _run_batch(self, shape: tuple[int, ...]) -> None:
+        entries = self.buckets.pop(shape)
+        images = np.stack([job.plan.inputs[index] for job, index in entries])
+        codes = np.array([job.code for job, _ in entries], dtype=np.int64)
+        try:
+            deltas = self.backend.perturb(images, codes)
+        except Exception as exc:  # noqa: BLE001
+            deltas, error = None, f"the generator failed on this batch ({exc.__class__.__name__}: {exc})"
+        for position, (job, index) in enumerate(entries):
+            if job.pending <= 0:
+                continue  # already failed through another of its inputs
+            if deltas is None:
+                job.pending = 0
+                self.live_pixels -= job.pixels
+                self.fail(job.planned, error, job.code, tuple(job.image.notes + job.plan.notes))
+                continue
+            job.deltas[index] = deltas[position]
+            job.pending -= 1
+            if job.pending == 0:
+                self._encode(job)
+
+    def _encode(self, job: _Job) -> None:
+        self.encoding.append((job.pixels, self.pool.submit(_encode, job, self.config, self.backend.info.epsilon)))
+        while len(self.encoding) > 2 * self.config.workers:
+            self._take_encoded()
+
+    def _take_encoded(self) -> None:
+        pixels, future = self.encoding.popleft()
+        self.live_pixels -= pixels
+        self.finish(future.result())
+
+
+def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
+    image, planned = job.image, job.planned
+    notes = list(image.notes) + list(job.plan.notes)
+    height, width = image.size
+    done = dict(code=job.code, size=(width, height), details=job.plan.details)
+    try:
+        protected = job.plan.compose([d for d in job.deltas if d is not None])
+        if not within_limit(image.rgb, protected, epsilon):
+            raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
+        if image.alpha is not None and config.image_format == "jpeg":
+            notes.append("transparency dropped: JPEG has no alpha channel")
+        save_image(planned.output, protected, alpha=image.alpha, image_format=config.image_format,
+                   quality=config.quality or 95, icc_profile=image.icc_profile,
+                   exif=image.exif if config.keep_metadata else None)
+    except Exception as exc:  # noqa: BLE001
+        reason = _reason(exc, planned.source)
+        if isinstance(exc, OSError):
+            reason = f"cannot write {planned.output}: {exc.strerror or exc}"
+        return FileResult(planned.source, planned.output, "failed", reason, tuple(notes), **done)
+    return FileResult(planned.source, planned.output, "written", None, tuple(notes), **done)
+
+
+def protect(
+    config: ProtectConfig,
+    on_event: EventCallback | None = None,
+    *,
+    backend: PerturbationBackend | None = None,
+    planner: Planner = whole_image_plan,
+) -> ProtectSummary:
+    """Protect every photo ``config`` names; failures are reported per file, never raised.
+
+    Raises a SegueError only for problems with the run as a whole (bad options, missing
+    input, unusable model, output folder inside the input).
+    """
+    emit = on_event or (lambda event, payload: None)
+    inputs = collect_inputs(config.input, config.paths)
+    out_dir = check_out_dir(inputs, config.out if config.out is not None else default_out_dir(inputs))
+    planned_files = plan_outputs(inputs, out_dir, config.image_format, config.overwrite)
+    backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
+    description, code_of = side_information(config, inputs, backend.info.code_bits)
+    info = backend.info
+    summary = ProtectSummary(out_dir=out_dir, side_information=description,
+                             model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
+                             device=info.device, image_format=config.image_format, total=len(planned_files))
+    if config.lossy_warning:
+        summary.warnings.append(config.lossy_warning)
+    if inputs.left_out:
+        folders = ", ".join(str(f) for f in inputs.left_out[:3]) + (" ..." if len(inputs.left_out) > 3 else "")
+        summary.warnings.append(f"left out {len(inputs.left_out)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): {folders}")
+    if not planned_files:
+        summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
+    elif any(planned.status == "todo" for planned in planned_files):
+        try:
+            mark_out_dir(out_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
+                              "check permissions and free space, or pass another --out") from exc
+    emit("start", summary)
+    started = time.perf_counter()
+    with _inference_threads(backend, config.workers):
+        _Pipeline(config, backend, planner, summary, emit).run(planned_files, code_of)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def inference_threads(io_workers: int) -> int:
+    """Leave the I/O threads their cores: the generator gets the rest (at least one).
+    Oversubscribed, the generator's intra-op threads spin against the encoders and both
+    slow down (about 4x on a busy 2-core machine)."""
+    return max(1, (os.cpu_count() or 1) - io_workers)
+
+
+@contextmanager
+def _inference_threads(backend: PerturbationBackend, io_workers: int) -> Iterator[None]:
+    """torch's thread count is process-wide: set it for the run, then put it back."""
+    if backend.info.name != "torch" or backend.info.device != "cpu":
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(inference_threads(io_workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
