@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
+
+from .attackers import build_attacker
 
 
 def build_surrogate(num_classes: int, stem: str = "standard") -> nn.Module:
@@ -14,7 +15,7 @@ def build_surrogate(num_classes: int, stem: str = "standard") -> nn.Module:
     first conv, no max-pool). ``standard`` is torchvision's stem, which is also what the
     P112 attacker uses, and costs 16x less on a CPU at 112 px.
     """
-    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model = build_attacker("resnet18", num_classes)
     if stem == "small":
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
@@ -25,16 +26,18 @@ def build_surrogate(num_classes: int, stem: str = "standard") -> nn.Module:
 
 def pgd_noise(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, budget: float, steps: int,
-    transform: "callable | None" = None,
+    transform: "callable | None" = None, step_size: float | None = None,
 ) -> torch.Tensor:
     """L-inf PGD noise that raises ``model``'s loss on ``images`` (detached).
 
     The generator is trained against it so its perturbation still works when an attacker
-    adds adversarial noise of this budget (robust unlearnable examples).
+    adds adversarial noise of this budget (robust unlearnable examples). The attacker's
+    adversarial training (``segue evaluate --attack at-R``) uses it too, with its own step.
+    ``targets`` may be class indices or soft labels [B, K] (after Mixup or CutMix).
     """
     if budget <= 0 or steps <= 0:
         return torch.zeros_like(images)
-    step_size = budget / steps
+    step_size = budget / steps if step_size is None else step_size
     noise = torch.zeros_like(images).uniform_(-budget, budget)
     base = images.detach()
     for _ in range(steps):

@@ -1,0 +1,133 @@
+"""Settings of ``segue evaluate`` and the P112 preset (docs/benchmark-protocol.md).
+
+Every P112 knob is a field; :func:`p112` sets them all to the protocol, and
+:meth:`EvaluateConfig.departures` lists any that a run changed, so a report never
+claims P112 for a run that was not one.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..nn.attackers import ATTACKER_NAMES
+from .countermeasures import Scenario, parse_scenario
+
+PROTOCOLS = ("p112",)
+
+# The protocol's own values. Architecture and counter-measure are what an evaluation
+# varies, so they are not departures; everything else is.
+P112: dict[str, Any] = {
+    "image_size": 112,
+    "quality_size": 224,
+    "epochs": 20,
+    "batch_size": 32,
+    "lr": 5e-4,
+    "seed": 0,
+    "baseline": True,
+    "limit_per_identity": None,
+    "bf16": False,
+}
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    train_protected: Path
+    train_clean: Path
+    test: Path
+    out: Path = Path("runs/eval")
+    protocol: str = "p112"
+    archs: tuple[str, ...] = ("resnet18",)
+    attacks: tuple[str, ...] = ("none",)
+    image_size: int = P112["image_size"]
+    quality_size: int = P112["quality_size"]
+    epochs: int = P112["epochs"]
+    batch_size: int = P112["batch_size"]
+    lr: float = P112["lr"]
+    seed: int = P112["seed"]
+    baseline: bool = P112["baseline"]
+    limit_per_identity: int | None = P112["limit_per_identity"]  # first N images per identity in each set
+    bf16: bool = P112["bf16"]  # bfloat16 autocast: faster on this CPU, but not the protocol's float32
+    device: str = "auto"
+    threads: int = 0  # torch threads; 0 = every core
+    workers: int = 2  # image decoding threads
+    eval_batch_size: int = 100
+    channels_last: bool = True  # faster convolutions on CPU (oneDNN); same maths
+    strip_images: int = 6
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.protocol in PROTOCOLS, f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}"),
+            (len(self.archs) > 0, "give at least one --arch"),
+            (len(self.attacks) > 0, "give at least one --attack (none is the plain attack)"),
+            (self.image_size >= 16, "--image-size must be at least 16"),
+            (self.quality_size >= 16, "--quality-size must be at least 16"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs two samples)"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.threads >= 0 and self.workers >= 1, "--threads must be >= 0 and --workers >= 1"),
+            (self.eval_batch_size >= 1 and self.strip_images >= 1, "batch and strip sizes must be positive"),
+            (self.limit_per_identity is None or self.limit_per_identity >= 2, "--limit-per-identity must be at least 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for arch in self.archs:
+            if arch not in ATTACKER_NAMES:
+                raise ConfigError(f"unknown --arch {arch!r}", f"use one of {', '.join(ATTACKER_NAMES)}")
+        if len(set(self.archs)) != len(self.archs):
+            raise ConfigError("an --arch is given twice", "name each architecture once")
+        names = [s.name for s in self.scenarios]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the same counter-measure is given twice: {', '.join(self.attacks)}",
+                              "name each --attack once")
+
+    @property
+    def scenarios(self) -> list[Scenario]:
+        return [parse_scenario(spec) for spec in self.attacks]
+
+    def departures(self) -> list[str]:
+        """Knobs that differ from the protocol, as ``name=value (P112: value)``."""
+        return [
+            f"{key}={getattr(self, key)} (P112: {value})"
+            for key, value in P112.items()
+            if getattr(self, key) != value
+        ]
+
+    def as_command(self) -> str:
+        """An equivalent ``segue evaluate`` command line (every knob spelled out)."""
+        words = ["segue", "evaluate", "--train-protected", str(self.train_protected), "--train-clean",
+                 str(self.train_clean), "--test", str(self.test), "--out", str(self.out), "--protocol", self.protocol]
+        words += [w for arch in self.archs for w in ("--arch", arch)]
+        words += [w for s in self.scenarios for w in ("--attack", s.name)]
+        words += ["--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--lr", f"{self.lr:g}",
+                  "--image-size", str(self.image_size), "--quality-size", str(self.quality_size), "--seed", str(self.seed)]
+        if not self.baseline:
+            words.append("--skip-baseline")
+        if self.limit_per_identity is not None:
+            words += ["--limit-per-identity", str(self.limit_per_identity)]
+        if self.bf16:
+            words.append("--bf16")
+        if self.device != "auto":
+            words += ["--device", self.device]
+        if self.threads:
+            words += ["--threads", str(self.threads)]
+        return shlex.join(words)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        for key in ("train_protected", "train_clean", "test", "out"):
+            record[key] = str(record[key])
+        record["archs"], record["attacks"] = list(self.archs), [s.name for s in self.scenarios]
+        return record
+
+
+def p112(train_protected: Path, train_clean: Path, test: Path, **overrides: Any) -> EvaluateConfig:
+    """The protocol's settings. ``overrides`` may set any field; those that change a P112
+    knob (see ``P112``) are listed by :meth:`EvaluateConfig.departures`."""
+    base = EvaluateConfig(train_protected=Path(train_protected), train_clean=Path(train_clean), test=Path(test),
+                          protocol="p112", **P112)
+    return replace(base, **overrides) if overrides else base
