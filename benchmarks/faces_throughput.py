@@ -10,6 +10,13 @@ included (they depend on the format, not on --faces).
 
     python benchmarks/faces_throughput.py --repeats 5 --detector yunet
 
+End to end through ``segue protect`` (decode, detect, generator, warp back, encode):
+``--make-photos DIR --count 5`` writes that many copies of the photo as JPEG (quality
+95) and exits; then time ``segue protect DIR --faces`` (docs/benchmarks.md).
+``--stages PHOTO`` times each step ``segue protect`` takes on one photo, in one thread,
+with the shipped default model: decode, plan (detect + align), generator, compose,
+bound check and PNG write, face-aware and whole-image.
+
 On a CPU shared with other busy processes, torch's default OpenMP threads spin on
 barriers (one generator call on a 112 px crop: ~1.2 s instead of ~10 ms); compare with
 ``--torch-threads 1`` or ``OMP_WAIT_POLICY=PASSIVE``.
@@ -47,12 +54,59 @@ def twelve_megapixel_photo() -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(astronaut(), (4000, 4000), interpolation=cv2.INTER_CUBIC)[:3000])
 
 
+def pipeline_stages(photo: Path, repeats: int, detector_name: str) -> dict:
+    from segue_cli.imageio import load_image, save_image
+    from segue_cli.plans import face_planner, whole_image_plan, within_limit
+    from segue_cli.runtime import open_backend
+
+    backend = open_backend(None, "auto", "cpu")
+    info = backend.info
+    planners = {"faces": face_planner(open_detector(detector_name), "on"), "whole-image": whole_image_plan}
+    code = np.array([identity_code("benchmark", info.code_bits)])
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in planners}
+
+    def timed(mode: str, step: str, fn, *args):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        result = fn(*args)
+        times[mode].setdefault(step, []).append(time.perf_counter() - start)
+        return result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            for mode, planner in planners.items():
+                image = timed(mode, "decode", load_image, photo)
+                plan = timed(mode, "plan", planner, image.rgb, info.image_size, info.epsilon)
+                deltas = timed(mode, "generator", backend.perturb, np.stack(plan.inputs), np.repeat(code, len(plan.inputs)))
+                out = timed(mode, "compose", plan.compose, list(deltas))
+                assert timed(mode, "bound_check", within_limit, image.rgb, out, info.epsilon)
+                timed(mode, "write_png", save_image, Path(tmp) / f"{mode}.png", out)
+    return {"photo": str(photo), "model": str(info.model_path), "backend": f"{info.name} on {info.device}",
+            "repeats": repeats, "load_avg_1min": round(os.getloadavg()[0], 2),
+            "median_s": {mode: {step: round(statistics.median(v), 3) for step, v in steps.items()}
+                         for mode, steps in times.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--detector", default="yunet", choices=["yunet", "dlib"])
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--make-photos", type=Path, default=None, help="write --count copies of the 12 MP photo as JPEG here, then exit")
+    parser.add_argument("--count", type=int, default=5)
+    parser.add_argument("--stages", type=Path, default=None, help="time segue protect's steps on this photo, then exit")
     args = parser.parse_args()
+    if args.make_photos is not None:
+        from PIL import Image
+
+        args.make_photos.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(twelve_megapixel_photo())
+        for index in range(args.count):
+            image.save(args.make_photos / f"astronaut-12mp-{index}.jpg", quality=95)
+        print(f"wrote {args.count} photos of {image.width}x{image.height} to {args.make_photos}")
+        return
+    if args.stages is not None:
+        print(json.dumps(pipeline_stages(args.stages, args.repeats, args.detector), indent=1))
+        return
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
 

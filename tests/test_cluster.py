@@ -8,7 +8,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import copy_faces
-from conftest_photos import face_photos  # noqa: F401  (fixture)
 from segue_cli.cli.app import app
 from segue_cli.clustering import ClusterConfig, cluster, estimate_k, matched_accuracy
 from segue_cli.datasets import read_labels_csv
@@ -68,7 +67,8 @@ def test_labels_csv_round_trips_into_the_reader_and_training(clustered, tmp_path
 @pytest.mark.slow
 def test_faces_are_found_and_told_apart_on_real_photos(face_photos):
     embedder = DlibEmbedder()
-    faces = {name: embedder.embed(load_image(path).rgb) for name, path in face_photos.items()}
+    whole_faces = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")  # not the partial-face ones
+    faces = {name: embedder.embed(load_image(face_photos[name]).rgb) for name in whole_faces}
     assert all(f.face_found and f.faces == 1 for f in faces.values())
     obama = [faces[n].vector for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")]
     same = max(np.linalg.norm(a - b) for a in obama for b in obama)

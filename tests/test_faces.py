@@ -1,12 +1,10 @@
 """Face-aware protection on real photos: scikit-image's astronaut and the portraits that
-ship in the face-recognition 1.3.0 sdist (fetched once into the repo's .cache/)."""
+ship in the face-recognition 1.3.0 sdist (``face_photos`` in conftest.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -16,7 +14,7 @@ from PIL import Image
 
 from segue_cli.attacker_pipeline import attacker_crop_correlation, detect_align_folder, probe_pattern
 from segue_cli.errors import ConfigError, OutputError
-from segue_cli.face_detectors import DLIB5_TEMPLATE_112, DlibDetector, YuNetDetector, open_detector
+from segue_cli.face_detectors import DLIB5_TEMPLATE_112, DlibDetector, open_detector
 from segue_cli.faces import (
     ARCFACE_TEMPLATE_112,
     Face,
@@ -31,53 +29,12 @@ from segue_cli.imageio import load_image
 from segue_cli.runtime import TorchBackend
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / ".cache"
-SDIST = "face-recognition==1.3.0"
 EPS = 8 / 255
-
-
-@pytest.fixture(scope="session")
-def face_photos() -> dict[str, Path]:
-    """The six portrait JPEGs of the face-recognition 1.3.0 sdist (tests/test_images/),
-    downloaded with pip into .cache/ once; skipped when PyPI cannot be reached."""
-    photos = CACHE / "face_recognition_photos"
-    if len(list(photos.glob("*.jpg"))) < 6:
-        sdist_dir = CACHE / "face_recognition_sdist"
-        archives = list(sdist_dir.glob("face_recognition-1.3.0.tar.gz"))
-        if not archives:
-            command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", SDIST,
-                       "-d", str(sdist_dir), "--quiet"]
-            try:
-                subprocess.run(command, check=True, capture_output=True, timeout=300)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-                pytest.skip(f"cannot download the {SDIST} sdist with pip (offline?): {exc}")
-            archives = list(sdist_dir.glob("face_recognition-1.3.0.tar.gz"))
-        photos.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archives[0]) as archive:
-            for member in archive.getmembers():
-                if member.isfile() and "/tests/test_images/" in member.name and member.name.endswith(".jpg"):
-                    (photos / Path(member.name).name).write_bytes(archive.extractfile(member).read())
-    found = {p.name: p for p in sorted(photos.glob("*.jpg"))}
-    if len(found) < 6:
-        pytest.skip(f"the {SDIST} sdist no longer holds the six test portraits")
-    return found
-
-
-@pytest.fixture(scope="module")
-def yunet() -> YuNetDetector:
-    return YuNetDetector()
 
 
 @pytest.fixture(scope="module")
 def dlib_detector() -> DlibDetector:
     return DlibDetector()
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    from skimage.data import astronaut as load
-
-    return load()
 
 
 def pattern_fn(pattern: np.ndarray, calls: list | None = None):

@@ -8,9 +8,18 @@ each photo's full size, and are PNG unless --format says otherwise. Existing out
 skipped, so a re-run finishes an interrupted job; --overwrite redoes them. EXIF and GPS
 metadata are removed unless --keep-metadata.
 
+Faces: an attacker crops and aligns each face before training, so by default photos
+whose shorter side is over twice the model's working size (224 px for the default
+112 px model) are protected face by face: each detected face is aligned, perturbed at
+the working size and warped back; nothing else in the photo changes. Smaller photos are
+taken for face crops and protected whole, and so are photos where no face is found
+(each one is reported). --faces forces face-aware protection for every photo,
+--no-faces turns it off.
+
 Side information (who is in the photos): --identity NAME, --label N, --labels FILE or
 --by-folder; with none of them every photo gets one identity named after the input
-folder. Exit codes: 0 all done, 1 some files failed (each is listed), 2 usage error.
+folder. Every face in a photo gets the photo's code. Exit codes: 0 all done, 1 some
+files failed (each is listed), 2 usage error.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..face_detectors import DETECTOR_CHOICES
 from ..imageio import DEFAULT_MAX_PIXELS
 from ..protect import FileResult, ProtectConfig, ProtectSummary, default_workers, protect as run_protect
 from .options import DeviceOption, JsonOption, ModelOption
@@ -53,6 +63,8 @@ def protect(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: half the CPU cores (at most 8); the generator gets the rest.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Photos per generator call (photos of the same working size are batched together).")] = 16,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+    faces: Annotated[Optional[bool], typer.Option("--faces/--no-faces", show_default=False, help="Face-aware protection: perturb each detected face's aligned crop (what an attacker trains on). Default (neither flag): on for photos whose shorter side is over 2 x the model's working size (224 px for the default model), off for smaller ones (face crops). Photos with no face fall back to whole-image protection and are reported. Every face gets the photo's side information.")] = None,
+    detector: Annotated[str, typer.Option("--detector", help=f"Face detector for face-aware protection: {', '.join(DETECTOR_CHOICES)} (auto = YuNet, else dlib). YuNet also finds profile and small faces; dlib's HOG finds frontal faces.")] = "auto",
     json_output: JsonOption = False,
 ) -> None:
     config = ProtectConfig(
@@ -60,6 +72,7 @@ def protect(
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
+        faces="auto" if faces is None else ("on" if faces else "off"), detector=detector,
     )
     with Progress(
         TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -92,6 +105,7 @@ def protect(
 
 def _print_start(bar: Progress, summary: ProtectSummary) -> None:
     bar.console.print(f"side information: {escape(summary.side_information)}", highlight=False, soft_wrap=True)
+    bar.console.print(f"protection: {escape(summary.protection)}", highlight=False, soft_wrap=True)
     for warning in summary.warnings:
         bar.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
@@ -106,6 +120,10 @@ def _print_summary(summary: ProtectSummary) -> None:
     table.add_row("time", f"{summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s)")
     table.add_row("output", escape(str(summary.out_dir)))
     table.add_row("side information", escape(summary.side_information))
+    table.add_row("protection", escape(summary.protection))
+    table.add_row("faces", f"{summary.face_aware} photo(s) protected face by face ({summary.faces_found} face(s)); "
+                  f"{summary.no_face} with no face found and {summary.whole_image} face crop(s) or --no-faces "
+                  "protected whole")
     table.add_row("model", escape(f"{summary.model} (sha256 {summary.model_sha256[:12]}), {summary.backend} on {summary.device}"))
     stderr_console.print(table)
     for warning in summary.warnings:
