@@ -59,15 +59,27 @@ def _align_one(path: Path, target: Path, detector: FaceDetector, size: int, temp
     except InputError as exc:
         report.failed.append((path, exc.message))
         return False
-    faces = detector.detect(rgb)
-    if not faces:
+    crop, found = align_largest(rgb, detector, size, template=template, antialias=antialias)
+    if crop is None:
         report.no_face.append(path)
         return False
-    report.multi_face += len(faces) > 1
-    largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    save_image(target, align_face(rgb, alignment_matrix(largest.landmarks, size, template), size, antialias))
+    report.multi_face += found > 1
+    save_image(target, crop)
     report.written += 1
     return True
+
+
+def align_largest(
+    rgb: np.ndarray, detector: FaceDetector, size: int = 112, *, template: np.ndarray | str = ARCFACE_TEMPLATE_112,
+    antialias: bool = True,
+) -> tuple[np.ndarray | None, int]:
+    """(the largest face aligned to ``size`` x ``size`` uint8, or None; faces found): the
+    scraper's step for one photo, shared by :func:`detect_align_folder` and ``segue evaluate``."""
+    faces = detector.detect(rgb)
+    if not faces:
+        return None, 0
+    largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return align_face(rgb, alignment_matrix(largest.landmarks, size, template), size, antialias), len(faces)
 
 
 def detect_align_folder(

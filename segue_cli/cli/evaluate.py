@@ -2,7 +2,8 @@
 
 Trains each --arch from scratch on --train-protected and, as the baseline, on
 --train-clean (same seed, same counter-measure), and tests both on the clean --test
-photos after every epoch. All three are ImageFolder trees (<identity>/<images>) with the
+photos after every epoch. With --attacker-pipeline detect-align the attacker first
+reduces every photo to its largest face, aligned to 112 x 112, as a scraper would. All three are ImageFolder trees (<identity>/<images>) with the
 same identity folders; protected and clean train images pair up by path without suffix.
 Settings follow protocol P112 (docs/benchmark-protocol.md) unless an option changes
 them; the report lists every departure. Writes report.md, results.json and PNG figures
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..evaluation import p112, run_evaluation
+from ..evaluation.alignment import DETECTOR_CHOICES, PIPELINES
 from ..evaluation.countermeasures import SPEC_HELP
 from ..evaluation.report import summary_rows
 from ..nn.attackers import ATTACKER_NAMES
@@ -33,6 +35,8 @@ def evaluate(
     protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark). Options given explicitly override it and are reported as departures.")] = "p112",
     arch: Annotated[Optional[list[str]], typer.Option("--arch", help=f"Attacker architecture, repeatable: {', '.join(ATTACKER_NAMES)}. Default resnet18.")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help=f"Counter-measure scenario, repeatable (each is a separate pair of runs): {SPEC_HELP}. Default none.")] = None,
+    attacker_pipeline: Annotated[str, typer.Option("--attacker-pipeline", help=f"What the attacker does to each photo before training: {' | '.join(PIPELINES)}. none: resize the whole photo (P112's face crops). detect-align: detect faces in every train and test photo, align the largest to the 112 x 112 ArcFace crop (no face: centred square crop, counted in the report).")] = "none",
+    detector: Annotated[str, typer.Option("--detector", help=f"The attacker's face detector under detect-align: {', '.join(DETECTOR_CHOICES)} (auto: YuNet, else dlib).")] = "auto",
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per attacker (P112: 20).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (P112: 32).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate, cosine-annealed over all steps (P112: 5e-4).")] = None,
@@ -63,13 +67,14 @@ def evaluate(
     if attack:
         overrides["attacks"] = tuple(attack)
     config = p112(train_protected, train_clean, test, out=out, protocol=protocol, device=device, threads=threads, workers=workers,
-                  channels_last=channels_last, **overrides)
+                  channels_last=channels_last, attacker_pipeline=attacker_pipeline, detector=detector, **overrides)
     result = _run_with_progress(config)
     rows = summary_rows(result.results)
     if json_output:
         print_json({
             "run_dir": str(result.run_dir), "protocol": config.protocol, "departures": config.departures(),
             "chance_accuracy": result.results["chance_accuracy"], "summary": rows,
+            "attacker_pipeline": result.results["attacker_pipeline"],
             "quality": result.results["quality"], "seconds": result.results["timing"].get("total_s"),
         })
         return
@@ -87,7 +92,8 @@ def _run_with_progress(config):
             if event == "run_dir":
                 stderr_console.print(f"run folder: {payload['path']}", highlight=False)
             elif event == "decode_start":
-                tasks["decode"] = bar.add_task(f"decoding {payload['set']} ({payload['transform']})",
+                aligned = ", detect-align" if payload.get("pipeline") == "detect-align" else ""
+                tasks["decode"] = bar.add_task(f"decoding {payload['set']} ({payload['transform']}{aligned})",
                                                total=payload["images"], info="")
             elif event == "decoded":
                 bar.advance(tasks["decode"])

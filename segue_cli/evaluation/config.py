@@ -14,12 +14,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..nn.attackers import ATTACKER_NAMES
+from .alignment import DETECTOR_CHOICES, PIPELINES
 from .countermeasures import Scenario, parse_scenario
 
 PROTOCOLS = ("p112",)
 
-# The protocol's own values. Architecture and counter-measure are what an evaluation
-# varies, so they are not departures; everything else is.
+# The protocol's own values. Architecture, counter-measure and the attacker's pipeline
+# (with its face detector) are what an evaluation varies, so they are not departures;
+# everything else is. (P112's own pipeline is "none": its photos are face crops.)
 P112: dict[str, Any] = {
     "image_size": 112,
     "quality_size": 224,
@@ -42,6 +44,8 @@ class EvaluateConfig:
     protocol: str = "p112"
     archs: tuple[str, ...] = ("resnet18",)
     attacks: tuple[str, ...] = ("none",)
+    attacker_pipeline: str = "none"  # "detect-align": the attacker detects and aligns faces first
+    detector: str = "auto"  # the attacker's face detector under detect-align
     image_size: int = P112["image_size"]
     quality_size: int = P112["quality_size"]
     epochs: int = P112["epochs"]
@@ -63,6 +67,9 @@ class EvaluateConfig:
             (self.protocol in PROTOCOLS, f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}"),
             (len(self.archs) > 0, "give at least one --arch"),
             (len(self.attacks) > 0, "give at least one --attack (none is the plain attack)"),
+            (self.attacker_pipeline in PIPELINES,
+             f"unknown --attacker-pipeline {self.attacker_pipeline!r}; known: {', '.join(PIPELINES)}"),
+            (self.detector in DETECTOR_CHOICES, f"unknown --detector {self.detector!r}; known: {', '.join(DETECTOR_CHOICES)}"),
             (self.image_size >= 16, "--image-size must be at least 16"),
             (self.quality_size >= 16, "--quality-size must be at least 16"),
             (self.epochs >= 1, "--epochs must be at least 1"),
@@ -103,6 +110,8 @@ class EvaluateConfig:
                  str(self.train_clean), "--test", str(self.test), "--out", str(self.out), "--protocol", self.protocol]
         words += [w for arch in self.archs for w in ("--arch", arch)]
         words += [w for s in self.scenarios for w in ("--attack", s.name)]
+        if self.attacker_pipeline != "none":
+            words += ["--attacker-pipeline", self.attacker_pipeline, "--detector", self.detector]
         words += ["--epochs", str(self.epochs), "--batch-size", str(self.batch_size), "--lr", f"{self.lr:g}",
                   "--image-size", str(self.image_size), "--quality-size", str(self.quality_size), "--seed", str(self.seed)]
         if not self.baseline:

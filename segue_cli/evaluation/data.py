@@ -5,7 +5,9 @@
 - each protected train image is paired with its clean original by relative path
   WITHOUT suffix (``3/12.png`` <-> ``3/12.jpg``), for the image-quality metrics;
 - each set is decoded at the attacker's size into a uint8 tensor cache, once per
-  full-resolution transform (a JPEG or grayscale counter-measure needs its own cache).
+  full-resolution transform (a JPEG or grayscale counter-measure needs its own cache)
+  and attacker pipeline (detect-align crops are cached the same way, with what the
+  detector found kept in ``alignment``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import torch
 
 from ..datasets import LabelledImage, LabelledSet, decode_images, scan_image_folder
 from ..errors import InputError
+from ..faces import FaceDetector
+from .alignment import AlignmentCounts, detect_align_images
 
 SET_NAMES = ("protected", "clean", "test")
 MAX_LISTED = 5
@@ -31,6 +35,7 @@ class EvaluationData:
     pairs: list[tuple[Path, Path]]  # (protected, clean) train images
     workers: int = 2
     _cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    alignment: dict[str, AlignmentCounts] = field(default_factory=dict)  # "<set> (<transform>)" -> counts
 
     @property
     def num_classes(self) -> int:
@@ -41,17 +46,26 @@ class EvaluationData:
 
     def tensors(
         self, name: str, size: int, transform: Callable[[np.ndarray], np.ndarray] | None = None, key: str = "plain",
-        progress: Callable[[str, dict[str, Any]], None] | None = None,
+        progress: Callable[[str, dict[str, Any]], None] | None = None, detector: FaceDetector | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 images [N, 3, size, size], targets [N]) of one set, decoded once per ``key``
-        (the name of ``transform``). ``progress`` hears decode_start and one decoded per image."""
-        cache_key = (name, f"{size}:{key}")
+        (the name of ``transform``). With ``detector`` each image is the attacker's aligned
+        face crop (:func:`detect_align_images`) instead of the resized photo. ``progress``
+        hears decode_start and one decoded per image."""
+        pipeline = "plain" if detector is None else "detect-align"
+        cache_key = (name, f"{size}:{key}:{pipeline}")
         if cache_key not in self._cache:
             emit = progress or (lambda event, payload: None)
             labelled = self.sets[name]
-            emit("decode_start", {"set": name, "images": len(labelled.items), "transform": key})
-            images, _, _ = decode_images([item.path for item in labelled.items], size, workers=self.workers,
-                                         on_done=lambda: emit("decoded", {}), transform=transform)
+            paths = [item.path for item in labelled.items]
+            emit("decode_start", {"set": name, "images": len(paths), "transform": key, "pipeline": pipeline})
+            if detector is None:
+                images, _, _ = decode_images(paths, size, workers=self.workers, on_done=lambda: emit("decoded", {}),
+                                             transform=transform)
+            else:
+                images, counts = detect_align_images(paths, size, detector, transform=transform, workers=self.workers,
+                                                     on_done=lambda: emit("decoded", {}))
+                self.alignment[name if key == "plain" else f"{name} ({key})"] = counts
             self._cache[cache_key] = (images, torch.tensor(labelled.targets))
         return self._cache[cache_key]
 

@@ -178,6 +178,29 @@ def _details_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pipeline_section(results: dict[str, Any]) -> list[str]:
+    pipeline = results.get("attacker_pipeline") or {"name": "none"}
+    if pipeline["name"] == "none":
+        return ["Attacker pipeline: none (each photo resized whole to the attacker's size)."]
+    lines = [
+        f"## Attacker pipeline: {pipeline['name']}",
+        "",
+        f"The attacker detects faces in every train and test photo ({pipeline['detector']} detector), keeps the "
+        f"largest and aligns it with its five landmarks to the {pipeline['template']} {pipeline['align_size']} x "
+        f"{pipeline['align_size']} crop before resizing to the attacker's size. No face found: "
+        f"{pipeline['no_face_fallback']}. Image quality above is still measured on the whole photos.",
+        "",
+        "| set | photos | face found | no face | several faces |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, counts in pipeline["sets"].items():
+        lines.append(f"| {name} | {counts['images']} | {counts['face_found']} | {counts['no_face']} | {counts['multi_face']} |")
+    examples = [p for counts in pipeline["sets"].values() for p in counts["no_face_examples"]]
+    if examples:
+        lines += ["", "Photos with no face found (first few per set): " + ", ".join(f"`{p}`" for p in examples)]
+    return lines
+
+
 def render_markdown(results: dict[str, Any], run_name: str) -> str:
     departures = results["departures"]
     protocol = results["protocol"].upper()
@@ -199,6 +222,8 @@ def render_markdown(results: dict[str, Any], run_name: str) -> str:
         f"- protected train: {counts['protected']} images ({results['data']['paths']['train_protected']})",
         f"- clean train: {counts['clean']} images ({results['data']['paths']['train_clean']})",
         f"- clean test: {counts['test']} images ({results['data']['paths']['test']})",
+        "",
+        *_pipeline_section(results),
         "",
         *_accuracy_section(results),
         "",

@@ -2,7 +2,8 @@
 
 For every counter-measure scenario and every architecture: train on the protected train
 set and (unless skipped) on the clean one, test both on the clean test set after every
-epoch. Measure the protected set's image quality against the clean originals. Write
+epoch. With ``attacker_pipeline="detect-align"`` every train and test photo is first
+reduced to its largest face, aligned (``alignment.py``), as a scraper would. Measure the protected set's image quality against the clean originals. Write
 ``results.json`` (rewritten after every finished run, so an interrupted evaluation keeps
 what it measured), ``report.md`` and PNG figures into a new run folder.
 """
@@ -23,8 +24,11 @@ import torch
 from .. import __version__
 from ..datasets import decode_images
 from ..devices import resolve_device
+from ..face_detectors import open_detector
+from ..faces import FaceDetector
 from ..training import prepare_run_dir
 from . import figures
+from .alignment import ALIGN_SIZE, ALIGN_TEMPLATE, NO_FACE_FALLBACK
 from .config import EvaluateConfig
 from .countermeasures import Scenario, decode_transform
 from .data import EvaluationData, load_evaluation_data
@@ -63,9 +67,21 @@ def _decode_key(scenario: Scenario, test_set: bool) -> str:
     return "+".join(parts) or "plain"
 
 
-def _set_tensors(data: EvaluationData, name: str, scenario: Scenario, size: int, emit: ProgressCallback):
+def _set_tensors(data: EvaluationData, name: str, scenario: Scenario, size: int, emit: ProgressCallback,
+                 detector: FaceDetector | None):
     test_set = name == "test"
-    return data.tensors(name, size, decode_transform(scenario, test_set=test_set), _decode_key(scenario, test_set), emit)
+    return data.tensors(name, size, decode_transform(scenario, test_set=test_set), _decode_key(scenario, test_set), emit,
+                        detector=detector)
+
+
+def _pipeline_record(config: EvaluateConfig, detector: FaceDetector | None) -> dict[str, Any]:
+    if detector is None:
+        return {"name": "none", "note": "each photo resized whole to the attacker's size"}
+    return {
+        "name": config.attacker_pipeline, "detector_option": config.detector, "detector": detector.name,
+        "align_size": ALIGN_SIZE, "template": ALIGN_TEMPLATE, "face": "largest face of each photo",
+        "no_face_fallback": NO_FACE_FALLBACK, "sets": {},
+    }
 
 
 def _strip(config: EvaluateConfig, data: EvaluationData, run_dir: Path) -> None:
@@ -98,6 +114,7 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     scenarios = config.scenarios
     data = load_evaluation_data(config.train_protected, config.train_clean, config.test,
                                 limit_per_identity=config.limit_per_identity, workers=config.workers)
+    detector = open_detector(config.detector) if config.attacker_pipeline == "detect-align" else None
     run_dir = prepare_run_dir(config.out, resume=False)
     emit("run_dir", {"path": str(run_dir)})
 
@@ -114,6 +131,7 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
         "seeds": {"seed": config.seed, "note": "torch.manual_seed(seed) before each model; batch order and "
                   "augmentation from torch.Generator().manual_seed(seed)"},
         "environment": environment(device, threads),
+        "attacker_pipeline": _pipeline_record(config, detector),
         "quality": None, "runs": [], "timing": {},
     }
 
@@ -130,10 +148,12 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
                              bf16=config.bf16)
     train_sets = ("protected", "clean") if config.baseline else ("protected",)
     for scenario in scenarios:
-        test = _set_tensors(data, "test", scenario, config.image_size, emit)
+        test = _set_tensors(data, "test", scenario, config.image_size, emit, detector)
         for arch in config.archs:
             for train_set in train_sets:
-                train = _set_tensors(data, train_set, scenario, config.image_size, emit)
+                train = _set_tensors(data, train_set, scenario, config.image_size, emit, detector)
+                if detector is not None:
+                    results["attacker_pipeline"]["sets"] = {k: v.to_dict() for k, v in data.alignment.items()}
                 run: AttackRun = train_attacker(arch, scenario, train_set, train, test, data.identities, settings, emit)
                 results["runs"].append(run.to_dict())
                 write_results(run_dir, results)
