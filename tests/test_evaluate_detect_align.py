@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _faces_set_module():
+    if "make_faces_set" in sys.modules:
+        return sys.modules["make_faces_set"]
     spec = importlib.util.spec_from_file_location("make_faces_set", ROOT / "benchmarks" / "make_faces_set.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["make_faces_set"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -82,6 +86,7 @@ def test_aligned_crop_of_a_placed_face_matches_the_face(tmp_path: Path, webface1
     reference = resize_to(np.ascontiguousarray(face[14:210, 14:210]), ALIGN_SIZE, ALIGN_SIZE)
     control = resize_to(np.ascontiguousarray(other[14:210, 14:210]), ALIGN_SIZE, ALIGN_SIZE)
     same, different = _pearson(crop, reference), _pearson(crop, control)
+    print(f"correlation with the placed face {same:.3f}, with another identity {different:.3f}")
     assert same > 0.8, (same, different)
     assert same > different + 0.1, (same, different)
 
@@ -93,7 +98,6 @@ def test_no_face_falls_back_to_centre_square() -> None:
     assert out.shape == (30, 30, 3) and out.min() == 200
 
 
-@pytest.mark.slow
 def test_evaluate_detect_align_end_to_end(tmp_path: Path, webface10: Path) -> None:
     sets = _photo_sets(tmp_path)
     out = tmp_path / "runs" / "eval"

@@ -125,6 +125,11 @@ def _print_summary(results: dict[str, Any], rows: list[dict[str, Any]], run_dir:
     for row in rows:
         table.add_row(row["arch"], row["attack"], cell(row.get("clean")), cell(row.get("protected")))
     stderr_console.print(table)
+    pipeline = results["attacker_pipeline"]
+    if pipeline["name"] != "none":
+        found = ", ".join(f"{name} {c['face_found']}/{c['images']}" for name, c in pipeline["sets"].items())
+        stderr_console.print(f"attacker pipeline {pipeline['name']} ({pipeline['detector']}): faces found in {found}; "
+                             f"no face: {pipeline['no_face_fallback']}", highlight=False)
     if results["departures"]:
         stderr_console.print(f"departures from {results['protocol'].upper()}: {', '.join(results['departures'])}",
                              highlight=False)
