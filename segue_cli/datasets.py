@@ -143,11 +143,13 @@ def decode_images(
     workers: int = 2,
     on_done: Callable[[], None] | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    prepare: Callable[[Path, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Decode and resize every path to ``size`` x ``size``.
 
     ``transform`` (H x W x 3 uint8 -> same) runs on the full-resolution photo before the
     resize: an attacker's JPEG re-encoding or grayscale happens there (``segue evaluate``).
+    ``prepare(path, rgb)`` runs after it, e.g. the attacker's face detection and alignment.
 
     Returns (uint8 tensor [N_ok, 3, size, size], indices of the decoded paths, problems).
     Without ``skip_bad`` any unreadable or tiny file raises one error that lists them all.
@@ -159,7 +161,8 @@ def decode_images(
             height, width = loaded.size
             if min(height, width) < MIN_IMAGE_SIDE:
                 return f"{path}: {width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
-            return resize_rgb(loaded.rgb if transform is None else transform(loaded.rgb), size)
+            rgb = loaded.rgb if transform is None else transform(loaded.rgb)
+            return resize_rgb(rgb if prepare is None else prepare(path, rgb), size)
         except InputError as exc:
             return exc.message
         finally:

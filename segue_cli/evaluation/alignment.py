@@ -16,7 +16,6 @@ and listed (first few) in results.json and report.md.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,11 +24,10 @@ import numpy as np
 import torch
 
 from ..attacker_pipeline import align_largest
-from ..datasets import MIN_IMAGE_SIDE
-from ..errors import InputError
+from ..datasets import decode_images
 from ..face_detectors import DETECTOR_CHOICES
 from ..faces import FaceDetector
-from ..imageio import load_image, resize_rgb, resize_to
+from ..imageio import resize_to
 
 PIPELINES = ("none", "detect-align")
 ALIGN_SIZE = 112  # the canonical ArcFace crop a scraper aligns to
@@ -81,33 +79,15 @@ def detect_align_images(
     counts = AlignmentCounts(images=len(paths))
     lock = threading.Lock()
 
-    def one(path: Path) -> torch.Tensor | str:
-        try:
-            rgb = load_image(path).rgb
-            if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
-                return f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
-            if transform is not None:
-                rgb = transform(rgb)
-            crop, found = align_largest(rgb, detector, ALIGN_SIZE, template=ALIGN_TEMPLATE)
-            with lock:
-                if crop is None:
-                    counts.no_face.append(path)
-                else:
-                    counts.face_found += 1
-                    counts.multi_face += found > 1
-            return resize_rgb(crop if crop is not None else centre_square(rgb, ALIGN_SIZE), size)
-        except InputError as exc:
-            return exc.message
-        finally:
-            if on_done is not None:
-                on_done()
+    def align(path: Path, rgb: np.ndarray) -> np.ndarray:
+        crop, found = align_largest(rgb, detector, ALIGN_SIZE, template=ALIGN_TEMPLATE)
+        with lock:
+            if crop is None:
+                counts.no_face.append(path)
+            else:
+                counts.face_found += 1
+                counts.multi_face += found > 1
+        return crop if crop is not None else centre_square(rgb, ALIGN_SIZE)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(one, paths))
-    problems = [r for r in results if isinstance(r, str)]
-    if problems:
-        listed = "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
-        raise InputError(f"{len(problems)} image(s) cannot be used:\n  {listed}", "fix or remove these files")
-    if not results:
-        raise InputError("no images to align", "check the evaluation's image folders")
-    return torch.stack(results), counts  # type: ignore[arg-type]
+    images, _, _ = decode_images(paths, size, transform=transform, prepare=align, workers=workers, on_done=on_done)
+    return images, counts
