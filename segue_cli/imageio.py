@@ -171,11 +171,6 @@ def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb, dtype=np.uint8, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 
-def tensor_to_rgb(tensor: torch.Tensor) -> np.ndarray:
-    """3 x H x W float in [0, 1] -> H x W x 3 uint8 (rounded)."""
-    return tensor.detach().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
 def resize_rgb(rgb: np.ndarray, size: int) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x size x size uint8, resized like the protocol's attacker
     (bilinear with antialias, torchvision ``Resize([size, size])`` on the PIL image)."""
@@ -193,10 +188,6 @@ def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.shape[:2] == (height, width):
         return rgb
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-
-
-def load_resized(path: Path, size: int) -> torch.Tensor:
-    return resize_rgb(load_image(path).rgb, size)
 
 
 SAVE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}

@@ -33,7 +33,7 @@ from .errors import ConfigError, OutputError
 from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
 from .nn.surrogate import build_surrogate, pgd_noise
-from .side_info import DEFAULT_CODE_BITS, folder_code, random_codes
+from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")
 GENERATOR_FILE = "generator.safetensors"
@@ -170,8 +170,6 @@ def _batches(count: int, batch_size: int, rng: torch.Generator, limit: int | Non
 
 
 def _code_signs(codes: list[int], targets: torch.Tensor, code_bits: int) -> torch.Tensor:
-    from .side_info import code_to_signs
-
     return code_to_signs([codes[t] for t in targets.tolist()], code_bits)
 
 
