@@ -1,7 +1,9 @@
 """A control for protocol P112: protect WebFace10 with a class-wise fixed pattern.
 
-Each identity gets one random smooth pattern (a 14 x 14 grid of +/-eps signs, bilinearly
-upsampled to the photo), added to all its train photos and saved as PNG. This is the
+Each identity gets one random pattern of +/-eps signs, bilinearly upsampled to the photo:
+either a smooth global one (``--grid 14``: a 14 x 14 grid) or a local one (``--tile 8``:
+an 8 x 8 tile repeated across the 112 px working size, as a generator working at 112 px
+and upsampled by ``segue protect`` would make), added to all its train photos and saved as PNG. This is the
 simplest shortcut an attacker's model can learn; if P112 accuracy on it stays high, the
 harness or the resize destroys shortcuts, and a generator cannot be judged by it.
 
@@ -31,7 +33,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "WebFace10" / "train")
-    parser.add_argument("--grid", type=int, default=14)
+    parser.add_argument("--grid", type=int, default=14, help="pattern cells across the photo (global pattern)")
+    parser.add_argument("--tile", type=int, default=0,
+                        help="instead of --grid: a TILE x TILE random sign tile at --working-size scale, repeated "
+                             "across the photo (a local pattern a convolution sees everywhere)")
+    parser.add_argument("--working-size", type=int, default=112)
     parser.add_argument("--epsilon", type=float, default=8 / 255)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -39,8 +45,13 @@ def main() -> None:
         raise SystemExit(f"{args.out} exists; choose a new folder")
     dataset = scan_image_folder(args.data)
     rng = torch.Generator().manual_seed(args.seed)
-    signs = {name: torch.randint(0, 2, (1, 3, args.grid, args.grid), generator=rng).float() * 2 - 1
+    cells = args.tile or args.grid
+    signs = {name: torch.randint(0, 2, (1, 3, cells, cells), generator=rng).float() * 2 - 1
              for name in dataset.identities}
+    if args.tile:
+        repeats = -(-args.working_size // args.tile)
+        signs = {name: s.repeat(1, 1, repeats, repeats)[..., : args.working_size, : args.working_size]
+                 for name, s in signs.items()}
     for item in dataset.items:
         rgb = load_image(item.path).rgb
         pattern = F.interpolate(signs[item.identity], size=rgb.shape[:2], mode="bilinear", align_corners=False)[0]

@@ -5,12 +5,16 @@ Variants (see docs/benchmark-protocol in ../shared/docs):
   labels   each identity folder is the label (``--by-folder``)
   hashed   each identity protected with ``--identity webface10-<label>``: codes the
            generator never saw in training
+  pseudo   labels from ``segue cluster`` instead of the folders (``--labels CSV``, the
+           unsupervised scenario); the attacker still trains on the true identities
 Every step is a plain ``segue`` command, printed before it runs, so any figure can be
 re-made by hand. Results land in OUT/<variant>/eval*/results.json.
 
   python benchmarks/p112.py --model models/segue-webface10-112.safetensors --variant labels
   python benchmarks/p112.py --variant hashed --skip-baseline
   python benchmarks/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
+  segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
+  python benchmarks/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ def segue(*args: str) -> str:
     return completed.stdout
 
 
-def protect(model: str | None, train: Path, out: Path, variant: str) -> None:
+def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None) -> None:
     model_args = ["--model", model] if model else []
-    if variant == "labels":
+    if variant == "pseudo":
+        if labels is None:
+            raise SystemExit("--variant pseudo needs --labels CSV (from segue cluster)")
+        segue("protect", str(train), "--out", str(out), "--labels", str(labels), *model_args)
+    elif variant == "labels":
         segue("protect", str(train), "--out", str(out), "--by-folder", *model_args)
     elif variant == "hashed":
         for identity in sorted(p.name for p in train.iterdir() if p.is_dir()):
@@ -52,7 +60,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="generator checkpoint or ONNX file (default: the shipped model)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="WebFace10 root with train/ and test/")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "p112", help="work folder")
-    parser.add_argument("--variant", choices=("labels", "hashed"), default="labels")
+    parser.add_argument("--variant", choices=("labels", "hashed", "pseudo"), default="labels")
+    parser.add_argument("--labels", type=Path, default=None, help="labels CSV of segue cluster (--variant pseudo)")
     parser.add_argument("--arch", action="append", default=None, help="attacker architecture (repeatable)")
     parser.add_argument("--attack", action="append", default=None, help="counter-measure (repeatable)")
     parser.add_argument("--skip-baseline", action="store_true", help="do not train the clean baseline")
@@ -62,7 +71,7 @@ def main() -> None:
 
     protected = args.out / args.variant / "protected"
     if not protected.exists():
-        protect(args.model, args.data / "train", protected, args.variant)
+        protect(args.model, args.data / "train", protected, args.variant, args.labels)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
                      "--test", str(args.data / "test"), "--protocol", "p112", "--out", str(args.out / args.variant / "eval"),
                      "--seed", str(args.seed), "--threads", str(args.threads), "--json"]

@@ -169,7 +169,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> LoadedGene
             "the file was modified or corrupted after it was saved; get a fresh copy",
         )
     try:
-        model = SegueGenerator(GeneratorConfig(**metadata.architecture))
+        model = SegueGenerator(GeneratorConfig.from_dict(metadata.architecture))
         model.load_state_dict(tensors, strict=True)
     except (TypeError, RuntimeError) as exc:
         raise ArtifactError(f"{path}: weights do not match the recorded architecture: {exc}") from exc

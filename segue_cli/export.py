@@ -21,7 +21,6 @@ from typing import Callable
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
@@ -42,7 +41,6 @@ FP16_TOLERANCE = 2e-3
 # sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).
 PARITY_SIZES = ((33, 47), (47, 33), (61, 90))
 PARITY_BATCH = 3
-_SIZE_MULTIPLE = 4  # SegueGenerator's internal padding multiple (two stride-2 convs)
 
 
 @dataclass(frozen=True)
@@ -101,13 +99,8 @@ class ParityError(ArtifactError):
 
 
 class _ExportGraph(nn.Module):
-    """epsilon * G(images, code_signs) with the padding done on symbolic sizes.
-
-    SegueGenerator pads only ``if`` the size is not a multiple of 4, a Python branch that
-    export traces once and freezes (an export traced at 32x32 then fails at 33x47). Here
-    the pad is always applied, with amounts computed from the symbolic height and width,
-    so the generator's own branch sees a multiple of 4 and the graph holds for any size.
-    """
+    """epsilon * G(images, code_signs) in the export's precision. G pads to a multiple of
+    4 without a Python branch on the size, so one graph holds for every size."""
 
     def __init__(self, generator: SegueGenerator, epsilon: float, dtype: torch.dtype) -> None:
         super().__init__()
@@ -116,10 +109,7 @@ class _ExportGraph(nn.Module):
         self.dtype = dtype
 
     def forward(self, images: torch.Tensor, code_signs: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2], images.shape[-1]
-        padded = F.pad(images, (0, (-width) % _SIZE_MULTIPLE, 0, (-height) % _SIZE_MULTIPLE), mode="replicate")
-        raw = self.generator(padded.to(self.dtype), code_signs.to(self.dtype))
-        return self.epsilon * raw[..., :height, :width].float()
+        return self.epsilon * self.generator(images.to(self.dtype), code_signs.to(self.dtype)).float()
 
 
 def build_onnx(generator: SegueGenerator, metadata: OnnxMetadata, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
@@ -141,6 +131,13 @@ def build_onnx(generator: SegueGenerator, metadata: OnnxMetadata, opset: int = D
         except Exception as exc:  # torch.onnx raises many types; say what failed and stop
             raise ArtifactError(f"ONNX export failed: {exc}", "report this with the checkpoint's metadata") from exc
     proto = program.model_proto
+    # The exporter names the output's sizes by the crop expression (Min(height, ...));
+    # they equal the input's, which the parity check confirms, so give them plain names.
+    for value in proto.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        for position, axis in DYNAMIC_AXES.get(value.name, {}).items():
+            dims[position].ClearField("dim_value")
+            dims[position].dim_param = axis
     onnx.helper.set_model_props(proto, metadata.to_props())
     proto.doc_string = f"segue generator: delta = epsilon * G(images, code_signs); exported by segue {__version__}"
     try:

@@ -10,6 +10,12 @@ training identity a code. Even periods use the identity's own code (label or has
 folder name, see side_info); odd periods draw fresh random codes. G therefore learns to
 make separable perturbations for codes it never saw, which is what ``--identity NAME``
 needs at protect time (``code_assignment`` switches this off).
+
+What f sees is what an attacker sees (``photo_scale``): photos are loaded at
+``photo_scale`` x the working size, G runs on them resized to the working size, its
+perturbation is upsampled to the photo as ``segue protect`` does, the result is rounded
+to 8 bits (straight-through) and resized back to the working size as protocol P112's
+attacker does. A perturbation that only works at the working size is not rewarded.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class TrainConfig:
     surrogate_stem: str = "standard"
     code_assignment: str = "mixed"
     code_bits: int = DEFAULT_CODE_BITS
+    pattern_grid: int = 4
+    photo_scale: float = 2.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
     seed: int = 0
     device: str = "auto"
@@ -80,6 +88,8 @@ class TrainConfig:
             (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
+            (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
+            (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
         ]
         for ok, message in checks:
             if not ok:
@@ -186,14 +196,14 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
 
     emit("decode_start", {"images": len(dataset.items), "identities": len(dataset.identities)})
     images, kept, problems = decode_images(
-        [item.path for item in dataset.items], config.image_size,
+        [item.path for item in dataset.items], photo_size(config),
         skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit("decoded", {}),
     )
     targets = torch.tensor(dataset.targets)[kept]
     if problems:
         emit("skipped_images", {"problems": problems})
 
-    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits)).to(device)
+    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
@@ -256,12 +266,38 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     return TrainResult(run_dir, generator_path, len(history), stopped_early, history, time.perf_counter() - started)
 
 
+def photo_size(config: TrainConfig) -> int:
+    return round(config.image_size * config.photo_scale)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _round_to_8_bits(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x * 255.0) / 255.0 - x).detach()
+
+
+def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
+                  signs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
+    size = config.image_size
+    delta = config.epsilon * generator(_resize(photos, size), signs)
+    if photos.shape[-1] == size:
+        return delta, (photos + delta).clamp(0, 1)
+    upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
+    protected = _round_to_8_bits((photos + upsampled).clamp(0, 1))
+    return delta, _resize(protected, size)
+
+
 def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
     generator.eval()
     surrogate.train()
     with torch.no_grad():
-        delta = config.epsilon * generator(x, signs)
-    logits = surrogate((x + delta).clamp(0, 1))
+        delta, view = attacker_view(config, generator, x, signs)
+    logits = surrogate(view)
     loss = F.cross_entropy(logits, y)
     opt_f.zero_grad(set_to_none=True)
     loss.backward()
@@ -274,8 +310,7 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     surrogate.eval()
     surrogate.requires_grad_(False)
     try:
-        delta = config.epsilon * generator(x, signs)
-        perturbed = (x + delta).clamp(0, 1)
+        delta, perturbed = attacker_view(config, generator, x, signs)
         params = distortions.sample(len(y), config.distortion, rng)
 
         def distort(batch: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ def saturating_generator(seed: int = 0) -> SegueGenerator:
     torch.manual_seed(seed)
     model = SegueGenerator(GeneratorConfig())
     with torch.no_grad():
-        model.decoder[-2].weight.mul_(20.0)
+        model.decoder[-1].weight.mul_(20.0)
     return model.eval()
 
 

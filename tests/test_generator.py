@@ -13,7 +13,38 @@ def generator() -> SegueGenerator:
 
 
 def test_parameter_count_matches_paper_scale(generator):
-    assert 80_000 < count_parameters(generator) < 130_000
+    paper_generator = SegueGenerator(GeneratorConfig(pattern_grid=0))
+    assert 80_000 < count_parameters(paper_generator) < 130_000
+    config = generator.config
+    pattern_layer = (config.pattern_hidden + 1) * 3 * config.pattern_grid**2  # the code features are fixed buffers
+    assert count_parameters(generator) == count_parameters(paper_generator) + pattern_layer
+
+
+def test_code_pattern_makes_codes_differ_on_the_same_image():
+    torch.manual_seed(0)
+    model = SegueGenerator(GeneratorConfig()).eval()
+    image = torch.rand(1, 3, 112, 112).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        delta = model.perturbation(image, [3, 40000], EPS)
+    # Different codes: different perturbations, far beyond numerical noise.
+    assert (delta[0] - delta[1]).abs().mean() > 0.1 * EPS
+
+
+def test_label_codes_get_unrelated_full_strength_patterns():
+    """Labels 0..9 share 12 of 16 code bits; their patterns must still be unrelated (what
+    makes them separable) and strong (weak ones are what the attacker ignored)."""
+    torch.manual_seed(0)
+    model = SegueGenerator(GeneratorConfig()).eval()
+    image = torch.rand(1, 3, 112, 112).expand(10, -1, -1, -1)
+    with torch.no_grad():
+        delta = model.perturbation(image, list(range(10)), EPS)
+    correlation = torch.corrcoef(delta.flatten(1)).abs().fill_diagonal_(0)
+    assert correlation.mean() < 0.25
+    assert delta.abs().mean() > 0.5 * EPS
+
+
+def test_checkpoints_without_code_pattern_still_load():
+    assert GeneratorConfig.from_dict({"code_bits": 16, "base_channels": 8, "residual_blocks": 4}).pattern_grid == 0
 
 
 @pytest.mark.parametrize("height,width", [(32, 32), (33, 47), (112, 112), (61, 128), (224, 97), (1024, 40)])

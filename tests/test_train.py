@@ -12,7 +12,7 @@ from segue_cli.artifacts import load_generator
 from segue_cli.cli.app import app
 from segue_cli.errors import InputError
 from segue_cli.nn import distortions
-from segue_cli.training import TrainConfig, identity_codes, train
+from segue_cli.training import TrainConfig, attacker_view, identity_codes, train
 from segue_cli.datasets import scan_image_folder
 
 runner = CliRunner()
@@ -59,6 +59,38 @@ def test_mixed_codes_alternate_between_own_and_random(tiny_faces):
     rand, kind1 = identity_codes(dataset, "mixed", 1, 16, seed=0)
     assert (kind0, kind1) == ("labels", "random")
     assert own == [int(n) for n in dataset.identities] and rand != own
+
+
+def test_attacker_view_matches_protect_then_the_protocol_resize(webface10, tmp_path):
+    """Training sees what P112's attacker sees of a `segue protect` output (224 px crop,
+    112 px working size): the real pipeline, run through files, agrees to within one
+    8-bit level on average (the only differences: PIL vs torch resampling and rounding)."""
+    from segue_cli.artifacts import save_generator
+    from segue_cli.imageio import load_image, resize_rgb
+    from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
+    from segue_cli.protect import ProtectConfig, protect
+
+    torch.manual_seed(0)
+    model = SegueGenerator(GeneratorConfig()).eval()
+    checkpoint = tmp_path / "g.safetensors"
+    save_generator(checkpoint, model, epsilon=8 / 255, image_size=112, training={"note": "test"})
+    photo_path = sorted((webface10 / "train" / "0").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    summary = protect(ProtectConfig(input=photo_path, out=out, model=str(checkpoint), label=0, backend="torch"))
+    assert summary.written == 1
+    protected = load_image(next(out.glob("*.png"))).rgb
+    seen_by_attacker = resize_rgb(protected, 112).float() / 255
+
+    config = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=2.0)
+    photo = resize_rgb(load_image(photo_path).rgb, 224)[None].float() / 255
+    from segue_cli.side_info import code_to_signs
+
+    with torch.no_grad():
+        delta, view = attacker_view(config, model, photo, code_to_signs([0], 16))
+    assert delta.shape == (1, 3, 112, 112) and view.shape == (1, 3, 112, 112)
+    assert (view[0] - seen_by_attacker).abs().mean() * 255 < 1.0
+    clean_view = resize_rgb(load_image(photo_path).rgb, 112).float() / 255
+    assert (view[0] - clean_view).abs().mean() * 255 > 1.0  # and the perturbation is there
 
 
 def test_distortions_replay_exactly_and_keep_range():

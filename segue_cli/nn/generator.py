@@ -11,6 +11,14 @@ tool needs, each for a stated reason:
 * delta = eps * tanh(raw) instead of clip(tanh(raw), -eps, eps): hard clipping
   saturates (the authors' released noise sits at +/-eps on 43% of sub-pixels) and stops
   gradients; scaling keeps every parameter trainable and lets the L2 term shape energy.
+* A code pattern (``pattern_grid`` > 0): a small MLP maps the code to a 3 x g x g map
+  that is bilinearly stretched over the whole image and added before the tanh.
+  Concatenating a spatially constant code in feature space (the paper's only code
+  pathway) gives the code no direct say in *where* the perturbation goes, and a
+  generator trained that way on CPU budgets learned one shared, image-dependent pattern
+  that protected nothing (docs/model-card.md). The map is smooth on purpose: the
+  attacker's resize keeps it, while fine per-pixel texture is averaged away (measured
+  in docs/model-card.md), and any code, seen in training or not, maps to its own map.
 """
 
 from __future__ import annotations
@@ -31,9 +39,17 @@ class GeneratorConfig:
     code_bits: int = DEFAULT_CODE_BITS
     base_channels: int = 8
     residual_blocks: int = 4
+    pattern_grid: int = 4  # the code pattern is a pattern_grid^2 map stretched over the image; 0: none
+    pattern_hidden: int = 64
+    pattern_strength: float = 2.0  # RMS of the code pattern before the tanh
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, int]) -> "GeneratorConfig":
+        # Checkpoints written before the code pattern existed have no such key.
+        return cls(**{"pattern_grid": 0, **record})
 
 
 def _conv_norm_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -69,6 +85,24 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class CodeFeatures(nn.Module):
+    """Fixed random Fourier features of a +/-1 code: cos(code @ W + b), W ~ N(0, 3^2).
+
+    Codes of integer labels share most bits (0..9 differ only in the low 4 of 16), so
+    any smooth function of the bits gives them nearly the same pattern (correlation
+    0.6-0.9 with a plain MLP). A large random frequency makes codes one bit apart look
+    unrelated. W and b are buffers: saved with the weights, never trained."""
+
+    def __init__(self, code_bits: int, features: int, scale: float = 3.0) -> None:
+        super().__init__()
+        rng = torch.Generator().manual_seed(0x5E6E)
+        self.register_buffer("frequencies", torch.randn(code_bits, features, generator=rng) * scale)
+        self.register_buffer("phases", torch.rand(features, generator=rng) * 2 * torch.pi)
+
+    def forward(self, code_signs: torch.Tensor) -> torch.Tensor:
+        return torch.cos(code_signs @ self.frequencies + self.phases)
+
+
 class SegueGenerator(nn.Module):
     """``forward(images, code_signs)`` returns the raw map in (-1, 1); use
     :meth:`perturbation` for delta and :meth:`protect` for the protected image."""
@@ -89,8 +123,13 @@ class SegueGenerator(nn.Module):
             _up_norm_relu(4 * c, 2 * c),
             _up_norm_relu(2 * c, c),
             nn.Conv2d(c, 3, 3, padding=1, padding_mode="reflect"),
-            nn.Tanh(),
         )
+        self.code_pattern = None
+        if config.pattern_grid > 0:
+            self.code_pattern = nn.Sequential(
+                CodeFeatures(config.code_bits, config.pattern_hidden),
+                nn.Linear(config.pattern_hidden, 3 * config.pattern_grid**2),
+            )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,17 +140,33 @@ class SegueGenerator(nn.Module):
             elif isinstance(module, (nn.InstanceNorm2d, nn.BatchNorm2d)):
                 nn.init.normal_(module.weight, 1.0, 0.02)
                 nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                module.reset_parameters()  # Kaiming-uniform: distinct codes give distinct patterns
 
     def forward(self, images: torch.Tensor, code_signs: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
-        pad_h = (-height) % _SIZE_MULTIPLE
-        pad_w = (-width) % _SIZE_MULTIPLE
-        x = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else images
+        # Always padded (by 0 when already a multiple): no Python branch on the size, which
+        # ONNX export would trace once and freeze.
+        x = F.pad(images, (0, (-width) % _SIZE_MULTIPLE, 0, (-height) % _SIZE_MULTIPLE), mode="replicate")
         features = self.encoder(x)
         code_map = code_signs[:, :, None, None].expand(-1, -1, *features.shape[-2:])
         features = self.squeeze(torch.cat([features, code_map.to(features.dtype)], dim=1))
-        raw = self.decoder(self.bottleneck(features))
-        return raw[..., :height, :width]
+        raw = self.decoder(self.bottleneck(features))[..., :height, :width]
+        if self.code_pattern is not None:
+            raw = raw + self._code_pattern(code_signs.to(raw.dtype), height, width)
+        return torch.tanh(raw)
+
+    def _code_pattern(self, code_signs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        grid = self.config.pattern_grid
+        cells = self.code_pattern(code_signs).view(-1, 3, grid, grid)
+        # Every code, seen in training or not, gets a pattern of the same strength: with
+        # RMS 2 before the tanh most cells sit near +/-epsilon. Weak patterns were what the
+        # attacker ignored (docs/model-card.md), and nothing in training keeps an unseen
+        # code's pattern strong otherwise.
+        cells = self.config.pattern_strength * cells / cells.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()
+        rows = _bilinear_matrix(height, grid, cells)
+        cols = _bilinear_matrix(width, grid, cells)
+        return rows @ cells @ cols.transpose(0, 1)
 
     def perturbation(self, images: torch.Tensor, codes: torch.Tensor | list[int], epsilon: float) -> torch.Tensor:
         """delta with |delta| < epsilon everywhere, same shape as ``images``."""
@@ -123,6 +178,22 @@ class SegueGenerator(nn.Module):
     def protect(self, images: torch.Tensor, codes: torch.Tensor | list[int], epsilon: float) -> torch.Tensor:
         """Protected images in [0, 1]."""
         return (images + self.perturbation(images, codes, epsilon)).clamp(0.0, 1.0)
+
+
+def _bilinear_matrix(out_len: int, in_len: int, like: torch.Tensor) -> torch.Tensor:
+    """[out_len, in_len] weights of bilinear resizing with half-pixel centres, the same as
+    ``F.interpolate(mode="bilinear", align_corners=False)`` when enlarging. Written as a
+    matrix because the exported Resize of ``F.interpolate`` disagreed with PyTorch at odd
+    sizes (export parity failed at 33 x 47, max difference 0.046), while plain arithmetic
+    exports exactly."""
+    positions = torch.arange(out_len, device=like.device, dtype=like.dtype)
+    source = ((positions + 0.5) * in_len / out_len - 0.5).clamp(min=0.0)
+    first = source.floor()
+    weight = (source - first)[:, None]
+    first = first.clamp(max=in_len - 1)
+    second = (first + 1).clamp(max=in_len - 1)
+    columns = torch.arange(in_len, device=like.device, dtype=like.dtype)[None, :]
+    return (columns == first[:, None]).to(like.dtype) * (1 - weight) + (columns == second[:, None]).to(like.dtype) * weight
 
 
 def count_parameters(module: nn.Module) -> int:
