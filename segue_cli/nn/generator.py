@@ -1,7 +1,7 @@
 """The Segue perturbation generator G(x, code) (about 0.1 M parameters).
 
 Follows the official architecture (encoder, side-information code concatenated in
-feature space, channel squeeze, 4 residual blocks, decoder, tanh) with three changes a
+feature space, channel squeeze, 4 residual blocks, decoder, tanh) with four changes a
 tool needs, each for a stated reason:
 
 * Any input size works: the input is padded (replicate) to a multiple of 4 and the
@@ -11,14 +11,15 @@ tool needs, each for a stated reason:
 * delta = eps * tanh(raw) instead of clip(tanh(raw), -eps, eps): hard clipping
   saturates (the authors' released noise sits at +/-eps on 43% of sub-pixels) and stops
   gradients; scaling keeps every parameter trainable and lets the L2 term shape energy.
-* A code pattern (``pattern_grid`` > 0): a small MLP maps the code to a 3 x g x g map
-  that is bilinearly stretched over the whole image and added before the tanh.
-  Concatenating a spatially constant code in feature space (the paper's only code
-  pathway) gives the code no direct say in *where* the perturbation goes, and a
-  generator trained that way on CPU budgets learned one shared, image-dependent pattern
-  that protected nothing (docs/model-card.md). The map is smooth on purpose: the
-  attacker's resize keeps it, while fine per-pixel texture is averaged away (measured
-  in docs/model-card.md), and any code, seen in training or not, maps to its own map.
+* A code pattern (``pattern_grid`` > 0): fixed random features of the code and one
+  trained linear layer give a 3 x g x g map, scaled to a fixed strength, bilinearly
+  stretched over the whole image and added before the tanh. Concatenating a spatially
+  constant code in feature space (the paper's only code pathway) gives the code no
+  direct say in *where* the perturbation goes, and a generator trained that way on CPU
+  budgets learned one shared, image-dependent pattern that protected nothing. The map is
+  coarse on purpose: the attacker's resize keeps it, while fine per-pixel texture is
+  averaged away and not learned (docs/training.md, docs/evaluation.md "Class-wise
+  controls"); any code, seen in training or not, maps to its own map.
 """
 
 from __future__ import annotations
@@ -160,13 +161,11 @@ class SegueGenerator(nn.Module):
         grid = self.config.pattern_grid
         cells = self.code_pattern(code_signs).view(-1, 3, grid, grid)
         # Every code, seen in training or not, gets a pattern of the same strength: with
-        # RMS 2 before the tanh most cells sit near +/-epsilon. Weak patterns were what the
-        # attacker ignored (docs/model-card.md), and nothing in training keeps an unseen
-        # code's pattern strong otherwise.
+        # RMS 2 before the tanh most cells sit near +/-epsilon. A pattern left free to
+        # train stayed weak and the attacker ignored it (docs/training.md), and nothing in
+        # training would keep an unseen code's pattern strong.
         cells = self.config.pattern_strength * cells / cells.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()
-        rows = _bilinear_matrix(height, grid, cells)
-        cols = _bilinear_matrix(width, grid, cells)
-        return rows @ cells @ cols.transpose(0, 1)
+        return F.interpolate(cells, size=(height, width), mode="bilinear", align_corners=False)
 
     def perturbation(self, images: torch.Tensor, codes: torch.Tensor | list[int], epsilon: float) -> torch.Tensor:
         """delta with |delta| < epsilon everywhere, same shape as ``images``."""
@@ -178,22 +177,6 @@ class SegueGenerator(nn.Module):
     def protect(self, images: torch.Tensor, codes: torch.Tensor | list[int], epsilon: float) -> torch.Tensor:
         """Protected images in [0, 1]."""
         return (images + self.perturbation(images, codes, epsilon)).clamp(0.0, 1.0)
-
-
-def _bilinear_matrix(out_len: int, in_len: int, like: torch.Tensor) -> torch.Tensor:
-    """[out_len, in_len] weights of bilinear resizing with half-pixel centres, the same as
-    ``F.interpolate(mode="bilinear", align_corners=False)`` when enlarging. Written as a
-    matrix because the exported Resize of ``F.interpolate`` disagreed with PyTorch at odd
-    sizes (export parity failed at 33 x 47, max difference 0.046), while plain arithmetic
-    exports exactly."""
-    positions = torch.arange(out_len, device=like.device, dtype=like.dtype)
-    source = ((positions + 0.5) * in_len / out_len - 0.5).clamp(min=0.0)
-    first = source.floor()
-    weight = (source - first)[:, None]
-    first = first.clamp(max=in_len - 1)
-    second = (first + 1).clamp(max=in_len - 1)
-    columns = torch.arange(in_len, device=like.device, dtype=like.dtype)[None, :]
-    return (columns == first[:, None]).to(like.dtype) * (1 - weight) + (columns == second[:, None]).to(like.dtype) * weight
 
 
 def count_parameters(module: nn.Module) -> int:
