@@ -67,7 +67,7 @@ class TrainConfig:
     surrogate_stem: str = "standard"
     code_assignment: str = "mixed"
     code_bits: int = DEFAULT_CODE_BITS
-    pattern_grid: int = 4
+    pattern_grid: int = GeneratorConfig.pattern_grid
     photo_scale: float = 2.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
     seed: int = 0
@@ -271,7 +271,7 @@ def photo_size(config: TrainConfig) -> int:
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
+    if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
@@ -285,7 +285,7 @@ def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.
     """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
     size = config.image_size
     delta = config.epsilon * generator(_resize(photos, size), signs)
-    if photos.shape[-1] == size:
+    if photos.shape[-2:] == (size, size):  # --photo-scale 1: no round trip
         return delta, (photos + delta).clamp(0, 1)
     upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
     protected = _round_to_8_bits((photos + upsampled).clamp(0, 1))

@@ -8,10 +8,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from segue_cli.artifacts import load_generator
+from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
 from segue_cli.errors import InputError
+from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
+from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
+from segue_cli.protect import ProtectConfig, protect
+from segue_cli.side_info import code_to_signs
 from segue_cli.training import TrainConfig, attacker_view, identity_codes, train
 from segue_cli.datasets import scan_image_folder
 
@@ -64,14 +68,11 @@ def test_mixed_codes_alternate_between_own_and_random(tiny_faces):
 def test_attacker_view_matches_protect_then_the_protocol_resize(webface10, tmp_path):
     """Training sees what P112's attacker sees of a `segue protect` output (224 px crop,
     112 px working size): the real pipeline, run through files, agrees to within one
-    8-bit level on average (the only differences: PIL vs torch resampling and rounding)."""
-    from segue_cli.artifacts import save_generator
-    from segue_cli.imageio import load_image, resize_rgb
-    from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
-    from segue_cli.protect import ProtectConfig, protect
-
+    8-bit level on average (the only differences: PIL vs torch resampling and rounding).
+    A per-pixel code pattern (grid 112) makes the round trip matter: adding delta at the
+    working size without it is several levels off (measured 3.7 vs 0.3)."""
     torch.manual_seed(0)
-    model = SegueGenerator(GeneratorConfig()).eval()
+    model = SegueGenerator(GeneratorConfig(pattern_grid=112)).eval()
     checkpoint = tmp_path / "g.safetensors"
     save_generator(checkpoint, model, epsilon=8 / 255, image_size=112, training={"note": "test"})
     photo_path = sorted((webface10 / "train" / "0").glob("*.jpg"))[0]
@@ -83,14 +84,16 @@ def test_attacker_view_matches_protect_then_the_protocol_resize(webface10, tmp_p
 
     config = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=2.0)
     photo = resize_rgb(load_image(photo_path).rgb, 224)[None].float() / 255
-    from segue_cli.side_info import code_to_signs
-
     with torch.no_grad():
         delta, view = attacker_view(config, model, photo, code_to_signs([0], 16))
     assert delta.shape == (1, 3, 112, 112) and view.shape == (1, 3, 112, 112)
     assert (view[0] - seen_by_attacker).abs().mean() * 255 < 1.0
     clean_view = resize_rgb(load_image(photo_path).rgb, 112).float() / 255
     assert (view[0] - clean_view).abs().mean() * 255 > 1.0  # and the perturbation is there
+    working_size_only = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=1.0)
+    with torch.no_grad():
+        _, no_round_trip = attacker_view(working_size_only, model, clean_view[None], code_to_signs([0], 16))
+    assert (no_round_trip[0] - seen_by_attacker).abs().mean() * 255 > 2.0
 
 
 def test_distortions_replay_exactly_and_keep_range():
@@ -104,7 +107,7 @@ def test_distortions_replay_exactly_and_keep_range():
 def test_differentiable_jpeg_tracks_real_jpeg_and_has_gradient(webface10):
     import io
 
-    from segue_cli.imageio import load_image, rgb_to_tensor
+    from segue_cli.imageio import rgb_to_tensor
 
     rgb = load_image(webface10 / "train" / "0" / "0.jpg").rgb
     x = rgb_to_tensor(rgb)[None].requires_grad_(True)
