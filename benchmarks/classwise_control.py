@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=0,
                         help="instead of --grid: a TILE x TILE random sign tile at --working-size scale, repeated "
                              "across the photo (a local pattern a convolution sees everywhere)")
+    parser.add_argument("--luma", action="store_true",
+                        help="one sign per cell shared by R, G and B (a brightness pattern that survives grayscale)")
     parser.add_argument("--working-size", type=int, default=112)
     parser.add_argument("--epsilon", type=float, default=8 / 255)
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +48,8 @@ def main() -> None:
     dataset = scan_image_folder(args.data)
     rng = torch.Generator().manual_seed(args.seed)
     cells = args.tile or args.grid
-    signs = {name: torch.randint(0, 2, (1, 3, cells, cells), generator=rng).float() * 2 - 1
+    channels = 1 if args.luma else 3
+    signs = {name: (torch.randint(0, 2, (1, channels, cells, cells), generator=rng).float() * 2 - 1).expand(1, 3, -1, -1)
              for name in dataset.identities}
     if args.tile:
         repeats = -(-args.working_size // args.tile)
