@@ -25,18 +25,12 @@ from torch import nn
 
 from . import __version__
 from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_path
+from .choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
 from .errors import ArtifactError, ConfigError, OutputError
 from .nn.generator import SegueGenerator
 from .onnx_backend import OnnxBackend
 from .onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
 
-MIN_OPSET = 18  # the torch.export-based exporter emits opset 18 and later only
-MAX_OPSET = 23  # highest opset checked here (onnxruntime 1.32); 18 runs on onnxruntime >= 1.14
-# Max |delta_onnx - delta_torch| allowed by the parity check. fp16: the graph computes in
-# half precision; half of one 8-bit step (0.5/255 ~ 0.002) keeps protected pixels within
-# 1/255 of the fp32 result.
-FP32_TOLERANCE = 1e-4
-FP16_TOLERANCE = 2e-3
 # Parity sizes (height, width) besides the model's working size: odd, non-square, and
 # sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).
 PARITY_SIZES = ((33, 47), (47, 33), (61, 90))

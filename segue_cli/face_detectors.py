@@ -28,10 +28,10 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from .choices import DETECTOR_CHOICES
 from .errors import ArtifactError, ConfigError
 from .faces import ARCFACE_TEMPLATE_112, Face, similarity_transform
 
-DETECTOR_CHOICES = ("auto", "yunet", "dlib")
 
 #: dlib's five points (outer and inner corner of the image-right eye, outer and inner
 #: corner of the image-left eye, bottom of the nose) in the ArcFace 112 px crop, averaged

@@ -21,10 +21,10 @@ import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .artifacts import atomic_write
+from .choices import DEFAULT_MAX_PIXELS
 from .errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
 
 
 @dataclass

@@ -23,7 +23,7 @@ from segue_cli.evaluation.countermeasures import (
 )
 from segue_cli.evaluation.data import load_evaluation_data
 from segue_cli.evaluation.quality import measure_quality, ms_ssim_any_size, ms_ssim_scales, ssim_and_cs
-from segue_cli.nn.attackers import ATTACKER_NAMES, build_attacker
+from segue_cli.nn.attackers import ATTACKER_NAMES, ATTACKERS, build_attacker
 
 runner = CliRunner()
 TINTS = np.array([[0.2, -0.1, -0.1], [-0.1, 0.2, -0.1], [-0.1, -0.1, 0.2]])
@@ -156,6 +156,10 @@ def test_attacker_builder_checks_names_and_sizes():
         build_attacker("alexnet", 3, 112)
     with pytest.raises(ConfigError, match="divisible"):
         build_attacker("vit_tiny", 3, 40)
+
+
+def test_help_lists_exactly_the_attackers_that_can_be_built():
+    assert tuple(ATTACKERS) == ATTACKER_NAMES
 
 
 @pytest.mark.parametrize("name", ATTACKER_NAMES)

@@ -10,16 +10,18 @@ accuracy against the folder names is reported too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..clustering import ClusterConfig, ClusterResult, cluster as run_clustering
 from ..errors import ConfigError
 from .options import JsonOption, SeedOption
 from .render import print_json, stderr_console
+
+if TYPE_CHECKING:
+    from ..clustering import ClusterResult
 
 
 def _parse_k(value: str) -> int | None:
@@ -57,6 +59,8 @@ def cluster(
     seed: SeedOption = 0,
     json_output: JsonOption = False,
 ) -> None:
+    from ..clustering import ClusterConfig, cluster as run_clustering
+
     config = ClusterConfig(
         source=directory, out=out, k=_parse_k(k), seed=seed, overwrite=overwrite, n_init=n_init, jitter=jitter,
         auto_min_share=auto_min_share,

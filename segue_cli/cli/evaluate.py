@@ -19,11 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..evaluation import p112, run_evaluation
-from ..evaluation.alignment import DETECTOR_CHOICES, PIPELINES
-from ..evaluation.countermeasures import SPEC_HELP
-from ..evaluation.report import summary_rows
-from ..nn.attackers import ATTACKER_NAMES
+from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES as PIPELINES, COUNTERMEASURE_HELP as SPEC_HELP, DETECTOR_CHOICES
 from .options import DeviceOption, JsonOption
 from .render import print_json, stderr_console
 
@@ -66,6 +62,9 @@ def evaluate(
         overrides["archs"] = tuple(arch)
     if attack:
         overrides["attacks"] = tuple(attack)
+    from ..evaluation import p112
+    from ..evaluation.report import summary_rows
+
     config = p112(train_protected, train_clean, test, out=out, protocol=protocol, device=device, threads=threads, workers=workers,
                   channels_last=channels_last, attacker_pipeline=attacker_pipeline, detector=detector, **overrides)
     result = _run_with_progress(config)
@@ -110,6 +109,8 @@ def _run_with_progress(config):
             elif event == "epoch_end":
                 bar.update(tasks["run"], info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f} "
                                               f"train {payload['train_accuracy']:.0f}% test {payload['test_accuracy']:.1f}%")
+
+        from ..evaluation import run_evaluation
 
         return run_evaluation(config, on_event)
 

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..export import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET, ExportConfig, export_model
+from ..choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
 from ..onnx_format import DEFAULT_OPSET
 from .options import JsonOption
 from .render import print_json, stderr_console
@@ -31,6 +31,8 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it already exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
+    from ..export import ExportConfig, export_model
+
     config = ExportConfig(out=out, model=model, fp16=fp16, opset=opset, overwrite=overwrite)
     with stderr_console.status("exporting") as status:
         result = export_model(config, on_stage=lambda stage: status.update(stage))

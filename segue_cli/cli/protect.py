@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..face_detectors import DETECTOR_CHOICES
-from ..imageio import DEFAULT_MAX_PIXELS
-from ..protect import FileResult, ProtectConfig, ProtectSummary, default_workers, protect as run_protect
+from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
 from .options import DeviceOption, JsonOption, ModelOption
 from .render import print_json, stderr_console
+
+if TYPE_CHECKING:
+    from ..protect import FileResult, ProtectSummary
 
 
 def _stdin_paths() -> tuple[str, ...]:
@@ -67,6 +68,8 @@ def protect(
     detector: Annotated[str, typer.Option("--detector", help=f"Face detector for face-aware protection: {', '.join(DETECTOR_CHOICES)} (auto = YuNet, else dlib). YuNet also finds profile and small faces; dlib's HOG finds frontal faces.")] = "auto",
     json_output: JsonOption = False,
 ) -> None:
+    from ..protect import ProtectConfig, default_workers, protect as run_protect
+
     config = ProtectConfig(
         input=input_path, paths=_stdin_paths() if input_path == "-" else (), out=out, identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,

@@ -13,8 +13,6 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..nn.distortions import DistortionConfig
-from ..training import TrainConfig, train as run_training
 from .options import DeviceOption, JsonOption, SeedOption
 from .render import print_json, stderr_console
 
@@ -52,6 +50,9 @@ def train(
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
+    from ..nn.distortions import DistortionConfig
+    from ..training import TrainConfig, train as run_training
+
     config = TrainConfig(
         data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,
         lr_generator=lr_generator, lr_surrogate=lr_surrogate, alpha=alpha, beta=beta, epsilon=epsilon,

@@ -25,11 +25,10 @@ import torch
 
 from ..attacker_pipeline import align_largest
 from ..datasets import decode_images
-from ..face_detectors import DETECTOR_CHOICES
+from ..choices import ATTACKER_PIPELINES as PIPELINES, DETECTOR_CHOICES
 from ..faces import FaceDetector
 from ..imageio import resize_to
 
-PIPELINES = ("none", "detect-align")
 ALIGN_SIZE = 112  # the canonical ArcFace crop a scraper aligns to
 ALIGN_TEMPLATE = "arcface"
 NO_FACE_FALLBACK = "centred square crop of the shorter side, resized to the aligned size (photo kept)"

@@ -26,15 +26,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..choices import COUNTERMEASURE_HELP as SPEC_HELP
 from ..errors import ConfigError
 from ..nn.distortions import gaussian_blur, resize_down_up
 from ..nn.surrogate import pgd_noise
 
-SPEC_HELP = (
-    "none, jpeg-Q (quality 1-100), gray, blur (kernel 5, sigma 1) or blur-S (sigma S), down-P (downscale to P% "
-    "then back), cutout, mixup, cutmix, at-R or at-R-S (PGD adversarial training, budget R/255, S steps, "
-    "default 5); join several with '+', e.g. jpeg-10+gray"
-)
 CUTOUT_HOLES = 2  # paper: 2 patches of half the image size
 AT_DEFAULT_STEPS = 5
 

@@ -12,6 +12,7 @@ from typing import Callable
 import torchvision
 from torch import nn
 
+from ..choices import ATTACKER_NAMES
 from ..errors import ConfigError
 
 
@@ -67,7 +68,6 @@ ATTACKERS: dict[str, AttackerSpec] = {
         AttackerSpec("swin_t", _torchvision("swin_t"), 32, "Swin-T as in the paper's transfer table; slow on a CPU"),
     )
 }
-ATTACKER_NAMES = tuple(ATTACKERS)
 
 
 def build_attacker(name: str, num_classes: int, image_size: int = 112) -> nn.Module:

@@ -1,0 +1,48 @@
+"""The CLI shell: help for every command, and startup that loads no heavy library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from segue_cli import __version__
+from segue_cli.cli.app import app
+
+runner = CliRunner()
+COMMANDS = ("train", "cluster", "protect", "evaluate", "export")
+
+
+def test_root_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize(("command", "option"), [
+    ("train", "--code-assignment"), ("cluster", "--k"), ("protect", "--max-pixels"),
+    ("evaluate", "swin_t"), ("export", "--opset"),
+])
+def test_command_help_explains_its_options(command, option):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert option in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"segue {__version__}"
+
+
+def test_cli_starts_without_heavy_libraries():
+    # `segue --help` in a shell script should not pay seconds and ~850 MiB for torch.
+    probe = (
+        "import sys, segue_cli.cli.app; "
+        "print(' '.join(m for m in ('torch', 'torchvision', 'cv2', 'onnxruntime', 'onnx', 'sklearn') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
