@@ -13,7 +13,10 @@ Rules (docs/protect.md repeats them for users):
 * Two inputs that would share an output (``a.jpg`` and ``a.png`` under ``--format png``)
   are never merged: the second is reported as failed, naming the first.
 * An output that already exists is skipped (a re-run finishes what is left) unless
-  ``overwrite`` is set.
+  ``overwrite`` is set. OUT records the settings that decide the pixels (model, side
+  information, faces, format) in ``.segue-protect.json``; a re-run that would skip
+  existing outputs under other settings is refused instead of leaving OUT a silent mix
+  of two protections.
 * OUT gets a marker file (``.segue-output``). Searching a folder leaves out everything
   under a marked folder, so protecting ``~/Pictures`` after ``~/Pictures/trip`` does not
   protect ``trip-protected`` a second time (the summary says how many were left out).
@@ -21,16 +24,19 @@ Rules (docs/protect.md repeats them for users):
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
+from .artifacts import atomic_write
 from .errors import InputError, OutputError
 from .imageio import discover_images
 
 OUTPUT_SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
 OUTPUT_MARKER = ".segue-output"
+SETTINGS_FILE = ".segue-protect.json"
 _MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
 InputKind = Literal["folder", "file", "list"]
 
@@ -146,3 +152,37 @@ def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: 
         claimed.setdefault(output, source)
         planned.append(PlannedFile(source, relative, output, status, reason))
     return planned
+
+
+def recorded_settings(out_dir: Path) -> dict[str, Any] | None:
+    """The settings an earlier run recorded in OUT, or None (no record, or one this
+    version cannot read: then nothing is compared, as before records existed)."""
+    try:
+        record = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("settings") if isinstance(record, dict) and isinstance(record.get("settings"), dict) else None
+
+
+def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``name: old -> new`` for each setting that differs."""
+    return [f"{name}: {recorded.get(name)!r} -> {current.get(name)!r}"
+            for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
+
+
+def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]) -> None:
+    """Refuse to skip existing outputs that were protected under other settings."""
+    skipped = sum(1 for item in planned if item.status == "skipped")
+    recorded = recorded_settings(out_dir) if skipped else None
+    changes = settings_changes(recorded, current) if recorded is not None else []
+    if changes:
+        raise OutputError(
+            f"{out_dir} holds {skipped} output(s) protected with other settings ({'; '.join(changes)}); "
+            "skipping them would leave the folder a mix of two protections",
+            "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
+        )
+
+
+def record_settings(out_dir: Path, current: dict[str, Any], version: str) -> None:
+    text = json.dumps({"written_by": f"segue {version}", "settings": current}, indent=2, sort_keys=True) + "\n"
+    atomic_write(out_dir / SETTINGS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))

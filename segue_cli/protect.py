@@ -30,8 +30,10 @@ import numpy as np
 from .datasets import MIN_IMAGE_SIDE, read_labels_csv
 from .errors import ConfigError, InputError, OutputError
 from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image
-from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, collect_inputs, default_out_dir, mark_out_dir,
-                      plan_outputs)
+from . import __version__
+from .artifacts import file_sha256
+from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
+                      mark_out_dir, plan_outputs, record_settings)
 from .face_detectors import DETECTOR_CHOICES, open_detector
 from .plans import AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, whole_image_plan, within_limit
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
@@ -214,6 +216,26 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
     code = identity_code(name, code_bits)
     return (f"identity {name!r} (code {code}), the default: the input folder's name; "
             "pass --identity NAME to choose it"), lambda planned: code
+
+
+def output_settings(config: ProtectConfig, inputs: InputSet, model_sha256: str) -> dict[str, Any]:
+    """What decides a protected photo's pixels, recorded in OUT so that a re-run under
+    other settings is not silently skipped. Same code, same value: the default identity
+    and --identity with the input folder's name compare equal."""
+    if config.identity is not None:
+        side = f"identity {config.identity}"
+    elif config.label is not None:
+        side = f"label {config.label}"
+    elif config.labels is not None:
+        side = f"labels file sha256 {file_sha256(config.labels)}"
+    elif config.by_folder:
+        side = "by folder"
+    else:
+        side = f"identity {inputs.root.name}"
+    lossy = config.image_format != "png"
+    return {"model_sha256": model_sha256, "side_information": side, "faces": config.faces,
+            "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
+            "quality": (config.quality or 95) if lossy else None, "keep_metadata": config.keep_metadata}
 
 
 @dataclass
@@ -435,9 +457,12 @@ def protect(
         summary.warnings.append(f"left out {len(inputs.left_out)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): {folders}")
     if not planned_files:
         summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
-    elif any(planned.status == "todo" for planned in planned_files):
+    settings = output_settings(config, inputs, info.model_sha256)
+    check_settings(out_dir, planned_files, settings)
+    if any(planned.status == "todo" for planned in planned_files):
         try:
             mark_out_dir(out_dir)
+            record_settings(out_dir, settings, __version__)
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
                               "check permissions and free space, or pass another --out") from exc

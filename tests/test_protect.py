@@ -63,7 +63,7 @@ def test_inputs_untouched_names_mirrored_change_bounded(photos, tiny_generator_p
     out = photos.parent / "my photos-protected"
     assert summary.out_dir == out and (summary.written, summary.failed) == (3, 0)
     expected = {"portrait one.png", "été 2024/zoë.png", "été 2024/beach day/wide shot.png"}
-    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected | {".segue-output"}
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected | {".segue-output", ".segue-protect.json"}
     changes = [max_change(photos / "portrait one.jpg", out / "portrait one.png"),
                max_change(photos / "été 2024" / "zoë.png", out / "été 2024" / "zoë.png"),
                max_change(photos / "été 2024" / "beach day" / "wide shot.JPG", out / "été 2024" / "beach day" / "wide shot.png")]
@@ -82,6 +82,29 @@ def test_rerun_skips_done_files_and_overwrite_redoes_them(photos, tiny_generator
     assert (finished.written, finished.skipped) == (1, 2)
     redone = run({"input": photos, "overwrite": True}, tiny_generator_path)
     assert (redone.written, redone.skipped) == (3, 0)
+
+
+def test_rerun_under_other_settings_is_refused_not_silently_skipped(photos, tiny_generator_path):
+    out = photos.parent / "my photos-protected"
+    run({"input": photos}, tiny_generator_path)
+    # The default identity is the folder's name: naming it explicitly is the same protection.
+    same = run({"input": photos, "identity": "my photos"}, tiny_generator_path)
+    assert (same.written, same.skipped) == (0, 3)
+    before = tree_digest(out)
+    (out / "portrait one.png").unlink()  # one left to do, two that would be skipped
+    with pytest.raises(OutputError, match=r"2 output\(s\) protected with other settings.*side_information") as caught:
+        run({"input": photos, "identity": "alice"}, tiny_generator_path)
+    assert "--overwrite" in caught.value.hint and "--out" in caught.value.hint
+    assert tree_digest(out) == {k: v for k, v in before.items() if k != "portrait one.png"}, "nothing written"
+    with pytest.raises(OutputError, match="faces: 'auto' -> 'off'"):
+        run({"input": photos, "faces": "off"}, tiny_generator_path)
+    redone = run({"input": photos, "identity": "alice", "overwrite": True}, tiny_generator_path)
+    assert (redone.written, redone.skipped) == (3, 0)
+    record = json.loads((out / ".segue-protect.json").read_text())["settings"]
+    assert record["side_information"] == "identity alice"
+    assert record["model_sha256"] == redone.model_sha256
+    again = run({"input": photos, "identity": "alice"}, tiny_generator_path)
+    assert (again.written, again.skipped) == (0, 3)
 
 
 def test_output_never_inside_the_input(photos, tiny_generator_path):
