@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES as PIPELINES, COUNTERMEASURE_HELP as SPEC_HELP, DETECTOR_CHOICES
+from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, COUNTERMEASURE_HELP, DETECTOR_CHOICES
 from .options import DeviceOption, JsonOption
 from .render import print_json, stderr_console
 
@@ -30,8 +30,8 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Run folder to create; if it exists a new one is made beside it (eval-2, eval-3, ...).")] = Path("runs/eval"),
     protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark). Options given explicitly override it and are reported as departures.")] = "p112",
     arch: Annotated[Optional[list[str]], typer.Option("--arch", help=f"Attacker architecture, repeatable: {', '.join(ATTACKER_NAMES)}. Default resnet18.")] = None,
-    attack: Annotated[Optional[list[str]], typer.Option("--attack", help=f"Counter-measure scenario, repeatable (each is a separate pair of runs): {SPEC_HELP}. Default none.")] = None,
-    attacker_pipeline: Annotated[str, typer.Option("--attacker-pipeline", help=f"What the attacker does to each photo before training: {' | '.join(PIPELINES)}. none: resize the whole photo (P112's face crops). detect-align: detect faces in every train and test photo, align the largest to the 112 x 112 ArcFace crop (no face: centred square crop, counted in the report).")] = "none",
+    attack: Annotated[Optional[list[str]], typer.Option("--attack", help=f"Counter-measure scenario, repeatable (each is a separate pair of runs): {COUNTERMEASURE_HELP}. Default none.")] = None,
+    attacker_pipeline: Annotated[str, typer.Option("--attacker-pipeline", help=f"What the attacker does to each photo before training: {' | '.join(ATTACKER_PIPELINES)}. none: resize the whole photo (P112's face crops). detect-align: detect faces in every train and test photo, align the largest to the 112 x 112 ArcFace crop (no face: centred square crop, counted in the report).")] = "none",
     detector: Annotated[str, typer.Option("--detector", help=f"The attacker's face detector under detect-align: {', '.join(DETECTOR_CHOICES)} (auto: YuNet, else dlib).")] = "auto",
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs per attacker (P112: 20).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (P112: 32).")] = None,

@@ -25,7 +25,6 @@ import torch
 
 from ..attacker_pipeline import align_largest
 from ..datasets import decode_images
-from ..choices import ATTACKER_PIPELINES as PIPELINES, DETECTOR_CHOICES
 from ..faces import FaceDetector
 from ..imageio import resize_to
 
@@ -34,7 +33,7 @@ ALIGN_TEMPLATE = "arcface"
 NO_FACE_FALLBACK = "centred square crop of the shorter side, resized to the aligned size (photo kept)"
 MAX_LISTED_NO_FACE = 20
 
-__all__ = ["ALIGN_SIZE", "DETECTOR_CHOICES", "PIPELINES", "AlignmentCounts", "centre_square", "detect_align_images"]
+__all__ = ["ALIGN_SIZE", "AlignmentCounts", "centre_square", "detect_align_images"]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..nn.attackers import ATTACKER_NAMES
-from .alignment import DETECTOR_CHOICES, PIPELINES
+from ..choices import ATTACKER_PIPELINES, DETECTOR_CHOICES
 from .countermeasures import Scenario, parse_scenario
 
 PROTOCOLS = ("p112",)
@@ -67,8 +67,8 @@ class EvaluateConfig:
             (self.protocol in PROTOCOLS, f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}"),
             (len(self.archs) > 0, "give at least one --arch"),
             (len(self.attacks) > 0, "give at least one --attack (none is the plain attack)"),
-            (self.attacker_pipeline in PIPELINES,
-             f"unknown --attacker-pipeline {self.attacker_pipeline!r}; known: {', '.join(PIPELINES)}"),
+            (self.attacker_pipeline in ATTACKER_PIPELINES,
+             f"unknown --attacker-pipeline {self.attacker_pipeline!r}; known: {', '.join(ATTACKER_PIPELINES)}"),
             (self.detector in DETECTOR_CHOICES, f"unknown --detector {self.detector!r}; known: {', '.join(DETECTOR_CHOICES)}"),
             (self.image_size >= 16, "--image-size must be at least 16"),
             (self.quality_size >= 16, "--quality-size must be at least 16"),

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..choices import COUNTERMEASURE_HELP as SPEC_HELP
+from ..choices import COUNTERMEASURE_HELP
 from ..errors import ConfigError
 from ..nn.distortions import gaussian_blur, resize_down_up
 from ..nn.surrogate import pgd_noise
@@ -64,7 +64,7 @@ def _number(text: str, spec: str) -> float:
     try:
         return float(text)
     except ValueError as exc:
-        raise ConfigError(f"counter-measure {spec!r}: {text!r} is not a number", SPEC_HELP) from exc
+        raise ConfigError(f"counter-measure {spec!r}: {text!r} is not a number", COUNTERMEASURE_HELP) from exc
 
 
 def parse_scenario(spec: str) -> Scenario:
@@ -72,15 +72,15 @@ def parse_scenario(spec: str) -> Scenario:
     values: dict[str, object] = {}
     parts = [p.strip().lower() for p in spec.split("+") if p.strip()]
     if not parts:
-        raise ConfigError("empty counter-measure", SPEC_HELP)
+        raise ConfigError("empty counter-measure", COUNTERMEASURE_HELP)
     for part in parts:
         head, _, rest = part.partition("-")
         key = {"jpeg": "jpeg_quality", "blur": "blur_sigma", "down": "down_percent", "at": "at_budget"}.get(head, head)
         if key in values or (head in ("mixup", "cutmix") and "mix" in values):
-            raise ConfigError(f"counter-measure {spec!r} names {head} twice (or mixup with cutmix)", SPEC_HELP)
+            raise ConfigError(f"counter-measure {spec!r} names {head} twice (or mixup with cutmix)", COUNTERMEASURE_HELP)
         if part == "none":
             if len(parts) > 1:
-                raise ConfigError(f"counter-measure {spec!r}: 'none' cannot be combined", SPEC_HELP)
+                raise ConfigError(f"counter-measure {spec!r}: 'none' cannot be combined", COUNTERMEASURE_HELP)
         elif part in ("gray", "cutout"):
             values[part] = True
         elif part in ("mixup", "cutmix"):
@@ -94,11 +94,11 @@ def parse_scenario(spec: str) -> Scenario:
         elif head == "at" and re.fullmatch(r"\d+(-\d+)?", rest):
             budget, _, steps = rest.partition("-")
             if int(budget) < 1 or (steps and int(steps) < 1):
-                raise ConfigError(f"counter-measure {spec!r}: budget and steps must be at least 1", SPEC_HELP)
+                raise ConfigError(f"counter-measure {spec!r}: budget and steps must be at least 1", COUNTERMEASURE_HELP)
             values[key] = int(budget)
             values["at_steps"] = int(steps) if steps else AT_DEFAULT_STEPS
         else:
-            raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", SPEC_HELP)
+            raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", COUNTERMEASURE_HELP)
     return Scenario(name=_canonical_name(values), **values)  # type: ignore[arg-type]
 
 
