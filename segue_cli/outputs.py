@@ -13,9 +13,9 @@ Rules (docs/protect.md repeats them for users):
 * Two inputs that would share an output (``a.jpg`` and ``a.png`` under ``--format png``)
   are never merged: the second is reported as failed, naming the first.
 * An output that already exists is skipped (a re-run finishes what is left) unless
-  ``overwrite`` is set. OUT records the settings that decide the pixels (model, side
-  information, faces, format) in ``.segue-protect.json``; a re-run that would skip
-  existing outputs under other settings is refused instead of leaving OUT a silent mix
+  ``overwrite`` is set. OUT records in ``.segue-protect.json`` the settings that decided
+  each output's pixels (model, side information, faces, format); a re-run that would
+  skip outputs made under other settings is refused instead of leaving OUT a silent mix
   of two protections.
 * OUT gets a marker file (``.segue-output``). Searching a folder leaves out everything
   under a marked folder, so protecting ``~/Pictures`` after ``~/Pictures/trip`` does not
@@ -24,6 +24,7 @@ Rules (docs/protect.md repeats them for users):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -154,14 +155,19 @@ def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: 
     return planned
 
 
-def recorded_settings(out_dir: Path) -> dict[str, Any] | None:
-    """The settings an earlier run recorded in OUT, or None (no record, or one this
-    version cannot read: then nothing is compared, as before records existed)."""
+def _read_record(out_dir: Path) -> dict[str, Any]:
+    """OUT's record of which settings made each output; empty when there is none or
+    it cannot be read (outputs it does not list are not checked, as before records)."""
     try:
         record = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return record.get("settings") if isinstance(record, dict) and isinstance(record.get("settings"), dict) else None
+        return {"settings": {}, "outputs": {}}
+    valid = isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs"))
+    return record if valid else {"settings": {}, "outputs": {}}
+
+
+def settings_id(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -170,19 +176,36 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
             for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
 
 
+def _key(out_dir: Path, output: Path) -> str:
+    return output.relative_to(out_dir).as_posix()
+
+
 def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]) -> None:
     """Refuse to skip existing outputs that were protected under other settings."""
-    skipped = sum(1 for item in planned if item.status == "skipped")
-    recorded = recorded_settings(out_dir) if skipped else None
-    changes = settings_changes(recorded, current) if recorded is not None else []
-    if changes:
+    record = _read_record(out_dir)
+    current_id = settings_id(current)
+    stale = [old for item in planned if item.status == "skipped"
+             and (old := record["outputs"].get(_key(out_dir, item.output), current_id)) != current_id]
+    if stale:
+        changes = settings_changes(record["settings"].get(stale[0], {}), current)
+        others = len(set(stale)) - 1
         raise OutputError(
-            f"{out_dir} holds {skipped} output(s) protected with other settings ({'; '.join(changes)}); "
-            "skipping them would leave the folder a mix of two protections",
+            f"{out_dir} holds {len(stale)} output(s) protected with other settings ({'; '.join(changes)}"
+            f"{f'; and {others} other set(s) of settings' if others else ''}); skipping them would leave the folder "
+            "a mix of two protections",
             "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
         )
 
 
-def record_settings(out_dir: Path, current: dict[str, Any], version: str) -> None:
-    text = json.dumps({"written_by": f"segue {version}", "settings": current}, indent=2, sort_keys=True) + "\n"
+def record_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any], version: str) -> None:
+    """Note ``current`` against every output this run will write (before writing: a
+    file that then fails leaves no output, and an output without an entry is not checked)."""
+    record = _read_record(out_dir)
+    current_id = settings_id(current)
+    record["outputs"].update({_key(out_dir, item.output): current_id for item in planned if item.status == "todo"})
+    used = set(record["outputs"].values())
+    record["settings"] = {key: value for key, value in record["settings"].items() if key in used}
+    record["settings"][current_id] = current
+    record["written_by"] = f"segue {version}"
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
     atomic_write(out_dir / SETTINGS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -462,7 +462,7 @@ def protect(
     if any(planned.status == "todo" for planned in planned_files):
         try:
             mark_out_dir(out_dir)
-            record_settings(out_dir, settings, __version__)
+            record_settings(out_dir, planned_files, settings, __version__)
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
                               "check permissions and free space, or pass another --out") from exc

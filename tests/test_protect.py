@@ -100,11 +100,27 @@ def test_rerun_under_other_settings_is_refused_not_silently_skipped(photos, tiny
         run({"input": photos, "faces": "off"}, tiny_generator_path)
     redone = run({"input": photos, "identity": "alice", "overwrite": True}, tiny_generator_path)
     assert (redone.written, redone.skipped) == (3, 0)
-    record = json.loads((out / ".segue-protect.json").read_text())["settings"]
-    assert record["side_information"] == "identity alice"
-    assert record["model_sha256"] == redone.model_sha256
+    record = json.loads((out / ".segue-protect.json").read_text())
+    assert len(record["settings"]) == 1, "settings no output uses any more are dropped"
+    (settings,) = record["settings"].values()
+    assert settings["side_information"] == "identity alice" and settings["model_sha256"] == redone.model_sha256
+    assert set(record["outputs"]) == {"portrait one.png", "été 2024/zoë.png", "été 2024/beach day/wide shot.png"}
     again = run({"input": photos, "identity": "alice"}, tiny_generator_path)
     assert (again.written, again.skipped) == (0, 3)
+
+
+def test_two_folders_into_one_output_are_checked_per_file(tmp_path, tiny_generator_path):
+    out = tmp_path / "shared-out"
+    for name, seed in (("album a", 0), ("album b", 1)):
+        (tmp_path / name).mkdir()
+        face(seed).save(tmp_path / name / f"{name}.png")
+        run({"input": tmp_path / name, "out": out}, tiny_generator_path)  # default identity: the folder name
+    # Each output keeps the settings that made it: re-running either album skips, refuses nothing.
+    for name in ("album a", "album b"):
+        again = run({"input": tmp_path / name, "out": out}, tiny_generator_path)
+        assert (again.written, again.skipped) == (0, 1)
+    with pytest.raises(OutputError, match="identity album a' -> 'identity album b"):
+        run({"input": tmp_path / "album a", "out": out, "identity": "album b"}, tiny_generator_path)
 
 
 def test_output_never_inside_the_input(photos, tiny_generator_path):
