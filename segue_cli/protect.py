@@ -180,14 +180,23 @@ EventCallback = Callable[[str, Any], None]
 """``("start", ProtectSummary)`` once the plan is known, then ``("file", FileResult)`` per file."""
 
 
-def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) -> tuple[str, Callable[[PlannedFile], int]]:
-    """A description for the summary, and the code of each file (raises InputError per file)."""
+@dataclass(frozen=True)
+class SideInformation:
+    description: str  # for the summary
+    key: str  # what the codes depend on, for the output folder's settings record
+    code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
+
+
+def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) -> SideInformation:
+    """Where each file's code comes from. The default identity and --identity with the
+    input folder's name give the same codes, and the same key."""
     if config.identity is not None:
         code = identity_code(config.identity, code_bits)
-        return f"identity {config.identity!r} (code {code})", lambda planned: code
+        return SideInformation(f"identity {config.identity!r} (code {code})", f"identity {config.identity}",
+                               lambda planned: code)
     if config.label is not None:
         code = label_code(config.label, code_bits)
-        return f"label {config.label} (code {code})", lambda planned: code
+        return SideInformation(f"label {config.label} (code {code})", f"label {config.label}", lambda planned: code)
     if config.labels is not None:
         listed = read_labels_csv(config.labels)
         by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
@@ -198,7 +207,8 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
                 raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
             return folder_code(identity, code_bits)
 
-        return f"labels from {config.labels} ({len(listed.identities)} identities)", from_csv
+        return SideInformation(f"labels from {config.labels} ({len(listed.identities)} identities)",
+                               f"labels file sha256 {file_sha256(config.labels)}", from_csv)
     if config.by_folder:
 
         def from_folder(planned: PlannedFile) -> int:
@@ -209,31 +219,20 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
                                  "move it into <identity>/, or protect it with --identity NAME")
             return folder_code(planned.relative.parts[0], code_bits)
 
-        return "identity = first sub-folder under the input (--by-folder)", from_folder
+        return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
     name = inputs.root.name
     if not name:
         raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
     code = identity_code(name, code_bits)
-    return (f"identity {name!r} (code {code}), the default: the input folder's name; "
-            "pass --identity NAME to choose it"), lambda planned: code
+    return SideInformation(f"identity {name!r} (code {code}), the default: the input folder's name; "
+                           "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)
 
 
-def output_settings(config: ProtectConfig, inputs: InputSet, model_sha256: str) -> dict[str, Any]:
+def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: str) -> dict[str, Any]:
     """What decides a protected photo's pixels, recorded in OUT so that a re-run under
-    other settings is not silently skipped. Same code, same value: the default identity
-    and --identity with the input folder's name compare equal."""
-    if config.identity is not None:
-        side = f"identity {config.identity}"
-    elif config.label is not None:
-        side = f"label {config.label}"
-    elif config.labels is not None:
-        side = f"labels file sha256 {file_sha256(config.labels)}"
-    elif config.by_folder:
-        side = "by folder"
-    else:
-        side = f"identity {inputs.root.name}"
+    other settings is not silently skipped."""
     lossy = config.image_format != "png"
-    return {"model_sha256": model_sha256, "side_information": side, "faces": config.faces,
+    return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
             "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
             "quality": (config.quality or 95) if lossy else None, "keep_metadata": config.keep_metadata}
 
@@ -440,13 +439,13 @@ def protect(
     out_dir = check_out_dir(inputs, config.out if config.out is not None else default_out_dir(inputs))
     planned_files = plan_outputs(inputs, out_dir, config.image_format, config.overwrite)
     backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
-    description, code_of = side_information(config, inputs, backend.info.code_bits)
+    side = side_information(config, inputs, backend.info.code_bits)
     info = backend.info
     if planner is None:
         planner, protection = default_planner(config, info.image_size)
     else:
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
-    summary = ProtectSummary(out_dir=out_dir, side_information=description,
+    summary = ProtectSummary(out_dir=out_dir, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
                              device=info.device, image_format=config.image_format, protection=protection,
                              total=len(planned_files))
@@ -457,7 +456,7 @@ def protect(
         summary.warnings.append(f"left out {len(inputs.left_out)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): {folders}")
     if not planned_files:
         summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
-    settings = output_settings(config, inputs, info.model_sha256)
+    settings = output_settings(config, side, info.model_sha256)
     check_settings(out_dir, planned_files, settings)
     if any(planned.status == "todo" for planned in planned_files):
         try:
@@ -469,7 +468,7 @@ def protect(
     emit("start", summary)
     started = time.perf_counter()
     with _inference_threads(backend, config.workers):
-        _Pipeline(config, backend, planner, summary, emit).run(planned_files, code_of)
+        _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
     summary.seconds = time.perf_counter() - started
     return summary
 
