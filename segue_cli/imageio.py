@@ -22,6 +22,8 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .artifacts import atomic_write
 from .choices import DEFAULT_MAX_PIXELS
+
+DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 from .errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -199,7 +201,7 @@ def save_image(
     *,
     alpha: np.ndarray | None = None,
     image_format: str = "png",
-    quality: int = 95,
+    quality: int = DEFAULT_QUALITY,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
 ) -> None:

@@ -161,7 +161,7 @@ def _read_record(out_dir: Path) -> dict[str, Any]:
     try:
         record = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"settings": {}, "outputs": {}}
+        record = None
     valid = isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs"))
     return record if valid else {"settings": {}, "outputs": {}}
 
@@ -180,8 +180,9 @@ def _key(out_dir: Path, output: Path) -> str:
     return output.relative_to(out_dir).as_posix()
 
 
-def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]) -> None:
-    """Refuse to skip existing outputs that were protected under other settings."""
+def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to skip existing outputs that were protected under other settings; returns
+    OUT's record for :func:`record_settings`."""
     record = _read_record(out_dir)
     current_id = settings_id(current)
     stale = [old for item in planned if item.status == "skipped"
@@ -195,12 +196,14 @@ def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str,
             "a mix of two protections",
             "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
         )
+    return record
 
 
-def record_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any], version: str) -> None:
-    """Note ``current`` against every output this run will write (before writing: a
-    file that then fails leaves no output, and an output without an entry is not checked)."""
-    record = _read_record(out_dir)
+def record_settings(out_dir: Path, record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any],
+                    version: str) -> None:
+    """Note ``current`` in ``record`` (from :func:`check_settings`) against every output
+    this run will write, before writing: a file that then fails leaves no output, and an
+    output without an entry is not checked."""
     current_id = settings_id(current)
     record["outputs"].update({_key(out_dir, item.output): current_id for item in planned if item.status == "todo"})
     used = set(record["outputs"].values())

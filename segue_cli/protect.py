@@ -27,11 +27,11 @@ from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
-from .datasets import MIN_IMAGE_SIDE, read_labels_csv
-from .errors import ConfigError, InputError, OutputError
-from .imageio import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image
 from . import __version__
 from .artifacts import file_sha256
+from .datasets import MIN_IMAGE_SIDE, read_labels_csv
+from .errors import ConfigError, InputError, OutputError
+from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, load_image, save_image
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
                       mark_out_dir, plan_outputs, record_settings)
 from .face_detectors import DETECTOR_CHOICES, open_detector
@@ -100,10 +100,15 @@ class ProtectConfig:
             raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
 
     @property
+    def output_quality(self) -> int | None:
+        """The JPEG/WebP quality the outputs get; None for lossless PNG."""
+        return None if self.image_format == "png" else (self.quality or DEFAULT_QUALITY)
+
+    @property
     def lossy_warning(self) -> str | None:
-        if self.image_format == "png":
+        if self.output_quality is None:
             return None
-        return (f"{self.image_format.upper()} at quality {self.quality or 95} is lossy: compression removes part of "
+        return (f"{self.image_format.upper()} at quality {self.output_quality} is lossy: compression removes part of "
                 "the perturbation and weakens protection; PNG (the default) keeps all of it")
 
 
@@ -231,10 +236,9 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
 def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: str) -> dict[str, Any]:
     """What decides a protected photo's pixels, recorded in OUT so that a re-run under
     other settings is not silently skipped."""
-    lossy = config.image_format != "png"
     return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
             "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
-            "quality": (config.quality or 95) if lossy else None, "keep_metadata": config.keep_metadata}
+            "quality": config.output_quality, "keep_metadata": config.keep_metadata}
 
 
 @dataclass
@@ -410,7 +414,7 @@ def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
         if image.alpha is not None and config.image_format == "jpeg":
             notes.append("transparency dropped: JPEG has no alpha channel")
         save_image(planned.output, protected, alpha=image.alpha, image_format=config.image_format,
-                   quality=config.quality or 95, icc_profile=image.icc_profile,
+                   quality=config.output_quality or DEFAULT_QUALITY, icc_profile=image.icc_profile,
                    exif=image.exif if config.keep_metadata else None)
     except Exception as exc:  # noqa: BLE001
         reason = _reason(exc, planned.source)
@@ -457,11 +461,11 @@ def protect(
     if not planned_files:
         summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
     settings = output_settings(config, side, info.model_sha256)
-    check_settings(out_dir, planned_files, settings)
+    record = check_settings(out_dir, planned_files, settings)
     if any(planned.status == "todo" for planned in planned_files):
         try:
             mark_out_dir(out_dir)
-            record_settings(out_dir, planned_files, settings, __version__)
+            record_settings(out_dir, record, planned_files, settings, __version__)
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
                               "check permissions and free space, or pass another --out") from exc
