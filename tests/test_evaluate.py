@@ -264,6 +264,9 @@ def shortcut_run(tmp_path_factory):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    # Logs of non-interactive runs (cron, nohup) get one permanent line per epoch.
+    assert "resnet18 none protected: epoch 2/2 " in result.stderr, result.stderr
+    assert "resnet18 none clean: epoch 1/2 " in result.stderr
     return root, args, summary
 
 

@@ -104,11 +104,15 @@ def _run_with_progress(config):
                 tasks["run"] = bar.add_task(f"{payload['arch']} {payload['attack']} {payload['train_set']}",
                                             total=payload["epochs"] * payload["steps"], info="")
                 tasks["epochs"] = payload["epochs"]
+                tasks["name"] = f"{payload['arch']} {payload['attack']} {payload['train_set']}"
             elif event == "step":
                 bar.update(tasks["run"], advance=1, info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f}")
             elif event == "epoch_end":
-                bar.update(tasks["run"], info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f} "
-                                              f"train {payload['train_accuracy']:.0f}% test {payload['test_accuracy']:.1f}%")
+                line = (f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f} "
+                        f"train {payload['train_accuracy']:.0f}% test {payload['test_accuracy']:.1f}%")
+                bar.update(tasks["run"], info=line)
+                # One permanent line per epoch, so logs of non-interactive runs show progress too.
+                bar.console.print(f"{tasks['name']}: {line}", highlight=False)
 
         from ..evaluation import run_evaluation
 
