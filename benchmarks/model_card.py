@@ -5,6 +5,12 @@ Reads the checkpoint's own metadata (training summary), file hashes, and the
 writes ``models/<name>.json`` (machine-readable) and ``docs/model-card.md``. Scenarios
 without a results file are listed as not measured, never filled in.
 
+Every results file read is copied into ``models/<name>-evaluations/`` and the card points
+there, so the figures' sources travel with the repository. ``--keep-from-card`` keeps the
+figures of the existing card (made by this script from files, with their sources) for
+scenarios not given this time, but only while the card describes the same checkpoint
+(same sha256): a new model starts from an empty card.
+
   python benchmarks/model_card.py --model models/segue-webface10-112.safetensors \
       --eval labels=runs/p112/labels/eval --eval hashed=runs/p112/hashed/eval
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,17 +53,28 @@ TARGETS = [
 ]
 
 
-def load_runs(evals: list[tuple[str, Path]]) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, Any]]:
+def archive(results_path: Path, archive_dir: Path, name: str) -> str:
+    """Copy a results.json into the repository; returns the repo-relative path."""
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    target = archive_dir / f"{name}.json"
+    shutil.copyfile(results_path, target)
+    return str(target.relative_to(ROOT))
+
+
+def load_runs(evals: list[tuple[str, Path]], archive_dir: Path) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, Any]]:
     runs: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     quality: dict[str, Any] = {}
     for variant, folder in evals:
         results = json.loads((folder / "results.json").read_text())
+        attacks = sorted({run["attack"] for run in results["runs"]})
+        archs = sorted({run["arch"] for run in results["runs"]})
+        source = archive(folder / "results.json", archive_dir, "-".join([variant, *archs, *attacks]))
         if variant == "labels" and results.get("quality"):
             quality = results["quality"]
         for run in results["runs"]:
             runs[(variant, run["arch"], run["attack"], run["train_set"])] = {
                 "final": round(run["final_accuracy"], 1), "peak": round(run["peak_accuracy"], 1),
-                "results": str(folder / "results.json"), "status": results.get("status"),
+                "results": source, "status": results.get("status"),
                 "departures": results.get("departures", []),
             }
     return runs, quality
@@ -72,18 +90,35 @@ def main() -> None:
                              "measured baseline of each of its attackers (repeatable)")
     parser.add_argument("--train-command", required=True,
                         help="the `segue train` command that made the checkpoint, shown on the card")
+    parser.add_argument("--keep-from-card", action="store_true",
+                        help="keep the existing card's figures for scenarios not given now (same checkpoint only)")
     parser.add_argument("--reference-baseline", type=float, default=81.5,
                         help="P112 clean baseline from ../shared/docs/benchmark-protocol.md, used when no baseline run is given")
     args = parser.parse_args()
     evals = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.eval]
-    runs, quality = load_runs(evals)
+    archive_dir = ROOT / "models" / f"{args.model.stem}-evaluations"
+    card_path = ROOT / "models" / f"{args.model.stem}.json"
+    previous = previous_card(card_path, args.model) if args.keep_from_card else None
+    runs, quality = load_runs(evals, archive_dir)
     measured_baselines: dict[tuple[str, str], dict[str, Any]] = {}
     for folder in args.baseline:
-        for clean in json.loads((folder / "results.json").read_text())["runs"]:
+        clean_runs = json.loads((folder / "results.json").read_text())["runs"]
+        source = archive(folder / "results.json", archive_dir,
+                         "-".join(["baseline", *sorted({c["arch"] for c in clean_runs}), *sorted({c["attack"] for c in clean_runs})]))
+        for clean in clean_runs:
             measured_baselines[(clean["arch"], clean["attack"])] = {
                 "final": round(clean["final_accuracy"], 1), "peak": round(clean["peak_accuracy"], 1),
-                "results": str(folder / "results.json"), "command": BASELINE_COMMAND.format(arch=clean["arch"]),
+                "results": source, "command": BASELINE_COMMAND.format(arch=clean["arch"]),
             }
+    if previous:
+        quality = quality or previous["quality"]
+        for row in previous["evaluations"]:
+            if row["protected"]:
+                runs.setdefault((row["variant"], row["arch"], row["attack"], "protected"), row["protected"])
+            if row["baseline"]:
+                measured_baselines.setdefault((row["arch"], row["attack"]), row["baseline"])
+        if previous.get("clean_baseline_measured"):
+            measured_baselines.setdefault(("resnet18", "none"), previous["clean_baseline_measured"])
     meta = read_metadata(args.model)
     onnx_path = args.model.with_suffix(".onnx")
     training = meta.training
@@ -123,9 +158,19 @@ def main() -> None:
         "quality": quality,
         "evaluations": rows,
     }
-    (ROOT / "models" / f"{args.model.stem}.json").write_text(json.dumps(card, indent=2) + "\n")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
     (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip))
     print(json.dumps({"written": [f"models/{args.model.stem}.json", "docs/model-card.md"]}))
+
+
+def previous_card(card_path: Path, model: Path) -> dict[str, Any] | None:
+    if not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text())
+    if card.get("file_sha256") != file_sha256(model):
+        sys.exit(f"{card_path} describes another checkpoint than {model}: its figures cannot be kept; "
+                 "drop --keep-from-card and give every --eval and --baseline")
+    return card
 
 
 # setting: (the paper's value, how to say it)
@@ -224,7 +269,9 @@ def render(card: dict[str, Any], strip: Path | None) -> str:
               "guided it, are in docs/training.md and docs/evaluation.md (with the commands). The class-wise",
               "code pattern makes the perturbation separable by identity on purpose: an attacker who knows",
               "segue is in use can look for it (docs/evaluation.md, 'Noise separability of the current model').", ""]
-    lines += ["", "Figures come from `segue evaluate` runs (results.json recorded in the JSON card). Scenarios marked",
+    lines += ["", "Figures come from `segue evaluate` runs; the JSON card names each one's results.json. Those under",
+              f"`models/{card['name']}-evaluations/` are copies kept in the repository; a path outside it is a run",
+              "folder of an earlier session that was not kept (re-run the command to check it). Scenarios marked",
               "'not measured' were not run in the session that made this card: each full P112 attacker run takes",
               "20-40 minutes on the 2-core CPU. Run the command beside it, then re-run this script.", ""]
     return "\n".join(lines)
