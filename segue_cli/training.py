@@ -15,7 +15,9 @@ What f sees is what an attacker sees (``photo_scale``): photos are loaded at
 ``photo_scale`` x the working size, G runs on them resized to the working size, its
 perturbation is upsampled to the photo as ``segue protect`` does, the result is rounded
 to 8 bits (straight-through) and resized back to the working size as protocol P112's
-attacker does. A perturbation that only works at the working size is not rewarded.
+attacker does. A perturbation that only works at the working size is not rewarded. With ``gray_p`` > 0
+that share of photos reaches f (in both stages) in grayscale, as an attacker who squeezes
+colour out sees them, so a protection carried by colour alone is not rewarded either.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class TrainConfig:
     code_bits: int = DEFAULT_CODE_BITS
     pattern_grid: int = GeneratorConfig.pattern_grid
     photo_scale: float = 2.0
+    gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
     seed: int = 0
     device: str = "auto"
@@ -90,6 +93,7 @@ class TrainConfig:
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
             (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
+            (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -281,22 +285,25 @@ def _round_to_8_bits(x: torch.Tensor) -> torch.Tensor:
 
 
 def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
-                  signs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  signs: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
     size = config.image_size
     delta = config.epsilon * generator(_resize(photos, size), signs)
     if photos.shape[-2:] == (size, size):  # --photo-scale 1: no round trip
-        return delta, (photos + delta).clamp(0, 1)
-    upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
-    protected = _round_to_8_bits((photos + upsampled).clamp(0, 1))
-    return delta, _resize(protected, size)
+        view = (photos + delta).clamp(0, 1)
+    else:
+        upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
+        view = _resize(_round_to_8_bits((photos + upsampled).clamp(0, 1)), size)
+    if config.gray_p > 0:
+        view = distortions.grayscale(view, torch.rand(len(view), generator=rng) < config.gray_p)
+    return delta, view
 
 
 def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
     generator.eval()
     surrogate.train()
     with torch.no_grad():
-        delta, view = attacker_view(config, generator, x, signs)
+        delta, view = attacker_view(config, generator, x, signs, rng)
     logits = surrogate(view)
     loss = F.cross_entropy(logits, y)
     opt_f.zero_grad(set_to_none=True)
@@ -310,7 +317,7 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     surrogate.eval()
     surrogate.requires_grad_(False)
     try:
-        delta, perturbed = attacker_view(config, generator, x, signs)
+        delta, perturbed = attacker_view(config, generator, x, signs, rng)
         params = distortions.sample(len(y), config.distortion, rng)
 
         def distort(batch: torch.Tensor) -> torch.Tensor:

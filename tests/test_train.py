@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
-from segue_cli.errors import InputError
+from segue_cli.errors import ConfigError, InputError
 from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
@@ -85,15 +85,35 @@ def test_attacker_view_matches_protect_then_the_protocol_resize(webface10, tmp_p
     config = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=2.0)
     photo = resize_rgb(load_image(photo_path).rgb, 224)[None].float() / 255
     with torch.no_grad():
-        delta, view = attacker_view(config, model, photo, code_to_signs([0], 16))
+        delta, view = attacker_view(config, model, photo, code_to_signs([0], 16), torch.Generator())
     assert delta.shape == (1, 3, 112, 112) and view.shape == (1, 3, 112, 112)
     assert (view[0] - seen_by_attacker).abs().mean() * 255 < 1.0
     clean_view = resize_rgb(load_image(photo_path).rgb, 112).float() / 255
     assert (view[0] - clean_view).abs().mean() * 255 > 1.0  # and the perturbation is there
     working_size_only = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=1.0)
     with torch.no_grad():
-        _, no_round_trip = attacker_view(working_size_only, model, clean_view[None], code_to_signs([0], 16))
+        _, no_round_trip = attacker_view(working_size_only, model, clean_view[None], code_to_signs([0], 16), torch.Generator())
     assert (no_round_trip[0] - seen_by_attacker).abs().mean() * 255 > 2.0
+
+
+def test_gray_p_shows_the_surrogate_what_the_gray_attacker_sees(webface10, tmp_path):
+    """--gray-p 1: every view is evaluate's `gray` counter-measure (PIL luma, 3 channels)
+    of the colour view, to within rounding; --gray-p 0 leaves colour alone."""
+    from segue_cli.evaluation.countermeasures import to_gray
+
+    model = SegueGenerator(GeneratorConfig()).eval()
+    photo = resize_rgb(load_image(sorted((webface10 / "train" / "0").glob("*.jpg"))[0]).rgb, 112)[None].float() / 255
+    views = {}
+    for gray_p in (0.0, 1.0):
+        config = TrainConfig(data=tmp_path, out=tmp_path / "run", image_size=112, photo_scale=1.0, gray_p=gray_p)
+        with torch.no_grad():
+            views[gray_p] = attacker_view(config, model, photo, code_to_signs([3], 16), torch.Generator())[1][0]
+    colour = (views[0.0] * 255).round().byte().permute(1, 2, 0).numpy()
+    expected = torch.from_numpy(to_gray(colour)).permute(2, 0, 1).float() / 255
+    assert (views[1.0] - expected).abs().max() * 255 <= 1.0
+    assert (views[0.0][0] - views[0.0][1]).abs().mean() * 255 > 5  # the colour view has colour
+    with pytest.raises(ConfigError):
+        TrainConfig(data=tmp_path, out=tmp_path / "run", gray_p=1.5)
 
 
 def test_distortions_replay_exactly_and_keep_range():

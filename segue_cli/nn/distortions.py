@@ -79,6 +79,13 @@ def adjust_sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
     return (smoothed + factor * (x - smoothed)).clamp(0, 1)
 
 
+def grayscale(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma copied to 3 channels where ``mask`` (bool [B]) is set, as an
+    attacker who squeezes colour out does (evaluate's ``gray``)."""
+    luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+    return torch.where(mask.to(x.device)[:, None, None, None], luma, x)
+
+
 def resize_down_up(x: torch.Tensor, scale: float) -> torch.Tensor:
     height, width = x.shape[-2:]
     small = (max(8, round(height * scale)), max(8, round(width * scale)))
