@@ -3,7 +3,8 @@
 Epoch e (1-based) trains the surrogate f for one pass on perturbed images when
 ``(e - 1) % surrogate_period == 0``, otherwise the generator G for one pass with
 L_G = alpha * CE(f(T(x + delta + rho)), y) + beta * mean ||delta||_2, f frozen, where T
-is the distortion layer and rho adversarial noise of budget rho_d.
+is the distortion layer and rho adversarial noise of budget rho_d. With ``surrogate_rho``
+> 0 the surrogate's own pass is adversarial training of that budget (as in REM).
 
 Side information: each surrogate period (f pass + the G passes after it) gives every
 training identity a code. Even periods use the identity's own code (label or hashed
@@ -66,6 +67,7 @@ class TrainConfig:
     stop_loss: float = 0.001
     rho_d: float = 1 / 255
     pgd_steps: int = 5
+    surrogate_rho: float = 0.0
     surrogate_stem: str = "standard"
     code_assignment: str = "mixed"
     code_bits: int = DEFAULT_CODE_BITS
@@ -88,6 +90,7 @@ class TrainConfig:
             (0 < self.epsilon <= 1, "--epsilon must be in (0, 1] (8/255 = 0.0314 is the paper's)"),
             (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
             (self.rho_d >= 0 and self.pgd_steps >= 0, "--rho-d and --pgd-steps must be >= 0"),
+            (self.surrogate_rho >= 0, "--surrogate-rho must be >= 0"),
             (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
@@ -304,6 +307,10 @@ def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     surrogate.train()
     with torch.no_grad():
         delta, view = attacker_view(config, generator, x, signs, rng)
+    if config.surrogate_rho > 0:
+        # Robust error-minimizing noise (REM): the surrogate is trained adversarially, as an
+        # attacker who uses adversarial training would be, so only noise that survives it helps.
+        view = (view + pgd_noise(surrogate, view, y, config.surrogate_rho, max(1, config.pgd_steps))).clamp(0, 1)
     logits = surrogate(view)
     loss = F.cross_entropy(logits, y)
     opt_f.zero_grad(set_to_none=True)

@@ -48,6 +48,16 @@ def test_run_folder_is_never_overwritten_and_resume_continues(tiny_faces, tmp_pa
     assert [r.epoch for r in resumed.history] == [1, 2]
 
 
+def test_surrogate_rho_trains_the_surrogate_on_adversarial_views(tiny_faces, tmp_path):
+    """Same seed, same batches: PGD noise against the surrogate raises its loss in its own pass."""
+    settings = {**TINY, "epochs": 1}
+    plain = train(TrainConfig(data=tiny_faces, out=tmp_path / "plain", **settings))
+    robust = train(TrainConfig(data=tiny_faces, out=tmp_path / "robust", surrogate_rho=16 / 255, **settings))
+    assert robust.history[0].ce > plain.history[0].ce
+    saved = json.loads((robust.run_dir / "config.json").read_text())["config"]
+    assert saved["surrogate_rho"] == pytest.approx(16 / 255)
+
+
 def test_generator_learns_against_the_surrogate(tiny_faces, tmp_path):
     """A few generator steps must lower the surrogate's loss on perturbed images."""
     result = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", image_size=32, epochs=4, surrogate_period=4,
