@@ -61,6 +61,10 @@ def archive(results_path: Path, archive_dir: Path, name: str) -> str:
     return str(target.relative_to(ROOT))
 
 
+def baseline_command(arch: str, attack: str) -> str:
+    return BASELINE_COMMAND.format(arch=arch) + ("" if attack == "none" else f" --attack {attack}")
+
+
 def load_runs(evals: list[tuple[str, Path]], archive_dir: Path) -> tuple[dict[tuple[str, str, str, str], dict[str, Any]], dict[str, Any]]:
     runs: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     quality: dict[str, Any] = {}
@@ -108,7 +112,7 @@ def main() -> None:
         for clean in clean_runs:
             measured_baselines[(clean["arch"], clean["attack"])] = {
                 "final": round(clean["final_accuracy"], 1), "peak": round(clean["peak_accuracy"], 1),
-                "results": source, "command": BASELINE_COMMAND.format(arch=clean["arch"]),
+                "results": source, "command": baseline_command(clean["arch"], clean["attack"]),
             }
     if previous:
         quality = quality or previous["quality"]
@@ -250,7 +254,7 @@ def render(card: dict[str, Any], strip: Path | None) -> str:
         lines.append(f"| {row['scenario']} | <= {row['target_max_accuracy']:.0f} | {measured} | {baseline} | "
                      f"{_met_cell(row)} | `{row['command']}` |")
     lines += ["", f"A clean baseline is the same attacker trained on the clean train split: "
-                  f"`{BASELINE_COMMAND.format(arch='ARCH')}`."]
+                  f"`{baseline_command('ARCH', 'none')}` (with `--attack ATTACK` for a counter-measure's row)."]
     lines += ["", "## Image quality (protected vs clean train photos at 224 px)", ""]
     if q:
         lines += [
