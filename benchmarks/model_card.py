@@ -277,14 +277,15 @@ def render(card: dict[str, Any], strip: Path | None) -> str:
               "Each a screen of one trained variant under P112; figures and commands are in docs/evaluation.md",
               "('The default model under P112' and the sections after it). None beat this model, so it stays:", "",
               "- Hashed names: training on fresh random codes only (`--code-assignment random`), and training",
-              "  twice as long (20 epochs): both let the attacker learn more, with labels and with hashed names.",
+              "  longer (14 and 20 epochs): each let the attacker learn more with hashed names.",
               "- Grayscale: a brightness code pattern (fixed class-wise brightness patterns are not learned by the",
               "  attacker at all, so it was not trained), and showing half the photos to the surrogate in grayscale",
               "  (`--gray-p 0.5`): the grayscale attacker still learned the faces.",
               "- Adversarial training (4/255): REM-style training, an adversarially trained surrogate and defensive",
               "  noise at the attacker's 4/255 (`--surrogate-rho`, `--rho-d`): the attacker learned more, sooner.",
-              "- The 15% label target: the two hashed-name screens measured labels too and were worse; no screen",
-              "  targeted the other architectures on their own.", ""]
+              "- The 15% label target: the hashed-name screens measured labels too; none beat this model by more",
+              "  than run-to-run noise (a re-run of its training command measures within a point of it). No",
+              "  screen targeted the other architectures on their own.", ""]
     lines += ["", "Figures come from `segue evaluate` runs; the JSON card names each one's results.json. Those under",
               f"`models/{card['name']}-evaluations/` are copies kept in the repository; a path outside it is a run",
               "folder of an earlier session that was not kept (re-run the command to check it). Scenarios marked",
