@@ -53,11 +53,13 @@ TARGETS = [
 ]
 
 
-def archive(results_path: Path, archive_dir: Path, name: str) -> str:
-    """Copy a results.json into the repository; returns the repo-relative path."""
+def archive(folder: Path, runs: list[dict[str, Any]], archive_dir: Path, prefix: str) -> str:
+    """Copy ``folder``'s results.json into the repository, named by prefix, attackers and
+    counter-measures (e.g. ``labels-resnet18-at-4.json``); returns the repo-relative path."""
     archive_dir.mkdir(parents=True, exist_ok=True)
+    name = "-".join([prefix, *sorted({run["arch"] for run in runs}), *sorted({run["attack"] for run in runs})])
     target = archive_dir / f"{name}.json"
-    shutil.copyfile(results_path, target)
+    shutil.copyfile(folder / "results.json", target)
     return str(target.relative_to(ROOT))
 
 
@@ -70,9 +72,7 @@ def load_runs(evals: list[tuple[str, Path]], archive_dir: Path) -> tuple[dict[tu
     quality: dict[str, Any] = {}
     for variant, folder in evals:
         results = json.loads((folder / "results.json").read_text())
-        attacks = sorted({run["attack"] for run in results["runs"]})
-        archs = sorted({run["arch"] for run in results["runs"]})
-        source = archive(folder / "results.json", archive_dir, "-".join([variant, *archs, *attacks]))
+        source = archive(folder, results["runs"], archive_dir, variant)
         if variant == "labels" and results.get("quality"):
             quality = results["quality"]
         for run in results["runs"]:
@@ -107,8 +107,7 @@ def main() -> None:
     measured_baselines: dict[tuple[str, str], dict[str, Any]] = {}
     for folder in args.baseline:
         clean_runs = json.loads((folder / "results.json").read_text())["runs"]
-        source = archive(folder / "results.json", archive_dir,
-                         "-".join(["baseline", *sorted({c["arch"] for c in clean_runs}), *sorted({c["attack"] for c in clean_runs})]))
+        source = archive(folder, clean_runs, archive_dir, "baseline")
         for clean in clean_runs:
             measured_baselines[(clean["arch"], clean["attack"])] = {
                 "final": round(clean["final_accuracy"], 1), "peak": round(clean["peak_accuracy"], 1),

@@ -16,9 +16,10 @@ What f sees is what an attacker sees (``photo_scale``): photos are loaded at
 ``photo_scale`` x the working size, G runs on them resized to the working size, its
 perturbation is upsampled to the photo as ``segue protect`` does, the result is rounded
 to 8 bits (straight-through) and resized back to the working size as protocol P112's
-attacker does. A perturbation that only works at the working size is not rewarded. With ``gray_p`` > 0
-that share of photos reaches f (in both stages) in grayscale, as an attacker who squeezes
-colour out sees them, so a protection carried by colour alone is not rewarded either.
+attacker does. A perturbation that only works at the working size is not rewarded.
+With ``gray_p`` > 0 that share of photos reaches f (in both stages) in grayscale, as an
+attacker who squeezes colour out sees them, so a protection carried by colour alone is
+not rewarded either.
 """
 
 from __future__ import annotations

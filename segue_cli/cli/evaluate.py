@@ -101,10 +101,9 @@ def _run_with_progress(config):
             elif event == "quality_step":
                 bar.advance(tasks["quality"])
             elif event == "run_start":
-                tasks["run"] = bar.add_task(f"{payload['arch']} {payload['attack']} {payload['train_set']}",
-                                            total=payload["epochs"] * payload["steps"], info="")
-                tasks["epochs"] = payload["epochs"]
                 tasks["name"] = f"{payload['arch']} {payload['attack']} {payload['train_set']}"
+                tasks["run"] = bar.add_task(tasks["name"], total=payload["epochs"] * payload["steps"], info="")
+                tasks["epochs"] = payload["epochs"]
             elif event == "step":
                 bar.update(tasks["run"], advance=1, info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f}")
             elif event == "epoch_end":

@@ -33,7 +33,7 @@ def train(
     stop_loss: Annotated[float, typer.Option("--stop-loss", help="Stop early once the surrogate's loss on perturbed data is below this (paper: 0.001).")] = 0.001,
     rho_d: Annotated[float, typer.Option("--rho-d", help="Budget of the adversarial noise in the distortion layer (paper: 1/255).")] = 1 / 255,
     pgd_steps: Annotated[int, typer.Option("--pgd-steps", help="PGD steps for that noise (paper: 5; 0 disables it).")] = 5,
-    surrogate_rho: Annotated[float, typer.Option("--surrogate-rho", help="Train the surrogate adversarially (PGD of this L-inf budget, --pgd-steps steps) in its passes, as an attacker who uses adversarial training (REM); 0: plain training as in the paper.")] = 0.0,
+    surrogate_rho: Annotated[float, typer.Option("--surrogate-rho", help="Train the surrogate adversarially (PGD of this L-inf budget, --pgd-steps steps, at least 1) in its passes, as an attacker who uses adversarial training (REM); 0: plain training as in the paper.")] = 0.0,
     blur_sigma: Annotated[float, typer.Option("--blur-sigma", help="Gaussian blur sigma of the distortion layer, kernel 3 (paper: 0.2).")] = 0.2,
     sharpness: Annotated[float, typer.Option("--sharpness", help="Sharpness factor of the distortion layer (paper: 2).")] = 2.0,
     flip_p: Annotated[float, typer.Option("--flip-p", help="Probability of each of horizontal and vertical flips (paper: 0.1).")] = 0.1,

@@ -79,11 +79,16 @@ def adjust_sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
     return (smoothed + factor * (x - smoothed)).clamp(0, 1)
 
 
+def luma(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma: PIL's "L", and JPEG's Y."""
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
 def grayscale(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601-2 luma copied to 3 channels where ``mask`` (bool [B]) is set, as an
-    attacker who squeezes colour out does (evaluate's ``gray``)."""
-    luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
-    return torch.where(mask.to(x.device)[:, None, None, None], luma, x)
+    """Luma copied to 3 channels where ``mask`` (bool [B]) is set, as an attacker who
+    squeezes colour out does (evaluate's ``gray``)."""
+    gray = luma(x[:, 0:1], x[:, 1:2], x[:, 2:3]).expand_as(x)
+    return torch.where(mask.to(x.device)[:, None, None, None], gray, x)
 
 
 def resize_down_up(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -128,7 +133,7 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     pad_h, pad_w = (-height) % 8, (-width) % 8
     x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") * 255.0
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = luma(r, g, b)
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
     planes = torch.stack([y - 128.0, cb, cr], dim=1)
