@@ -1,7 +1,7 @@
 """Protocol P112 end to end: protect WebFace10's train split with ``segue protect``,
 then play the attacker with ``segue evaluate --protocol p112``.
 
-Variants (see docs/benchmark-protocol in ../shared/docs):
+Variants (see docs/benchmark-protocol.md):
   labels   each identity folder is the label (``--by-folder``)
   hashed   each identity protected with ``--identity webface10-<label>``: codes the
            generator never saw in training
@@ -13,6 +13,9 @@ re-made by hand. Results land in OUT/<variant>/eval*/results.json.
   python benchmarks/p112.py --model models/segue-webface10-112.safetensors --variant labels
   python benchmarks/p112.py --variant hashed --skip-baseline
   python benchmarks/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
+  python benchmarks/p112.py --variant labels --arch embedding-dlib          # pretrained face recognition
+  python benchmarks/p112.py --variant labels --image-size 64 --skip-baseline  # a departure, recorded
+  python benchmarks/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
   segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
   python benchmarks/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, default=None, help="labels CSV of segue cluster (--variant pseudo)")
     parser.add_argument("--arch", action="append", default=None, help="attacker architecture (repeatable)")
     parser.add_argument("--attack", action="append", default=None, help="counter-measure (repeatable)")
+    parser.add_argument("--protocol", default="p112", help="p112, or p112-screen to rank variants (not a P112 figure)")
+    parser.add_argument("--image-size", type=int, default=None, help="attacker input size (a departure from 112)")
     parser.add_argument("--skip-baseline", action="store_true", help="do not train the clean baseline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
@@ -73,12 +78,14 @@ def main() -> None:
     if not protected.exists():
         protect(args.model, args.data / "train", protected, args.variant, args.labels)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
-                     "--test", str(args.data / "test"), "--protocol", "p112", "--out", str(args.out / args.variant / "eval"),
+                     "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(args.out / args.variant / "eval"),
                      "--seed", str(args.seed), "--threads", str(args.threads), "--json"]
     for arch in args.arch or []:
         evaluate_args += ["--arch", arch]
     for attack in args.attack or []:
         evaluate_args += ["--attack", attack]
+    if args.image_size is not None:
+        evaluate_args += ["--image-size", str(args.image_size)]
     if args.skip_baseline:
         evaluate_args.append("--skip-baseline")
     summary = json.loads(segue(*evaluate_args).strip().splitlines()[-1])

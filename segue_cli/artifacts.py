@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .choices import model_limit_problem
 from .errors import ArtifactError
 from .nn.generator import GeneratorConfig, SegueGenerator
 
@@ -133,9 +134,14 @@ def _metadata_from_dict(record: dict[str, Any], path: Path) -> GeneratorMetadata
             "upgrade segue, or re-export the model with this version",
         )
     try:
-        return GeneratorMetadata(**{k: record[k] for k in GeneratorMetadata.__dataclass_fields__ if k in record})
+        metadata = GeneratorMetadata(**{k: record[k] for k in GeneratorMetadata.__dataclass_fields__ if k in record})
     except TypeError as exc:
         raise ArtifactError(f"{path} has incomplete segue metadata: {exc}") from exc
+    problem = model_limit_problem(metadata.epsilon, metadata.image_size, metadata.code_bits)
+    if problem:
+        raise ArtifactError(f"{path} declares a model segue refuses to run: {problem}",
+                            "use a model made by `segue train` (the shipped default needs no --model)")
+    return metadata
 
 
 def read_metadata(path: Path) -> GeneratorMetadata:

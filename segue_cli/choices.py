@@ -14,10 +14,17 @@ ATTACKER_PIPELINES = ("none", "detect-align")
 ATTACKER_NAMES = (
     "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "inception_v3", "vit_tiny", "swin_t",
 )
+# Pretrained face-recognition attackers (segue_cli.evaluation.embedding_attack): they train
+# nothing, they embed enrolled (train) and probe (test) faces with a network trained
+# elsewhere and match. Named with --arch beside the from-scratch architectures.
+EMBEDDING_ATTACKER_NAMES = ("embedding-dlib",)
+EMBEDDING_METHODS = ("ncm", "1nn", "linear")  # nearest class mean, nearest neighbour, logistic regression
 COUNTERMEASURE_HELP = (
     "none, jpeg-Q (quality 1-100), gray, blur (kernel 5, sigma 1) or blur-S (sigma S), down-P (downscale to P% "
     "then back), cutout, mixup, cutmix, at-R or at-R-S (PGD adversarial training, budget R/255, S steps, "
-    "default 5); join several with '+', e.g. jpeg-10+gray"
+    "default 5), estimate-remove or estimate-remove-R (subtract each identity's mean deviation from the "
+    "all-identity mean, clipped to R/255, default 8: the attacker estimates a class-wise pattern); join several "
+    "with '+', e.g. jpeg-10+gray"
 )
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
@@ -29,3 +36,23 @@ MAX_OPSET = 23  # highest opset checked here (onnxruntime 1.32); 18 runs on onnx
 # 1/255 of the fp32 result.
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-3
+
+# What a model file may declare. A checkpoint or ONNX file outside these is refused at load
+# (a re-signed file with epsilon 1.0 would move pixels by up to 255 levels, far past the
+# imperceptible budget segue promises); training refuses to make one.
+MAX_EPSILON = 16 / 255
+IMAGE_SIZE_RANGE = (16, 1024)
+CODE_BITS_RANGE = (1, 32)
+
+
+def model_limit_problem(epsilon: float, image_size: int, code_bits: int) -> str | None:
+    """What is wrong with a model's declared epsilon, working size and code bits, or None."""
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= MAX_EPSILON):  # NaN fails both comparisons
+        return f"epsilon {epsilon!r} is outside (0, 16/255 = {MAX_EPSILON:.4f}]"
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not (
+            IMAGE_SIZE_RANGE[0] <= image_size <= IMAGE_SIZE_RANGE[1]):
+        return f"working image size {image_size!r} is outside {IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]} px"
+    if isinstance(code_bits, bool) or not isinstance(code_bits, int) or not (
+            CODE_BITS_RANGE[0] <= code_bits <= CODE_BITS_RANGE[1]):
+        return f"code bits {code_bits!r} are outside {CODE_BITS_RANGE[0]}-{CODE_BITS_RANGE[1]}"
+    return None

@@ -49,6 +49,21 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether the file starts like an image of a format segue reads (by its first bytes,
+    not its name): JPEG, PNG, GIF, BMP, TIFF, WebP, or an ISO-BMFF image (HEIC, AVIF)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return (head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or head[4:8] == b"ftyp")
+
+
 def discover_images(root: Path) -> list[Path]:
     """Image files under ``root`` (recursive, sorted), following symlinked folders once.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from .choices import model_limit_problem
 from .errors import ArtifactError
 
 FORMAT_NAME = "segue-generator-onnx"
@@ -67,10 +68,9 @@ class OnnxMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:  # ValueError here; from_props names the file
-        if not 0 < self.epsilon <= 1:
-            raise ValueError(f"epsilon {self.epsilon} is outside (0, 1]")
-        if self.code_bits < 1 or self.image_size < 1:
-            raise ValueError(f"code_bits {self.code_bits} and image_size {self.image_size} must be positive")
+        problem = model_limit_problem(self.epsilon, self.image_size, self.code_bits)
+        if problem:
+            raise ValueError(problem)
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Literal
 
 from .artifacts import atomic_write
 from .errors import InputError, OutputError
-from .imageio import discover_images
+from .imageio import discover_images, looks_like_image
 
 OUTPUT_SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
 OUTPUT_MARKER = ".segue-output"
@@ -48,6 +48,19 @@ class InputSet:
     root: Path  # absolute, symlinks kept: the folder whose tree is mirrored
     files: tuple[Path, ...]
     left_out: tuple[Path, ...] = ()  # marked output folders found inside a folder INPUT
+    not_images: tuple[Path, ...] = ()  # hidden files that are not images (macOS ._* AppleDouble, ...)
+
+
+def _hidden_non_image(path: Path) -> bool:
+    """A hidden file with an image suffix that holds no image: macOS writes ``._NAME``
+    AppleDouble metadata beside every file it copies to a non-Mac disk, suffix and all."""
+    return path.name.startswith("._") or (path.name.startswith(".") and not looks_like_image(path))
+
+
+def _split_hidden(files: Iterable[Path]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    files = tuple(files)
+    hidden = tuple(f for f in files if f.is_file() and _hidden_non_image(f))
+    return tuple(f for f in files if f not in hidden), hidden
 
 
 @dataclass(frozen=True)
@@ -59,22 +72,34 @@ class PlannedFile:
     reason: str | None = None
 
 
+def split_path_list(data: str) -> tuple[str, ...]:
+    """Paths from a list on stdin, names kept exactly: NUL-separated (``find -print0``) when
+    the text holds a NUL, else one per line with only the line ending removed, so names
+    that begin or end with spaces survive. Empty entries are dropped."""
+    if "\0" in data:
+        return tuple(entry for entry in data.split("\0") if entry)
+    return tuple(line.removesuffix("\r") for line in data.split("\n") if line.removesuffix("\r"))
+
+
 def collect_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> InputSet:
     """Find the photos to protect. ``target == "-"`` means: the paths in ``listed``."""
     if str(target) == "-":
-        absolute = (Path(os.path.abspath(Path(str(p).strip()).expanduser())) for p in listed if str(p).strip())
+        absolute = (Path(os.path.abspath(Path(str(p)).expanduser())) for p in listed if str(p))
         files = tuple(dict.fromkeys(absolute))  # a path listed twice is protected once
         if not files:
             raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
         root = Path(os.path.commonpath([str(f.parent) for f in files]))
-        return InputSet("list", root, files)
+        kept, hidden = _split_hidden(files)
+        return InputSet("list", root, kept, not_images=hidden)
     path = Path(os.path.abspath(Path(target).expanduser()))
     if path.is_file():
-        return InputSet("file", path.parent, (path,))
+        kept, hidden = _split_hidden((path,))
+        return InputSet("file", path.parent, kept, not_images=hidden)
     if not path.is_dir():
         raise InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")
     files, left_out = _without_output_folders(discover_images(path), path)
-    return InputSet("folder", path, files, left_out)
+    kept, hidden = _split_hidden(files)
+    return InputSet("folder", path, kept, left_out, hidden)
 
 
 def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
@@ -121,13 +146,21 @@ def check_out_dir(inputs: InputSet, out_dir: Path) -> Path:
     out_abs = Path(os.path.abspath(out_dir.expanduser()))
     if out_abs.exists() and not out_abs.is_dir():
         raise OutputError(f"output {out_dir} exists and is not a folder", "pass --out with a folder path")
-    if inputs.kind == "folder":
-        real_out, real_root = Path(os.path.realpath(out_abs)), Path(os.path.realpath(inputs.root))
-        if _inside(real_out, real_root):
-            raise OutputError(
-                f"output folder {out_dir} is inside the input folder {inputs.root}",
-                f"write elsewhere, e.g. the default {default_out_dir(inputs)}",
-            )
+    real_out = Path(os.path.realpath(out_abs))
+    if inputs.kind == "folder" and _inside(real_out, Path(os.path.realpath(inputs.root))):
+        raise OutputError(
+            f"output folder {out_dir} is inside the input folder {inputs.root}",
+            f"write elsewhere, e.g. the default {default_out_dir(inputs)}",
+        )
+    # For every kind of INPUT: no input photo may sit inside OUT. Its own output would
+    # replace it (--overwrite) or make it count as already protected, and OUT's marker
+    # would hide it from a later `segue protect` of a folder above.
+    inside = next((f for f in inputs.files if _inside(Path(os.path.realpath(f)), real_out)), None)
+    if inside is not None:
+        raise OutputError(
+            f"output folder {out_dir} holds the input photo {inside}",
+            f"write elsewhere, e.g. {default_out_dir(inputs)}",
+        )
     return out_abs
 
 

@@ -139,6 +139,7 @@ class ProtectSummary:
     backend: str
     device: str
     image_format: str
+    epsilon: float = 0.0  # the model's L-inf bound, [0, 1] units
     protection: str = "whole-image"
     total: int = 0
     written: int = 0
@@ -173,7 +174,8 @@ class ProtectSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
-                "model": self.model, "model_sha256": self.model_sha256, "backend": self.backend, "device": self.device,
+                "model": self.model, "model_sha256": self.model_sha256, "epsilon": self.epsilon,
+                "backend": self.backend, "device": self.device,
                 "format": self.image_format, "protection": self.protection, "total": self.total,
                 "written": self.written, "skipped": self.skipped, "failed": self.failed,
                 "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
@@ -451,13 +453,18 @@ def protect(
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     summary = ProtectSummary(out_dir=out_dir, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
-                             device=info.device, image_format=config.image_format, protection=protection,
+                             device=info.device, image_format=config.image_format, epsilon=info.epsilon,
+                             protection=protection,
                              total=len(planned_files))
     if config.lossy_warning:
         summary.warnings.append(config.lossy_warning)
     if inputs.left_out:
         folders = ", ".join(str(f) for f in inputs.left_out[:3]) + (" ..." if len(inputs.left_out) > 3 else "")
         summary.warnings.append(f"left out {len(inputs.left_out)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): {folders}")
+    if inputs.not_images:
+        names = ", ".join(str(f) for f in inputs.not_images[:3]) + (" ..." if len(inputs.not_images) > 3 else "")
+        summary.warnings.append(f"skipped {len(inputs.not_images)} hidden file(s) that are not images (macOS ._* "
+                                f"metadata and the like): {names}")
     if not planned_files:
         summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
     settings = output_settings(config, side, info.model_sha256)

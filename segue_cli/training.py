@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .artifacts import atomic_write, save_generator
+from .choices import MAX_EPSILON
 from .datasets import LabelledSet, decode_images, load_labelled, require_identities
 from .devices import resolve_device
 from .errors import ConfigError, OutputError
@@ -73,6 +74,7 @@ class TrainConfig:
     code_assignment: str = "mixed"
     code_bits: int = DEFAULT_CODE_BITS
     pattern_grid: int = GeneratorConfig.pattern_grid
+    luma: bool = False  # one-channel perturbation on R, G and B (GeneratorConfig.luma)
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -88,10 +90,16 @@ class TrainConfig:
             (self.image_size >= 16, "--image-size must be at least 16"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs it)"),
-            (0 < self.epsilon <= 1, "--epsilon must be in (0, 1] (8/255 = 0.0314 is the paper's)"),
+            (0 < self.epsilon <= MAX_EPSILON, "--epsilon must be in (0, 16/255 = 0.0627] (8/255 = 0.0314 is the paper's)"),
             (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
-            (self.rho_d >= 0 and self.pgd_steps >= 0, "--rho-d and --pgd-steps must be >= 0"),
-            (self.surrogate_rho >= 0, "--surrogate-rho must be >= 0"),
+            (self.alpha > 0, "--alpha must be > 0 (the weight of the unlearnable term)"),
+            (self.beta >= 0, "--beta must be >= 0 (0: no size penalty)"),
+            (0 <= self.rho_d <= MAX_EPSILON and self.pgd_steps >= 0,
+             "--rho-d must be between 0 and 16/255 = 0.0627 and --pgd-steps >= 0"),
+            (0 <= self.surrogate_rho <= MAX_EPSILON, "--surrogate-rho must be between 0 and 16/255 = 0.0627"),
+            (self.stop_loss >= 0, "--stop-loss must be >= 0"),
+            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "--max-steps must be at least 1"),
+            (self.workers >= 1, "--workers must be at least 1"),
             (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
@@ -211,7 +219,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     if problems:
         emit("skipped_images", {"problems": problems})
 
-    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid)).to(device)
+    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
+                                                 luma=config.luma)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)

@@ -46,7 +46,7 @@ def test_tampered_weights_are_refused(tiny_generator_path):
 def test_tampered_metadata_is_refused(tiny_generator_path):
     with safe_open(str(tiny_generator_path), framework="pt") as handle:
         record = json.loads(handle.metadata()["segue"])
-    record["epsilon"] = 64 / 255
+    record["epsilon"] = 12 / 255  # within the allowed range, so only the integrity check can catch it
     _rewrite(tiny_generator_path, metadata={"segue": json.dumps(record)})
     with pytest.raises(ArtifactError, match="integrity"):
         load_generator(tiny_generator_path)
@@ -84,3 +84,20 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(("field", "value"), [("epsilon", 1.0), ("epsilon", 5.0), ("epsilon", float("nan")),
+                                              ("epsilon", 0.0), ("image_size", 4), ("code_bits", 0)])
+def test_a_resigned_checkpoint_with_out_of_range_settings_is_refused(tmp_path, field, value):
+    # Re-signed: the content sha256 is recomputed, so only the range check can catch it.
+    from segue_cli.artifacts import _content_sha256
+
+    path = tmp_path / "g.safetensors"
+    save_generator(path, SegueGenerator(GeneratorConfig()), epsilon=8 / 255, image_size=32)
+    record = read_metadata(path).to_dict()
+    record[field] = value
+    tensors = load_file(str(path))
+    record["content_sha256"] = _content_sha256(tensors, record)
+    save_file(tensors, str(path), metadata={"segue": json.dumps(record)})
+    with pytest.raises(ArtifactError, match="refuses to run"):
+        load_generator(path)

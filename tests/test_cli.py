@@ -46,3 +46,33 @@ def test_cli_starts_without_heavy_libraries():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_short_help_flag_works_for_the_root_and_every_command():
+    assert runner.invoke(app, ["-h"]).exit_code == 0
+    for command in COMMANDS:
+        result = runner.invoke(app, [command, "-h"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "--help" in result.output
+
+
+@pytest.mark.parametrize(("command", "usage"), [
+    ("protect", "segue protect [OPTIONS] INPUT"), ("cluster", "segue cluster [OPTIONS] DIR"),
+    ("train", "segue train [OPTIONS] DATA"), ("export", "segue export [OPTIONS] [MODEL]"),
+])
+def test_usage_lines_name_arguments_plainly(command, usage):
+    first_line = runner.invoke(app, [command, "--help"]).output.splitlines()[0]
+    assert first_line == f"Usage: {usage}"
+
+
+def test_protect_is_listed_first():
+    output = runner.invoke(app, ["--help"]).output
+    listed = [line.split()[0] for line in output.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed[0] == "protect" and set(listed) == set(COMMANDS)
+
+
+def test_gitignore_keeps_personal_photo_folders_out_of_git():
+    from pathlib import Path
+
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "photos/" in ignored and "*-protected/" in ignored

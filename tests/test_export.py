@@ -219,3 +219,10 @@ def test_fp16_export_within_its_tolerance(exported, tmp_path):
     worst = max(c.max_abs_diff for c in result.parity)
     assert FP32_TOLERANCE / 100 < worst <= export_module.FP16_TOLERANCE, "fp16 should differ a little, within tolerance"
     assert OnnxBackend(result.out, "cpu").metadata.precision == "fp16"
+
+
+@pytest.mark.parametrize("epsilon", ["1.0", "5.0", "nan", "0"])
+def test_onnx_declaring_an_out_of_range_epsilon_is_refused(exported, tmp_path, epsilon):
+    forged = _rewrite_props(exported[1], tmp_path / "forged.onnx", {KEY_EPSILON: epsilon})
+    with pytest.raises(ArtifactError, match="epsilon"):
+        OnnxBackend(forged, "cpu")

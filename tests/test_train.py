@@ -205,3 +205,15 @@ def test_odd_image_modes_are_converted_and_used(tiny_faces, tmp_path):
 def test_bad_options_are_usage_errors(tiny_faces, tmp_path):
     result = cli_train(tiny_faces, "--out", tmp_path / "run", "--epsilon", "-1")
     assert result.exit_code == 2 and "epsilon" in result.output
+
+
+@pytest.mark.parametrize("option", [
+    ["--alpha", "-1"], ["--beta", "-1"], ["--rho-d", "1000"], ["--flip-p", "5"], ["--jpeg-p", "-1"],
+    ["--blur-sigma", "-1"], ["--sharpness", "-3"], ["--max-steps", "-1"], ["--epsilon", "0.5"],
+    ["--surrogate-rho", "2"], ["--resize-p", "1.5"],
+])
+def test_train_refuses_out_of_range_numbers_before_any_work(tmp_path, option):
+    result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run"), *option])
+    assert result.exit_code == 2, result.output
+    assert option[0] in result.output
+    assert not (tmp_path / "run").exists()

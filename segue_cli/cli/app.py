@@ -7,6 +7,7 @@ import functools
 from typing import Any, Callable
 
 import typer
+from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import SegueError
@@ -22,7 +23,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class PlainUsageCommand(TyperCommand):
+    """Usage lines as Unix tools write them (``segue protect [OPTIONS] INPUT``): Typer 0.2x
+    wraps required arguments in braces (``{INPUT}``), which reads like a set to choose from."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,14 +56,15 @@ def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# protect first: it is the command most people come for.
 for _name, _module in (
+    ("protect", protect),
     ("train", train),
     ("cluster", cluster),
-    ("protect", protect),
     ("evaluate", evaluate),
     ("export", export),
 ):
-    app.command(_name, help=_module.__doc__)(_reporting_errors(getattr(_module, _name)))
+    app.command(_name, help=_module.__doc__, cls=PlainUsageCommand)(_reporting_errors(getattr(_module, _name)))
 
 
 def _version(value: bool) -> None:

@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, COUNTERMEASURE_HELP, DETECTOR_CHOICES
+from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, COUNTERMEASURE_HELP, DETECTOR_CHOICES, EMBEDDING_ATTACKER_NAMES
 from .options import DeviceOption, JsonOption
 from .render import print_json, stderr_console
 
@@ -28,8 +28,8 @@ def evaluate(
     train_clean: Annotated[Path, typer.Option("--train-clean", help="The clean originals of --train-protected, same <identity>/<name> paths (suffix may differ).")],
     test: Annotated[Path, typer.Option("--test", help="Clean test set of the same identities: <identity>/<images>.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder to create; if it exists a new one is made beside it (eval-2, eval-3, ...).")] = Path("runs/eval"),
-    protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark). Options given explicitly override it and are reported as departures.")] = "p112",
-    arch: Annotated[Optional[list[str]], typer.Option("--arch", help=f"Attacker architecture, repeatable: {', '.join(ATTACKER_NAMES)}. Default resnet18.")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark) or p112-screen (P112 with 8 epochs instead of 20, to rank variants quickly; recorded as a departure). Options given explicitly override it and are reported as departures.")] = "p112",
+    arch: Annotated[Optional[list[str]], typer.Option("--arch", help=f"Attacker, repeatable. Trained from scratch on the train set: {', '.join(ATTACKER_NAMES)} (default resnet18). Pretrained face recognition, nothing trained: {', '.join(EMBEDDING_ATTACKER_NAMES)} (dlib's 128-d face network enrols the train photos and matches the test photos by nearest class mean, nearest neighbour and a linear probe; minutes, not the 20-40 of a from-scratch run; takes only the none, gray and jpeg-Q counter-measures).")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help=f"Counter-measure scenario, repeatable (each is a separate pair of runs): {COUNTERMEASURE_HELP}. Default none.")] = None,
     attacker_pipeline: Annotated[str, typer.Option("--attacker-pipeline", help=f"What the attacker does to each photo before training: {' | '.join(ATTACKER_PIPELINES)}. none: resize the whole photo (P112's face crops). detect-align: detect faces in every train and test photo, align the largest to the 112 x 112 ArcFace crop (no face: centred square crop, counted in the report).")] = "none",
     detector: Annotated[str, typer.Option("--detector", help=f"The attacker's face detector under detect-align: {', '.join(DETECTOR_CHOICES)} (auto: YuNet, else dlib).")] = "auto",
@@ -92,7 +92,8 @@ def _run_with_progress(config):
                 stderr_console.print(f"run folder: {payload['path']}", highlight=False)
             elif event == "decode_start":
                 aligned = ", detect-align" if payload.get("pipeline") == "detect-align" else ""
-                tasks["decode"] = bar.add_task(f"decoding {payload['set']} ({payload['transform']}{aligned})",
+                verb = f"embedding ({payload['embedding']})" if payload.get("embedding") else "decoding"
+                tasks["decode"] = bar.add_task(f"{verb} {payload['set']} ({payload['transform']}{aligned})",
                                                total=payload["images"], info="")
             elif event == "decoded":
                 bar.advance(tasks["decode"])
@@ -106,6 +107,9 @@ def _run_with_progress(config):
                 tasks["epochs"] = payload["epochs"]
             elif event == "step":
                 bar.update(tasks["run"], advance=1, info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f}")
+            elif event == "embedding_result":
+                bar.console.print(f"{payload['arch']} {payload['attack']} {payload['train_set']}: "
+                                  f"{payload['final_accuracy']:.1f}%", highlight=False)
             elif event == "epoch_end":
                 line = (f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f} "
                         f"train {payload['train_accuracy']:.0f}% test {payload['test_accuracy']:.1f}%")

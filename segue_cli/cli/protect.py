@@ -42,9 +42,9 @@ if TYPE_CHECKING:
 
 
 def _stdin_paths() -> tuple[str, ...]:
-    data = sys.stdin.read()
-    separator = "\0" if "\0" in data else "\n"
-    return tuple(line for line in data.split(separator) if line.strip())
+    from ..outputs import split_path_list
+
+    return split_path_list(sys.stdin.read())
 
 
 def protect(
@@ -128,6 +128,7 @@ def _print_summary(summary: ProtectSummary) -> None:
                   f"{summary.no_face} with no face found and {summary.whole_image} face crop(s) or --no-faces "
                   "protected whole")
     table.add_row("model", escape(f"{summary.model} (sha256 {summary.model_sha256[:12]}), {summary.backend} on {summary.device}"))
+    table.add_row("epsilon", f"{summary.epsilon * 255:.1f}/255 (largest change of any pixel value)")
     stderr_console.print(table)
     for warning in summary.warnings:
         stderr_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)

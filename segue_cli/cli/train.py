@@ -18,7 +18,7 @@ from .render import print_json, stderr_console
 
 
 def train(
-    data: Annotated[Path, typer.Argument(help="ImageFolder tree (<identity>/<images>) or labels .csv from `segue cluster`.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="ImageFolder tree (<identity>/<images>) or labels .csv from `segue cluster`.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder. If it exists a new one is made beside it (out-2, ...), unless --resume.")] = Path("runs/train"),
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels CSV (path,label) instead of folder names; same as passing the CSV as DATA.")] = None,
     image_size: Annotated[int, typer.Option("--image-size", help="Working size in pixels; also the size protect computes at. 112 = face-recognition standard.")] = 112,
@@ -42,6 +42,7 @@ def train(
     surrogate_stem: Annotated[str, typer.Option("--surrogate-stem", help="ResNet18 stem: standard (torchvision, as the P112 attacker) or small (official code for <= 112 px; 16x slower).")] = "standard",
     code_assignment: Annotated[str, typer.Option("--code-assignment", help="Codes seen in training: mixed (own codes and random codes, alternating by period), labels, or random.")] = "mixed",
     pattern_grid: Annotated[int, typer.Option("--pattern-grid", help="Cells per side of the smooth code pattern the generator stretches over the image (0: the paper's generator without it; see docs/training.md).")] = 4,
+    luma: Annotated[bool, typer.Option("--luma", help="Luminance perturbation: the generator makes one channel added to R, G and B alike, so it survives an attacker's grayscale conversion, keeps black-and-white photos black and white and cannot tint (default: colour, as the paper).")] = False,
     photo_scale: Annotated[float, typer.Option("--photo-scale", help="Train against the attacker's view: photos at this many times --image-size, perturbation upsampled to them as protect does, rounded to 8 bits and resized back (1: no round trip; 2 matches 224 px crops and protocol P112).")] = 2.0,
     gray_p: Annotated[float, typer.Option("--gray-p", help="Share of photos the surrogate and the generator's loss see in grayscale (ITU-R 601-2 luma), as an attacker who drops colour; 0: never.")] = 0.0,
     skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Leave out unreadable or tiny images (listed in config.json) instead of stopping.")] = False,
@@ -59,7 +60,7 @@ def train(
         data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,
         lr_generator=lr_generator, lr_surrogate=lr_surrogate, alpha=alpha, beta=beta, epsilon=epsilon,
         surrogate_period=surrogate_period, stop_loss=stop_loss, rho_d=rho_d, pgd_steps=pgd_steps, surrogate_rho=surrogate_rho,
-        surrogate_stem=surrogate_stem, code_assignment=code_assignment, pattern_grid=pattern_grid, photo_scale=photo_scale, gray_p=gray_p,
+        surrogate_stem=surrogate_stem, code_assignment=code_assignment, pattern_grid=pattern_grid, luma=luma, photo_scale=photo_scale, gray_p=gray_p,
         distortion=DistortionConfig(blur_sigma=blur_sigma, sharpness=sharpness, flip_p=flip_p, jpeg_p=jpeg_p, resize_p=resize_p),
         seed=seed, device=device, workers=workers, skip_bad_images=skip_bad_images, resume=resume,
         max_steps_per_epoch=max_steps,

@@ -14,10 +14,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..nn.attackers import ATTACKER_NAMES
-from ..choices import ATTACKER_PIPELINES, DETECTOR_CHOICES
+from ..choices import ATTACKER_PIPELINES, DETECTOR_CHOICES, EMBEDDING_ATTACKER_NAMES
 from .countermeasures import Scenario, parse_scenario
 
-PROTOCOLS = ("p112",)
+# p112-screen: P112 with fewer epochs (cosine-annealed over its own, shorter schedule), to
+# rank variants before a full run; its shorter schedule is a departure like any other.
+# docs/evaluation.md "Screening" measures how its ranking agrees with full P112.
+SCREEN_EPOCHS = 8
+PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {"p112": {}, "p112-screen": {"epochs": SCREEN_EPOCHS}}
+PROTOCOLS = tuple(PROTOCOL_PRESETS)
 
 # The protocol's own values. Architecture, counter-measure and the attacker's pipeline
 # (with its face detector) are what an evaluation varies, so they are not departures;
@@ -83,8 +88,15 @@ class EvaluateConfig:
             if not ok:
                 raise ConfigError(message)
         for arch in self.archs:
-            if arch not in ATTACKER_NAMES:
-                raise ConfigError(f"unknown --arch {arch!r}", f"use one of {', '.join(ATTACKER_NAMES)}")
+            if arch not in ATTACKER_NAMES + EMBEDDING_ATTACKER_NAMES:
+                raise ConfigError(f"unknown --arch {arch!r}",
+                                  f"use one of {', '.join(ATTACKER_NAMES + EMBEDDING_ATTACKER_NAMES)}")
+        if any(arch in EMBEDDING_ATTACKER_NAMES for arch in self.archs):
+            unfit = [s.name for s in self.scenarios if s.per_batch or s.estimate_budget is not None]
+            if unfit:
+                raise ConfigError(
+                    f"--attack {', '.join(unfit)} changes training batches, and an embedding attacker trains nothing",
+                    "give embedding attackers only none, gray or jpeg-Q (run the others in a separate evaluation)")
         if len(set(self.archs)) != len(self.archs):
             raise ConfigError("an --arch is given twice", "name each architecture once")
         names = [s.name for s in self.scenarios]
@@ -134,9 +146,12 @@ class EvaluateConfig:
         return record
 
 
-def p112(train_protected: Path, train_clean: Path, test: Path, **overrides: Any) -> EvaluateConfig:
-    """The protocol's settings. ``overrides`` may set any field; those that change a P112
-    knob (see ``P112``) are listed by :meth:`EvaluateConfig.departures`."""
+def p112(train_protected: Path, train_clean: Path, test: Path, protocol: str = "p112", **overrides: Any) -> EvaluateConfig:
+    """The settings of ``protocol`` (P112 or one of its presets). ``overrides`` may set any
+    field; those that change a P112 knob (see ``P112``) are listed by
+    :meth:`EvaluateConfig.departures`."""
+    if protocol not in PROTOCOL_PRESETS:
+        raise ConfigError(f"unknown protocol {protocol!r}", f"use one of {', '.join(PROTOCOLS)}")
     base = EvaluateConfig(train_protected=Path(train_protected), train_clean=Path(train_clean), test=Path(test),
-                          protocol="p112", **P112)
+                          protocol=protocol, **{**P112, **PROTOCOL_PRESETS[protocol]})
     return replace(base, **overrides) if overrides else base

@@ -4,9 +4,12 @@ A scenario is one or more counter-measures joined by ``+`` (``jpeg-10+gray``); `
 is the plain attack. They apply to the TRAINING images of the run (protected, or clean
 for the baseline), except ``gray``, which the protocol applies to train and test alike.
 
-Two kinds, applied in a fixed order whatever the spelling:
+Three kinds, applied in a fixed order whatever the spelling:
 - full resolution, while decoding, before the resize to the attacker's size:
   ``gray`` then ``jpeg-Q`` (P112: "re-encode as JPEG quality Q before resizing");
+- on the whole resized training set, once: ``estimate-remove[-R]`` (pattern estimation:
+  an attacker who knows segue exists estimates what each identity's photos share and
+  subtracts it, see :func:`estimate_remove`);
 - per batch, on the resized float images: ``blur[-S]``, ``down-P``, ``cutout``, then
   ``mixup`` or ``cutmix``, then ``at-R[-S]`` (PGD on the augmented batch).
 
@@ -33,6 +36,7 @@ from ..nn.surrogate import pgd_noise
 
 CUTOUT_HOLES = 2  # paper: 2 patches of half the image size
 AT_DEFAULT_STEPS = 5
+ESTIMATE_DEFAULT_BUDGET = 8  # segue's documented epsilon, 8/255: what an informed attacker assumes
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Scenario:
     mix: str | None = None  # "mixup" or "cutmix"
     at_budget: int | None = None  # R, in 1/255 units
     at_steps: int = AT_DEFAULT_STEPS
+    estimate_budget: int | None = None  # R of estimate-remove-R, in 1/255 units
+
+    @property
+    def per_batch(self) -> bool:
+        """Whether the scenario changes training batches (so it needs a trained attacker)."""
+        return (self.blur_sigma is not None or self.down_percent is not None or self.cutout or self.mix is not None
+                or self.at_budget is not None)
 
     @property
     def changes_decoding(self) -> bool:
@@ -75,7 +86,8 @@ def parse_scenario(spec: str) -> Scenario:
         raise ConfigError("empty counter-measure", COUNTERMEASURE_HELP)
     for part in parts:
         head, _, rest = part.partition("-")
-        key = {"jpeg": "jpeg_quality", "blur": "blur_sigma", "down": "down_percent", "at": "at_budget"}.get(head, head)
+        key = {"jpeg": "jpeg_quality", "blur": "blur_sigma", "down": "down_percent", "at": "at_budget",
+               "estimate": "estimate_budget"}.get(head, head)
         if key in values or (head in ("mixup", "cutmix") and "mix" in values):
             raise ConfigError(f"counter-measure {spec!r} names {head} twice (or mixup with cutmix)", COUNTERMEASURE_HELP)
         if part == "none":
@@ -97,6 +109,11 @@ def parse_scenario(spec: str) -> Scenario:
                 raise ConfigError(f"counter-measure {spec!r}: budget and steps must be at least 1", COUNTERMEASURE_HELP)
             values[key] = int(budget)
             values["at_steps"] = int(steps) if steps else AT_DEFAULT_STEPS
+        elif head == "estimate" and re.fullmatch(r"remove(-\d+)?", rest):
+            budget = int(rest.partition("-")[2] or ESTIMATE_DEFAULT_BUDGET)
+            if not 1 <= budget <= 255:
+                raise ConfigError(f"counter-measure {spec!r}: the budget must be 1-255 (in 1/255)", COUNTERMEASURE_HELP)
+            values[key] = budget
         else:
             raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", COUNTERMEASURE_HELP)
     return Scenario(name=_canonical_name(values), **values)  # type: ignore[arg-type]
@@ -111,6 +128,9 @@ def _canonical_name(values: dict[str, object]) -> str:
     if values.get("blur_sigma") is not None:
         sigma = float(values["blur_sigma"])  # type: ignore[arg-type]
         names.append("blur" if sigma == 1.0 else f"blur-{sigma:g}")
+    if values.get("estimate_budget") is not None:
+        budget = values["estimate_budget"]
+        names.append("estimate-remove" + ("" if budget == ESTIMATE_DEFAULT_BUDGET else f"-{budget}"))
     if values.get("down_percent") is not None:
         names.append(f"down-{values['down_percent']}")
     if values.get("cutout"):
@@ -156,6 +176,38 @@ def decode_transform(scenario: Scenario, *, test_set: bool) -> Callable[[np.ndar
         return rgb
 
     return transform
+
+
+# --- on the whole resized training set ---------------------------------------------------
+
+
+def estimate_remove(images: torch.Tensor, targets: torch.Tensor, budget: int) -> torch.Tensor:
+    """Estimate each identity's shared perturbation and subtract it (uint8 in, uint8 out).
+
+    The estimate of identity c is mean(photos of c) - mean over identities of their means,
+    clipped to +-budget/255. Face crops of different people share their average face, so
+    what is left of an identity's mean is its own look plus whatever pattern its photos
+    share; clipping to the budget the attacker knows segue uses keeps the subtraction from
+    wiping out real appearance (skin tone, hair) beyond that. A class-wise perturbation of
+    up to that budget is removed whatever its frequency or colour; a per-image one is not.
+    Applied to the protected set and, in the baseline, to the clean set, so its cost to a
+    clean attacker is measured too."""
+    x = images.float() / 255.0
+    classes = targets.unique()
+    means = torch.stack([x[targets == c].mean(dim=0) for c in classes])
+    overall = means.mean(dim=0)
+    cleaned = x.clone()
+    for c, mean in zip(classes.tolist(), means):
+        pattern = (mean - overall).clamp(-budget / 255.0, budget / 255.0)
+        cleaned[targets == c] -= pattern
+    return (cleaned.clamp(0, 1) * 255.0).round().to(torch.uint8)
+
+
+def prepare_train_set(images: torch.Tensor, targets: torch.Tensor, scenario: Scenario) -> torch.Tensor:
+    """The scenario's whole-set counter-measures on a decoded training set (None: as is)."""
+    if scenario.estimate_budget is not None:
+        return estimate_remove(images, targets, scenario.estimate_budget)
+    return images
 
 
 # --- per batch, on resized float images ---------------------------------------------------

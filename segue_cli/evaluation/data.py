@@ -35,6 +35,8 @@ class EvaluationData:
     pairs: list[tuple[Path, Path]]  # (protected, clean) train images
     workers: int = 2
     _cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _embedding_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    embedding_faces: dict[str, dict[str, int]] = field(default_factory=dict)  # "<set> (<transform>)" -> counts
     alignment: dict[str, AlignmentCounts] = field(default_factory=dict)  # "<set> (<transform>)" -> counts
 
     @property
@@ -68,6 +70,35 @@ class EvaluationData:
                 self.alignment[name if key == "plain" else f"{name} ({key})"] = counts
             self._cache[cache_key] = (images, torch.tensor(labelled.targets))
         return self._cache[cache_key]
+
+
+    def embeddings(
+        self, name: str, embedder: Any, transform: Callable[[np.ndarray], np.ndarray] | None = None, key: str = "plain",
+        progress: Callable[[str, dict[str, Any]], None] | None = None, pipeline: str = "none",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings [N, D] float32, targets [N]) of one set: every full-resolution photo
+        (after ``transform``) embedded once per ``key`` and pipeline by ``embedder``
+        (:class:`~segue_cli.embedding.DlibEmbedder`), which finds and aligns the face
+        itself. How many faces its detector found is kept in ``embedding_faces``."""
+        cache_key = (name, f"{embedder.name}:{key}:{pipeline}")
+        if cache_key not in self._embedding_cache:
+            from ..imageio import load_image
+
+            emit = progress or (lambda event, payload: None)
+            labelled = self.sets[name]
+            emit("decode_start", {"set": name, "images": len(labelled.items), "transform": key, "pipeline": pipeline,
+                                  "embedding": embedder.name})
+            vectors, found = [], 0
+            for item in labelled.items:
+                rgb = load_image(item.path).rgb
+                face = embedder.embed(transform(rgb) if transform is not None else rgb)
+                vectors.append(face.vector)
+                found += int(face.face_found)
+                emit("decoded", {})
+            self.embedding_faces[name if key == "plain" else f"{name} ({key})"] = {
+                "images": len(vectors), "face_found": found, "no_face": len(vectors) - found}
+            self._embedding_cache[cache_key] = (np.stack(vectors).astype(np.float32), np.asarray(labelled.targets))
+        return self._embedding_cache[cache_key]
 
 
 def _listed(names: list[str]) -> str:

@@ -32,9 +32,10 @@ def accuracy_per_epoch(results: dict[str, Any], path: Path) -> None:
     """Clean-test accuracy after every epoch: baseline dashed, protected solid."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    keys = sorted({(r["arch"], r["attack"]) for r in results["runs"]}, key=lambda k: (k[0], k[1]))
+    trained = [r for r in results["runs"] if r["history"]]  # embedding attackers have no epochs
+    keys = sorted({(r["arch"], r["attack"]) for r in trained}, key=lambda k: (k[0], k[1]))
     for i, key in enumerate(keys):
-        for run in (r for r in results["runs"] if (r["arch"], r["attack"]) == key):
+        for run in (r for r in trained if (r["arch"], r["attack"]) == key):
             epochs = [h["epoch"] for h in run["history"]]
             accs = [h["test_accuracy"] for h in run["history"]]
             style = "--" if run["train_set"] == "clean" else "-"

@@ -1,8 +1,9 @@
 """How visible the protection is: each protected train image against its clean original.
 
 P112 step 5: PSNR and SSIM at 224 px, RGB, data range 1.0, averaged over the split. We
-add MS-SSIM and the perturbation's L-inf and L2 norms (in [0, 1] units, at the same
-size). LPIPS is not computed: it needs ImageNet-trained network weights, which cannot be
+add MS-SSIM, the perturbation's L-inf and L2 norms (in [0, 1] units, at the same
+size), and how it looks (``colour.py``): tint (CIEDE2000 after a sigma-4 blur), the share
+of its energy in colour, and the within-identity cosine. LPIPS is not computed: it needs ImageNet-trained network weights, which cannot be
 downloaded here, and an untrained network would give a number that means nothing.
 """
 
@@ -15,6 +16,7 @@ from typing import Callable
 import torch
 
 from ..datasets import decode_images
+from .colour import TINT_SIGMA, WithinIdentityCosine, chroma_energy, tint
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, pytorch_msssim's default
 WIN_SIZE, WIN_SIGMA = 11, 1.5
@@ -39,6 +41,10 @@ class QualityReport:
     linf_max: float
     linf_max_255: float  # the same in 0-255 steps, to compare with epsilon = 8/255
     l2_mean: float  # mean over images of ||delta||_2 over all pixels and channels
+    tint_ciede2000: float = float("nan")  # mean over images, after a Gaussian blur of tint_sigma px
+    tint_sigma: float = TINT_SIGMA
+    chroma_share: float = float("nan")  # energy of delta minus its RGB mean / energy of delta, over the split
+    within_identity_cosine: float | None = None  # mean pairwise cosine of deltas of one identity
     lpips: None = None
     lpips_note: str = LPIPS_NOTE
 
@@ -109,7 +115,9 @@ def measure_quality(
     """Decode each (protected, clean) pair at ``size`` px (antialiased bilinear; a no-op
     for photos already that size) and average the metrics over the pairs."""
     scales = ms_ssim_scales(size)
-    totals = {"psnr": 0.0, "ssim": 0.0, "ms_ssim": 0.0, "linf": 0.0, "l2": 0.0}
+    totals = {"psnr": 0.0, "ssim": 0.0, "ms_ssim": 0.0, "linf": 0.0, "l2": 0.0, "tint": 0.0, "chroma": 0.0,
+              "energy": 0.0}
+    cosine = WithinIdentityCosine()
     linf_max, identical = 0.0, 0
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
@@ -117,6 +125,11 @@ def measure_quality(
         clean, _, _ = decode_images([c for _, c in chunk], size, workers=workers, on_done=on_done)
         # float32: float64 convolutions have no fast CPU kernels and cost 10x for no visible gain.
         x, y = protected.float() / 255, clean.float() / 255
+        totals["tint"] += float(tint(y, x, TINT_SIGMA * size / 224).sum())
+        chroma, energy = chroma_energy(x - y)
+        totals["chroma"] += float(chroma.sum())
+        totals["energy"] += float(energy.sum())
+        cosine.add([p.parent.name for p, _ in chunk], x - y)
         delta = (x - y).flatten(1)
         mse = delta.pow(2).mean(dim=1)
         zero = mse == 0
@@ -138,7 +151,10 @@ def measure_quality(
         psnr_db=totals["psnr"] / differing if differing else None,
         ssim=totals["ssim"] / count, ms_ssim=totals["ms_ssim"] / count, ms_ssim_scales=scales, ms_ssim_note=note,
         linf_mean=totals["linf"] / count, linf_max=linf_max, linf_max_255=round(linf_max * 255, 3),
-        l2_mean=totals["l2"] / count,
+        l2_mean=totals["l2"] / count, tint_ciede2000=totals["tint"] / count,
+        tint_sigma=TINT_SIGMA * size / 224,
+        chroma_share=totals["chroma"] / totals["energy"] if totals["energy"] else 0.0,
+        within_identity_cosine=cosine.value(),
     )
 
 

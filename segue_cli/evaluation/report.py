@@ -33,6 +33,8 @@ SCENARIO_TEXT = {
     "cutout": "Cutout, 2 patches of half the image side",
     "mixup": "Mixup, lambda ~ Beta(1, 1)",
     "cutmix": "CutMix, lambda ~ Beta(1, 1)",
+    "estimate": "pattern estimation: each identity's mean minus the mean of all identities' means, clipped to "
+                "{r}/255, subtracted from that identity's train photos",
     "at": "PGD adversarial training, L-inf budget {r}/255, {n} steps of {step:.3g}/255, random start",
 }
 
@@ -74,6 +76,8 @@ def describe_scenario(name: str) -> str:
         parts.append(SCENARIO_TEXT["jpeg"].format(q=scenario.jpeg_quality))
     if scenario.blur_sigma is not None:
         parts.append(SCENARIO_TEXT["blur"].format(k=blur_kernel(scenario.blur_sigma), s=scenario.blur_sigma))
+    if scenario.estimate_budget is not None:
+        parts.append(SCENARIO_TEXT["estimate"].format(r=scenario.estimate_budget))
     if scenario.down_percent is not None:
         parts.append(SCENARIO_TEXT["down"].format(p=scenario.down_percent))
     if scenario.cutout:
@@ -104,6 +108,17 @@ def _accuracy_section(results: dict[str, Any]) -> list[str]:
         "drop (final) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
+    if any(run.get("kind") == "embedding" for run in results["runs"]):
+        faces = results.get("embedding_faces", {})
+        found = ", ".join(f"{name} {c['face_found']}/{c['images']}" for name, c in faces.items())
+        lines[4:4] = [
+            "Rows `embedding-<network>/<matcher>` are a pretrained face-recognition attacker: nothing is trained on "
+            "the train photos; they are enrolled with the network's embeddings and each clean test photo is matched "
+            "by nearest class mean (`ncm`), nearest enrolled photo (`1nn`) or a logistic-regression probe (`linear`). "
+            "Such an attacker has no epochs, so final and peak are one figure."
+            + (f" Faces found by its detector (the rest embedded from a centred box): {found}." if found else ""),
+            "",
+        ]
     for row in summary_rows(results):
         clean, protected = row.get("clean"), row.get("protected")
 
@@ -149,10 +164,25 @@ def _quality_section(results: dict[str, Any]) -> list[str]:
         f"| L-inf of the perturbation, mean over images | {q['linf_mean'] * 255:.2f} / 255 |",
         f"| L-inf of the perturbation, largest | {q['linf_max_255']:.2f} / 255 |",
         f"| L2 of the perturbation, mean over images ([0, 1] units) | {q['l2_mean']:.3f} |",
+        *_appearance_rows(q),
         "| LPIPS | not computed (see below) |",
         "",
         LPIPS_NOTE,
     ]
+
+
+def _appearance_rows(q: dict[str, Any]) -> list[str]:
+    """Tint, chroma share and within-identity cosine (results.json before they existed lack them)."""
+    rows = []
+    if q.get("tint_ciede2000") is not None:
+        rows.append(f"| tint: CIEDE2000 after a Gaussian blur of sigma {q['tint_sigma']:g} px, mean | "
+                    f"{q['tint_ciede2000']:.2f} |")
+    if q.get("chroma_share") is not None:
+        rows.append(f"| share of the perturbation's energy in colour (delta minus its RGB mean) | {q['chroma_share']:.3f} |")
+    if q.get("within_identity_cosine") is not None:
+        rows.append(f"| within-identity cosine of the perturbation (1: one pattern per identity) | "
+                    f"{q['within_identity_cosine']:.3f} |")
+    return rows
 
 
 def _details_section(results: dict[str, Any]) -> list[str]:

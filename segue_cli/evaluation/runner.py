@@ -3,7 +3,9 @@
 For every counter-measure scenario and every architecture: train on the protected train
 set and (unless skipped) on the clean one, test both on the clean test set after every
 epoch. With ``attacker_pipeline="detect-align"`` every train and test photo is first
-reduced to its largest face, aligned (``alignment.py``), as a scraper would. Measure the protected set's image quality against the clean originals. Write
+reduced to its largest face, aligned (``alignment.py``), as a scraper would. An embedding
+attacker (``--arch embedding-dlib``) trains nothing: it embeds the train and test photos
+with a pretrained face network and matches them (``embedding_attack.py``). Measure the protected set's image quality against the clean originals. Write
 ``results.json`` (rewritten after every finished run, so an interrupted evaluation keeps
 what it measured), ``report.md`` and PNG figures into a new run folder.
 """
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..choices import EMBEDDING_ATTACKER_NAMES
 from ..datasets import decode_images
 from ..devices import resolve_device
 from ..face_detectors import open_detector
@@ -30,8 +33,9 @@ from ..training import prepare_run_dir
 from . import figures
 from .alignment import ALIGN_SIZE, ALIGN_TEMPLATE, NO_FACE_FALLBACK
 from .config import EvaluateConfig
-from .countermeasures import Scenario, decode_transform
+from .countermeasures import Scenario, decode_transform, prepare_train_set
 from .data import EvaluationData, load_evaluation_data
+from .embedding_attack import open_embedder, score_embeddings
 from .quality import measure_quality
 from .report import FIGURES, write_report, write_results
 from .trainer import AttackRun, ProgressCallback, TrainSettings, train_attacker
@@ -105,6 +109,29 @@ def _strip(config: EvaluateConfig, data: EvaluationData, run_dir: Path) -> None:
     figures.residual_strip(hwc(clean_images), hwc(protected_images), run_dir / FIGURES["strip"], captions)
 
 
+def _embedding_runs(config: EvaluateConfig, data: EvaluationData, arch: str, scenario: Scenario,
+                    train_sets: tuple[str, ...], embedder: Any, emit: ProgressCallback) -> list[dict[str, Any]]:
+    """Embed (once, cached) and match: one record per matcher and train set."""
+    pipeline = config.attacker_pipeline
+
+    def embedded(name: str) -> tuple[np.ndarray, np.ndarray]:
+        test_set = name == "test"
+        return data.embeddings(name, embedder, decode_transform(scenario, test_set=test_set),
+                               _decode_key(scenario, test_set), emit, pipeline=pipeline)
+
+    started = time.perf_counter()
+    test = embedded("test")
+    records = []
+    for train_set in train_sets:
+        train = embedded(train_set)
+        emit("embedding_scored", {"arch": arch, "attack": scenario.name, "train_set": train_set})
+        for run in score_embeddings(arch, scenario.name, train_set, train, test, data.identities, config.seed,
+                                    seconds=time.perf_counter() - started):
+            emit("embedding_result", run.to_dict())
+            records.append(run.to_dict())
+    return records
+
+
 def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = None) -> EvaluationResult:
     emit = progress or (lambda event, payload: None)
     started = time.perf_counter()
@@ -147,11 +174,20 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
                              device=device, channels_last=config.channels_last, eval_batch_size=config.eval_batch_size,
                              bf16=config.bf16)
     train_sets = ("protected", "clean") if config.baseline else ("protected",)
+    embedders: dict[str, Any] = {}
     for scenario in scenarios:
-        test = _set_tensors(data, "test", scenario, config.image_size, emit, detector)
         for arch in config.archs:
+            if arch in EMBEDDING_ATTACKER_NAMES:
+                embedder = embedders.setdefault(arch, open_embedder(arch, detector))
+                for run_record in _embedding_runs(config, data, arch, scenario, train_sets, embedder, emit):
+                    results["runs"].append(run_record)
+                results["embedding_faces"] = data.embedding_faces
+                write_results(run_dir, results)
+                continue
+            test = _set_tensors(data, "test", scenario, config.image_size, emit, detector)
             for train_set in train_sets:
-                train = _set_tensors(data, train_set, scenario, config.image_size, emit, detector)
+                images, targets = _set_tensors(data, train_set, scenario, config.image_size, emit, detector)
+                train = (prepare_train_set(images, targets, scenario), targets)
                 if detector is not None:
                     results["attacker_pipeline"]["sets"] = {k: v.to_dict() for k, v in data.alignment.items()}
                 run: AttackRun = train_attacker(arch, scenario, train_set, train, test, data.identities, settings, emit)

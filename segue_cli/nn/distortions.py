@@ -30,6 +30,22 @@ class DistortionConfig:
     resize_p: float = 0.5
     resize_scale: tuple[float, float] = (0.5, 1.0)
 
+    def __post_init__(self) -> None:
+        from ..errors import ConfigError
+
+        checks = [
+            (self.blur_kernel >= 1 and self.blur_kernel % 2 == 1, "the blur kernel must be an odd size >= 1"),
+            (self.blur_sigma >= 0, "--blur-sigma must be >= 0 (0: no blur)"),
+            (self.sharpness >= 0, "--sharpness must be >= 0 (1: unchanged, 2: the paper's)"),
+            *[(0.0 <= p <= 1.0, f"--{name} must be a probability between 0 and 1, got {p}")
+              for name, p in (("flip-p", self.flip_p), ("jpeg-p", self.jpeg_p), ("resize-p", self.resize_p))],
+            (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100, "JPEG qualities must be 1 <= low <= high <= 100"),
+            (0 < self.resize_scale[0] <= self.resize_scale[1] <= 1, "resize scales must be 0 < low <= high <= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
 
 @dataclass(frozen=True)
 class DistortionParams:

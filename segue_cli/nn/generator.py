@@ -20,6 +20,11 @@ tool needs, each for a stated reason:
   coarse on purpose: the attacker's resize keeps it, while fine per-pixel texture is
   averaged away and not learned (docs/training.md, docs/evaluation.md "Class-wise
   controls"); any code, seen in training or not, maps to its own map.
+* Luminance output (``luma``): the decoder and the code pattern make one channel that is
+  added to R, G and B alike, so grayscale(x + delta) = grayscale(x) + delta: an attacker
+  who converts to grayscale keeps the whole perturbation (a colour-carried one goes back
+  to clean accuracy under grayscale), a black-and-white photo stays black and white, and
+  no tint is possible.
 """
 
 from __future__ import annotations
@@ -43,14 +48,19 @@ class GeneratorConfig:
     pattern_grid: int = 4  # the code pattern is a pattern_grid^2 map stretched over the image; 0: none
     pattern_hidden: int = 64
     pattern_strength: float = 2.0  # RMS of the code pattern before the tanh
+    luma: bool = False  # one channel, the same on R, G and B (see module docstring)
 
-    def to_dict(self) -> dict[str, int]:
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.luma else 3
+
+    def to_dict(self) -> dict[str, int | float | bool]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, record: dict[str, int]) -> "GeneratorConfig":
-        # Checkpoints written before the code pattern existed have no such key.
-        return cls(**{"pattern_grid": 0, **record})
+    def from_dict(cls, record: dict[str, int | float | bool]) -> "GeneratorConfig":
+        # Checkpoints written before the code pattern (or luma output) existed have no such key.
+        return cls(**{"pattern_grid": 0, "luma": False, **record})  # type: ignore[arg-type]
 
 
 def _conv_norm_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -123,13 +133,13 @@ class SegueGenerator(nn.Module):
         self.decoder = nn.Sequential(
             _up_norm_relu(4 * c, 2 * c),
             _up_norm_relu(2 * c, c),
-            nn.Conv2d(c, 3, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(c, config.out_channels, 3, padding=1, padding_mode="reflect"),
         )
         self.code_pattern = None
         if config.pattern_grid > 0:
             self.code_pattern = nn.Sequential(
                 CodeFeatures(config.code_bits, config.pattern_hidden),
-                nn.Linear(config.pattern_hidden, 3 * config.pattern_grid**2),
+                nn.Linear(config.pattern_hidden, config.out_channels * config.pattern_grid**2),
             )
         self.reset_parameters()
 
@@ -155,11 +165,11 @@ class SegueGenerator(nn.Module):
         raw = self.decoder(self.bottleneck(features))[..., :height, :width]
         if self.code_pattern is not None:
             raw = raw + self._code_pattern(code_signs.to(raw.dtype), height, width)
-        return torch.tanh(raw)
+        return torch.tanh(raw).expand(-1, 3, -1, -1)  # luma: one channel on R, G and B
 
     def _code_pattern(self, code_signs: torch.Tensor, height: int, width: int) -> torch.Tensor:
         grid = self.config.pattern_grid
-        cells = self.code_pattern(code_signs).view(-1, 3, grid, grid)
+        cells = self.code_pattern(code_signs).view(-1, self.config.out_channels, grid, grid)
         # Every code, seen in training or not, gets a pattern of the same strength: with
         # RMS 2 before the tanh most cells sit near +/-epsilon. A pattern left free to
         # train stayed weak and the attacker ignored it (docs/training.md), and nothing in
