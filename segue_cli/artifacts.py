@@ -144,6 +144,18 @@ def _metadata_from_dict(record: dict[str, Any], path: Path) -> GeneratorMetadata
     return metadata
 
 
+def untrained_reason(training: dict[str, Any]) -> str | None:
+    """Why a checkpoint's training summary says its generator was never trained, or None.
+    Epoch 1 of `segue train` trains the surrogate only, so a run of one epoch (or one
+    stopped before its first generator epoch) leaves the generator at its random start."""
+    if "generator_epochs" in training:
+        return None if training["generator_epochs"] > 0 else "no generator epoch ran (only the surrogate was trained)"
+    last = training.get("last_epoch") or {}
+    if training.get("epochs_run") == 1 and last.get("stage") == "surrogate":
+        return "its only epoch trained the surrogate, not the generator"
+    return None
+
+
 def read_metadata(path: Path) -> GeneratorMetadata:
     """Metadata of a checkpoint without building the model (cheap)."""
     from safetensors import safe_open

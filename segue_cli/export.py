@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_path
+from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_path, untrained_reason
 from .choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
 from .errors import ArtifactError, ConfigError, OutputError
 from .nn.generator import SegueGenerator
@@ -180,6 +180,9 @@ def export_model(config: ExportConfig, on_stage: Callable[[str], None] | None = 
     stage("loading checkpoint")
     loaded = load_generator(source, "cpu")
     meta = loaded.metadata
+    reason = untrained_reason(meta.training)
+    if reason:
+        raise ArtifactError(f"{source} is not a trained generator: {reason}", "train it for more epochs first")
     metadata = OnnxMetadata(
         epsilon=meta.epsilon, code_bits=meta.code_bits, image_size=meta.image_size,
         source_sha256=meta.content_sha256, segue_version=__version__, precision="fp16" if config.fp16 else "fp32",

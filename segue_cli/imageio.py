@@ -38,6 +38,7 @@ class LoadedImage:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    grayscale: bool = False  # black and white (mode L/LA/1/16-bit gray, or R = G = B everywhere)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -86,9 +87,19 @@ def discover_images(root: Path) -> list[Path]:
     return found
 
 
+_GRAY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _is_grayscale(rgb: np.ndarray) -> bool:
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
 def _to_8bit_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, np.ndarray | None]:
     alpha = None
     mode = image.mode
+    if mode in ("1", "L", "LA", "La"):
+        notes.append(f"black-and-white photo (mode {mode}): kept black and white, the perturbation is the same on "
+                     "R, G and B; written as RGB")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
@@ -100,6 +111,7 @@ def _to_8bit_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, np.
         notes.append("converted floating-point image to 8-bit")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        notes.append("converted a palette image to RGB (the output is a full-colour PNG)")
     if image.mode == "CMYK":
         notes.append("converted CMYK to RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -163,11 +175,14 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                         notes.append(f"animated ({opened.n_frames} frames): used the first frame only")
                     opened.seek(0)
                     icc = opened.info.get("icc_profile")
+                    if _rawmode(opened).endswith(";16B") and opened.mode in ("RGB", "RGBA"):
+                        notes.append("converted 16-bit RGB to 8-bit (segue works on 8 bits per channel)")
                     opened.load()
                     oriented = ImageOps.exif_transpose(opened) or opened
                     # Read EXIF after the transpose: Pillow drops the Orientation tag from the
                     # rotated copy, so a writer that keeps metadata does not rotate it twice.
                     exif = oriented.info.get("exif")
+                    source_mode = oriented.mode
                     rgb_image, alpha = _to_8bit_rgb(oriented, notes)
                     rgb_image, icc = _to_srgb(rgb_image, icc, notes)
             finally:
@@ -180,7 +195,23 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})", "remove or replace the file") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({exc})", "re-export or re-download the photo") from exc
-    return LoadedImage(rgb=np.asarray(rgb_image, dtype=np.uint8).copy(), alpha=alpha, icc_profile=icc, exif=exif, notes=notes)
+    rgb = np.asarray(rgb_image, dtype=np.uint8).copy()
+    grayscale = source_mode in _GRAY_MODES or _is_grayscale(rgb)
+    if grayscale and source_mode not in ("1", "L", "LA", "La"):
+        notes.append("black-and-white photo (R = G = B): kept black and white, the perturbation is the same on "
+                     "R, G and B")
+    return LoadedImage(rgb=rgb, alpha=alpha, icc_profile=icc, exif=exif, notes=notes, grayscale=grayscale)
+
+
+def _rawmode(opened: Image.Image) -> str:
+    """The decoder's raw mode of the first tile (``RGB;16B`` for a 16-bit PNG that Pillow
+    hands over as 8-bit RGB), or '' when the plugin does not say."""
+    try:
+        args = opened.tile[0].args if opened.tile else None
+    except (AttributeError, IndexError):
+        return ""
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
 
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:

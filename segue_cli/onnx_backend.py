@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .artifacts import file_sha256
 from .devices import DEVICE_CHOICES
 from .errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata
@@ -96,6 +97,7 @@ class OnnxBackend:
             image_size=self.metadata.image_size,
             code_bits=self.metadata.code_bits,
             model_sha256=self.metadata.source_sha256,
+            file_sha256=file_sha256(path),
         )
 
     def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:

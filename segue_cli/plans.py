@@ -148,6 +148,14 @@ def upsample_strips(delta_hwc: np.ndarray, height: int, width: int) -> Iterator[
         yield start, wide[y0[rows]] * (1 - wy[rows])[:, None, None] + wide[y1[rows]] * wy[rows][:, None, None]
 
 
+def luma_delta(delta: np.ndarray) -> np.ndarray:
+    """A [3, h, w] perturbation reduced to its luminance (ITU-R 601-2 weights), the same on
+    R, G and B: a black-and-white photo stays black and white, and since the weights are a
+    convex combination the bound |delta| <= epsilon still holds."""
+    luma = 0.299 * delta[0] + 0.587 * delta[1] + 0.114 * delta[2]
+    return np.broadcast_to(luma, delta.shape).astype(delta.dtype)
+
+
 def change_limit(epsilon: float) -> int:
     """Largest per-pixel change in 8-bit levels that stays within epsilon (8 for 8/255)."""
     return math.floor(epsilon * 255.0 + 1e-6)

@@ -35,7 +35,8 @@ from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, load_imag
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
                       mark_out_dir, plan_outputs, record_settings)
 from .face_detectors import DETECTOR_CHOICES, open_detector
-from .plans import AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, whole_image_plan, within_limit
+from .plans import (AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, luma_delta,
+                    whole_image_plan, within_limit)
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
 
@@ -140,6 +141,7 @@ class ProtectSummary:
     device: str
     image_format: str
     epsilon: float = 0.0  # the model's L-inf bound, [0, 1] units
+    file_sha256: str = ""  # of the model file actually run (checkpoint or its ONNX export)
     protection: str = "whole-image"
     total: int = 0
     written: int = 0
@@ -174,7 +176,8 @@ class ProtectSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
-                "model": self.model, "model_sha256": self.model_sha256, "epsilon": self.epsilon,
+                "model": self.model, "model_sha256": self.model_sha256, "model_file_sha256": self.file_sha256,
+                "epsilon": self.epsilon,
                 "backend": self.backend, "device": self.device,
                 "format": self.image_format, "protection": self.protection, "total": self.total,
                 "written": self.written, "skipped": self.skipped, "failed": self.failed,
@@ -410,7 +413,8 @@ def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
     height, width = image.size
     done = dict(code=job.code, size=(width, height), details=job.plan.details)
     try:
-        protected = job.plan.compose([d for d in job.deltas if d is not None])
+        deltas = [d for d in job.deltas if d is not None]
+        protected = job.plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
         if not within_limit(image.rgb, protected, epsilon):
             raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
         if image.alpha is not None and config.image_format == "jpeg":
@@ -453,7 +457,7 @@ def protect(
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     summary = ProtectSummary(out_dir=out_dir, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
-                             device=info.device, image_format=config.image_format, epsilon=info.epsilon,
+                             device=info.device, image_format=config.image_format, epsilon=info.epsilon, file_sha256=info.file_sha256,
                              protection=protection,
                              total=len(planned_files))
     if config.lossy_warning:

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .artifacts import load_generator, read_metadata, resolve_model_path
+from .artifacts import MODELS_DIR, file_sha256, load_generator, read_metadata, resolve_model_path, untrained_reason
 from .devices import resolve_device
 from .errors import ArtifactError, ConfigError
 
@@ -29,7 +29,8 @@ class BackendInfo:
     epsilon: float
     image_size: int  # the generator's working scale
     code_bits: int
-    model_sha256: str
+    model_sha256: str  # content sha256 of the checkpoint the weights come from (the model's identity)
+    file_sha256: str = ""  # sha256 of the file actually run (the checkpoint, or its ONNX export)
 
 
 class PerturbationBackend(Protocol):
@@ -54,6 +55,7 @@ class TorchBackend:
             image_size=meta.image_size,
             code_bits=meta.code_bits,
             model_sha256=meta.content_sha256,
+            file_sha256=file_sha256(model_path),
         )
 
     @torch.inference_mode()
@@ -63,8 +65,61 @@ class TorchBackend:
         return delta.float().cpu().numpy()
 
 
+def shipped_sha256(path: Path) -> str | None:
+    """The sha256 that the model card in models/ pins for a shipped file, or None for a
+    file that is not one of the shipped models."""
+    if path.resolve().parent != MODELS_DIR.resolve():
+        return None
+    card = MODELS_DIR / f"{path.stem}.json"
+    if not card.is_file():
+        return None
+    import json  # noqa: PLC0415
+
+    record = json.loads(card.read_text(encoding="utf-8"))
+    if path.suffix.lower() == ".onnx":
+        return (record.get("onnx") or {}).get("file_sha256")
+    return record.get("file_sha256") if path.name == record.get("file") else None
+
+
+def verify_shipped(path: Path) -> None:
+    """Refuse a shipped model file whose bytes are not the ones its model card names."""
+    pinned = shipped_sha256(path)
+    if pinned is not None and file_sha256(path) != pinned:
+        raise ArtifactError(f"{path} does not match the sha256 its model card pins ({pinned[:12]}...)",
+                            "the shipped model was changed or corrupted: reinstall segue")
+
+
+def _twin_holds_weights(twin_model, checkpoint: Path) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the ONNX graph's weights are the checkpoint's: every initialiser named after
+    a checkpoint tensor must equal it, and most of the checkpoint's weights must be there
+    (the exporter folds BatchNorm into the convolutions before it, so those differ by design)."""
+    from onnx import numpy_helper  # noqa: PLC0415
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    tensors = load_file(str(checkpoint))
+
+    def folded(name: str) -> bool:  # a convolution followed by a BatchNorm: the exporter merged them
+        module, _, _ = name.rpartition(".")
+        parent, _, index = module.rpartition(".")
+        return index.isdigit() and f"{parent}.{int(index) + 1}.running_mean" in tensors
+
+    matched = 0
+    for initializer in twin_model.graph.initializer:
+        name = initializer.name.removeprefix("generator.")
+        if name in tensors and not folded(name):
+            value = numpy_helper.to_array(initializer)
+            if value.shape != tensors[name].shape or not np.array_equal(value, tensors[name].astype(value.dtype)):
+                return False
+            matched += 1
+    weights = [k for k in tensors if k.endswith(".weight")]
+    return matched >= len(weights) // 2
+
+
 def exported_twin(checkpoint: Path) -> Path | None:
-    """``checkpoint`` with suffix .onnx, if that file was exported from exactly these weights."""
+    """``checkpoint`` with suffix .onnx, if that file was exported from exactly these weights:
+    its metadata names the checkpoint's content sha256 and its initialisers hold the
+    checkpoint's tensors (a file that only claims the sha256 is not used). A file that is
+    not readable ONNX is not a twin either."""
     twin = checkpoint.with_suffix(".onnx")
     if not twin.is_file():
         return None
@@ -73,11 +128,14 @@ def exported_twin(checkpoint: Path) -> Path | None:
     from .onnx_format import OnnxMetadata  # noqa: PLC0415
 
     try:
-        props = {p.key: p.value for p in onnx.load(str(twin), load_external_data=False).metadata_props}
+        model = onnx.load(str(twin), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
         exported_from = OnnxMetadata.from_props(props, twin).source_sha256
-    except (ArtifactError, OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError):
+    except Exception:  # noqa: BLE001 (a corrupt file raises protobuf's DecodeError, among others)
         return None
-    return twin if exported_from == read_metadata(checkpoint).content_sha256 else None
+    if exported_from != read_metadata(checkpoint).content_sha256:
+        return None
+    return twin if _twin_holds_weights(model, checkpoint) else None
 
 
 def open_backend(
@@ -94,7 +152,13 @@ def open_backend(
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
     path = resolve_model_path(model)
+    verify_shipped(path)
     is_onnx = path.suffix.lower() == ".onnx"
+    if not is_onnx:
+        reason = untrained_reason(read_metadata(path).training)
+        if reason:
+            raise ArtifactError(f"{path} is not a trained generator: {reason}",
+                                "train it for more epochs (`segue train ... --resume --epochs N`) or use another --model")
     if not is_onnx and backend != "torch":
         # ONNX Runtime is 1.7-3.6x faster than torch on CPU (docs/benchmarks.md): use the
         # checkpoint's own export when one sits beside it.
@@ -103,6 +167,7 @@ def open_backend(
             raise ConfigError(f"no ONNX export of {path} found beside it",
                               f"run `segue export {path} --out {path.with_suffix('.onnx')}` first, or pass the .onnx file")
         if twin is not None and (backend == "onnx" or resolve_device(device).type == "cpu"):
+            verify_shipped(twin)
             path, is_onnx, backend = twin, True, "onnx"
     if backend == "onnx" or (backend == "auto" and is_onnx):
         from .onnx_backend import OnnxBackend  # noqa: PLC0415 (onnxruntime is only needed here)

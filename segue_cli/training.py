@@ -88,7 +88,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.image_size >= 16, "--image-size must be at least 16"),
-            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.epochs >= 2, "--epochs must be at least 2: epoch 1 trains the surrogate only, so one epoch "
+                               "would leave the generator untrained"),
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs it)"),
             (0 < self.epsilon <= MAX_EPSILON, "--epsilon must be in (0, 16/255 = 0.0627] (8/255 = 0.0314 is the paper's)"),
             (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
@@ -209,6 +210,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     dataset = load_labelled(config.data)
     require_identities(dataset)
     run_dir = prepare_run_dir(config.out, config.resume)
+    emit("run_dir", {"path": str(run_dir), "requested": str(config.out)})
 
     emit("decode_start", {"images": len(dataset.items), "identities": len(dataset.identities)})
     images, kept, problems = decode_images(
@@ -276,7 +278,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         save_generator(generator_path, generator, epsilon=config.epsilon, image_size=config.image_size, training=summary)
         _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record)
         emit("epoch_end", asdict(record))
-        if record.ce < config.stop_loss:
+        # Never stop before the generator has trained once: its checkpoint would be random.
+        if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
             stopped_early = True
             emit("early_stop", {"epoch": epoch, "ce": record.ce})
             break
@@ -398,6 +401,7 @@ def _training_summary(config: TrainConfig, dataset: LabelledSet, history: list[E
         "images": images,
         "identities": len(dataset.identities),
         "epochs_run": len(history),
+        "generator_epochs": sum(1 for record in history if record.stage == "generator"),
         "last_epoch": asdict(last),
         "seconds": round(seconds, 1),
         "seed": config.seed,

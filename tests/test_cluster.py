@@ -59,7 +59,7 @@ def test_labels_csv_round_trips_into_the_reader_and_training(clustered, tmp_path
     labelled = read_labels_csv(result.out)
     assert [i.path.resolve() for i in labelled.items] == [i.path.resolve() for i in result.images]
     assert [int(i.identity) for i in labelled.items] == [i.label for i in result.images]
-    run = train(TrainConfig(data=result.out, out=tmp_path / "run", image_size=32, epochs=1, batch_size=4,
+    run = train(TrainConfig(data=result.out, out=tmp_path / "run", image_size=32, epochs=2, batch_size=4,
                             max_steps_per_epoch=1, pgd_steps=0, workers=1))
     assert run.generator_path.is_file()
 

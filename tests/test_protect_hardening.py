@@ -54,7 +54,31 @@ def test_summary_names_the_models_epsilon(album, tiny_generator_path):
     result = runner.invoke(app, ["protect", str(album), "--model", str(tiny_generator_path), "--json"])
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["epsilon"] == pytest.approx(8 / 255)
-    assert "8.0/255" in result.stderr
+    result = runner.invoke(app, ["protect", str(album), "--model", str(tiny_generator_path), "--overwrite"])
+    assert "epsilon 8.0/255" in result.stderr
+
+
+def test_quiet_prints_errors_only_and_json_keeps_stderr_for_warnings_and_errors(album, tiny_generator_path):
+    model = ["--model", str(tiny_generator_path)]
+    result = runner.invoke(app, ["protect", str(album), "--quiet", *model])
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
+    (album / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = runner.invoke(app, ["protect", str(album), "-q", *model])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("failed:") and "broken.png" in result.stderr
+    assert "written" not in result.stderr and "model:" not in result.stderr
+    result = runner.invoke(app, ["protect", str(album), "--json", "--format", "jpeg", *model])
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith(("warning:", "failed:", "  ")) for line in lines), result.stderr
+    assert "side information" not in result.stderr and "protecting" not in result.stderr
+
+
+def test_a_run_with_nothing_to_do_says_so_in_one_line(album, tiny_generator_path):
+    runner.invoke(app, ["protect", str(album), "--model", str(tiny_generator_path)])
+    result = runner.invoke(app, ["protect", str(album), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0
+    assert "nothing to do: all 2 outputs are already in" in result.stderr
+    assert len(result.stderr.splitlines()) <= 6 and "│" not in result.stderr  # no 14-line table
 
 
 def test_stdin_keeps_names_with_leading_and_trailing_spaces(tmp_path, tiny_generator_path, monkeypatch):
@@ -69,3 +93,133 @@ def test_stdin_keeps_names_with_leading_and_trailing_spaces(tmp_path, tiny_gener
         result = runner.invoke(app, ["protect", "-", "--out", str(out), "--model", str(tiny_generator_path)], input=listed)
         assert result.exit_code == 0, result.output
         assert sorted(p.name for p in out.glob("*.png")) == sorted([" lead.png", "tail.png", "plain.png"])
+
+
+def test_progress_in_a_log_is_plain_lines_not_a_cut_off_bar(album, tiny_generator_path):
+    # CliRunner's stderr is not a terminal, like nohup's or cron's.
+    result = runner.invoke(app, ["protect", str(album), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0, result.output
+    assert "protecting: 2/2" in result.stderr
+    assert "…" not in result.stderr and "━" not in result.stderr
+
+
+def test_log_progress_prints_about_ten_lines_a_task():
+    import io
+
+    from rich.console import Console
+
+    from segue_cli.cli.render import LogProgress
+
+    buffer = io.StringIO()
+    log = LogProgress(Console(file=buffer, width=200))
+    task = log.add_task("epoch 1", total=95, info="")
+    for step in range(95):
+        log.update(task, advance=1, info=f"loss {step}")
+    lines = buffer.getvalue().splitlines()
+    assert 9 <= len(lines) <= 11 and lines[-1].startswith("epoch 1: 95/95 loss 94")
+
+
+def _checkpoint_with_twin(onnx_export, folder: Path) -> tuple[Path, Path]:
+    import shutil
+
+    folder.mkdir()
+    checkpoint, twin = folder / "g.safetensors", folder / "g.onnx"
+    shutil.copyfile(onnx_export.source, checkpoint)
+    shutil.copyfile(onnx_export.out, twin)
+    return checkpoint, twin
+
+
+def test_a_twin_that_only_claims_the_checkpoints_sha256_is_not_run(onnx_export, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from segue_cli.runtime import open_backend
+
+    checkpoint, twin = _checkpoint_with_twin(onnx_export, tmp_path / "m")
+    assert open_backend(checkpoint, device="cpu").info.name == "onnx"  # the genuine twin is used
+    forged = onnx.load(str(twin))
+    for initializer in forged.graph.initializer:  # delta 0: unprotected outputs
+        initializer.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializer) * 0, initializer.name))
+    onnx.save(forged, str(twin))
+    backend = open_backend(checkpoint, device="cpu")
+    assert backend.info.name == "torch"
+    from segue_cli.artifacts import file_sha256
+
+    assert backend.info.file_sha256 == file_sha256(checkpoint)  # the file actually run
+
+
+def test_a_corrupt_twin_falls_back_to_the_checkpoint(onnx_export, tmp_path, album):
+    checkpoint, twin = _checkpoint_with_twin(onnx_export, tmp_path / "m")
+    twin.write_bytes(b"\x08\x07garbage" * 10)
+    result = runner.invoke(app, ["protect", str(album), "--model", str(checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["backend"] == "torch"
+
+
+def test_shipped_model_files_are_checked_against_their_card(tmp_path, monkeypatch):
+    from segue_cli import runtime
+    from segue_cli.artifacts import MODELS_DIR, file_sha256
+
+    shipped = MODELS_DIR / "segue-webface10-112.onnx"
+    assert runtime.shipped_sha256(shipped) == file_sha256(shipped)  # the card pins what ships
+    fake_models = tmp_path / "models"
+    fake_models.mkdir()
+    (fake_models / "x.onnx").write_bytes(b"tampered")
+    (fake_models / "x.json").write_text(json.dumps({"file": "x.safetensors", "onnx": {"file_sha256": "0" * 64}}))
+    monkeypatch.setattr(runtime, "MODELS_DIR", fake_models)
+    from segue_cli.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="does not match the sha256 its model card pins"):
+        runtime.verify_shipped(fake_models / "x.onnx")
+
+
+@pytest.mark.parametrize("source", ["webface-gray", "astronaut-L", "astronaut-LA"])
+def test_black_and_white_photos_stay_black_and_white_with_a_colour_model(source, tmp_path, tiny_generator_path,
+                                                                         astronaut, webface10):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "bw"
+    folder.mkdir()
+    if source == "webface-gray":  # a real crop turned gray, saved as RGB with R = G = B
+        crop = Image.open(sorted((webface10 / "train" / "0").glob("*.jpg"))[0]).convert("L").convert("RGB")
+        crop.save(folder / "photo.png")
+    else:  # a real photo as mode L or LA
+        gray = Image.fromarray(astronaut).convert(source.split("-")[1])
+        gray.save(folder / "photo.png")
+    result = runner.invoke(app, ["protect", str(folder), "--out", str(tmp_path / "out"), "--no-faces",
+                                 "--model", str(tiny_generator_path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "out" / "photo.png").convert("RGB")).astype(int)
+    original = np.asarray(Image.open(folder / "photo.png").convert("RGB")).astype(int)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert 0 < np.abs(out - original).max() <= 8  # protected, within the bound
+    record = json.loads(result.stdout.splitlines()[0])
+    assert any("black-and-white" in note for note in record["notes"])
+
+
+def test_palette_and_16_bit_conversions_are_noted(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from segue_cli.imageio import load_image
+
+    face(0).convert("P").save(tmp_path / "palette.png")
+    assert any("palette" in n for n in load_image(tmp_path / "palette.png").notes)
+    import struct
+    import zlib
+
+    deep = np.asarray(face(1)).astype(np.uint16) * 257  # a 16-bit RGB PNG, written by hand (Pillow cannot)
+
+    height, width = deep.shape[:2]
+    raw = b"".join(b"\x00" + deep[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    (tmp_path / "deep.png").write_bytes(png)
+    loaded = load_image(tmp_path / "deep.png")
+    assert any("16-bit RGB" in n for n in loaded.notes)
+    assert np.abs(loaded.rgb.astype(int) - np.asarray(face(1)).astype(int)).max() <= 1

@@ -217,3 +217,27 @@ def test_train_refuses_out_of_range_numbers_before_any_work(tmp_path, option):
     assert result.exit_code == 2, result.output
     assert option[0] in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_one_epoch_is_refused_and_an_untrained_checkpoint_is_not_used(tmp_path, tiny_faces):
+    result = runner.invoke(app, ["train", str(tiny_faces), "--out", str(tmp_path / "run"), "--epochs", "1"])
+    assert result.exit_code == 2 and "--epochs must be at least 2" in result.output
+    # A checkpoint whose summary says no generator epoch ran (as one-epoch runs of older
+    # versions wrote) is refused by protect and export, naming the file.
+    untrained = tmp_path / "untrained.safetensors"
+    save_generator(untrained, SegueGenerator(GeneratorConfig()), epsilon=8 / 255, image_size=32,
+                   training={"epochs_run": 1, "last_epoch": {"stage": "surrogate"}})
+    result = runner.invoke(app, ["protect", str(tiny_faces), "--out", str(tmp_path / "out"), "--model", str(untrained)])
+    assert result.exit_code == 2 and "not a trained generator" in result.output and "untrained.safetensors" in result.output
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(app, ["export", str(untrained), "--out", str(tmp_path / "u.onnx")])
+    assert result.exit_code == 2 and "not a trained generator" in result.output
+
+
+def test_train_says_where_it_writes_when_out_exists(tmp_path, tiny_faces):
+    (tmp_path / "run").mkdir()
+    result = runner.invoke(app, ["train", str(tiny_faces), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                 "--image-size", "16", "--batch-size", "4", "--max-steps", "1", "--pgd-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"run folder: {tmp_path / 'run-2'} ({tmp_path / 'run'} exists" in result.stderr
+    assert load_generator(tmp_path / "run-2" / "generator.safetensors").metadata.training["generator_epochs"] == 1

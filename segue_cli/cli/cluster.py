@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import ConfigError
 from .options import JsonOption, SeedOption
-from .render import print_json, stderr_console
+from .render import print_json, progress, stderr_console
 
 if TYPE_CHECKING:
     from ..clustering import ClusterResult
@@ -65,15 +64,12 @@ def cluster(
         source=directory, out=out, k=_parse_k(k), seed=seed, overwrite=overwrite, n_init=n_init, jitter=jitter,
         auto_min_share=auto_min_share,
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=stderr_console, transient=True,
-    ) as bar:
+    with progress(transient=True) as bar:
         task: list[int] = []
 
         def on_event(event: str, payload: dict) -> None:
             if event == "embed_start":
-                task.append(bar.add_task("embedding faces", total=payload["images"]))
+                task.append(bar.add_task("embedding faces", total=payload["images"], info=""))
             elif event in ("embedded", "problem"):
                 bar.advance(task[0])
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, COUNTERMEASURE_HELP, DETECTOR_CHOICES, EMBEDDING_ATTACKER_NAMES
 from .options import DeviceOption, JsonOption
-from .render import print_json, stderr_console
+from .render import print_json, progress, stderr_console
 
 def evaluate(
     train_protected: Annotated[Path, typer.Option("--train-protected", help="Protected train set: <identity>/<images> (e.g. `segue protect` output).")],
@@ -81,10 +80,7 @@ def evaluate(
 
 
 def _run_with_progress(config):
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console, transient=False,
-    ) as bar:
+    with progress(transient=False) as bar:
         tasks: dict[str, Any] = {}
 
         def on_event(event: str, payload: dict[str, Any]) -> None:

@@ -25,17 +25,16 @@ files failed (each is listed), 2 usage error.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
 from .options import DeviceOption, JsonOption, ModelOption
-from .render import print_json, stderr_console
+from .render import print_json, progress, stderr_console
 
 if TYPE_CHECKING:
     from ..protect import FileResult, ProtectSummary
@@ -66,6 +65,7 @@ def protect(
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     faces: Annotated[Optional[bool], typer.Option("--faces/--no-faces", show_default=False, help="Face-aware protection: perturb each detected face's aligned crop (what an attacker trains on). Default (neither flag): on for photos whose shorter side is over 2 x the model's working size (224 px for the default model), off for smaller ones (face crops). Photos with no face fall back to whole-image protection and are reported. Every face gets the photo's side information.")] = None,
     detector: Annotated[str, typer.Option("--detector", help=f"Face detector for face-aware protection: {', '.join(DETECTOR_CHOICES)} (auto = YuNet, else dlib). YuNet also finds profile and small faces; dlib's HOG finds frontal faces.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     from ..protect import ProtectConfig, default_workers, protect as run_protect
@@ -77,61 +77,68 @@ def protect(
         workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector,
     )
-    with Progress(
-        TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console, transient=False,
-    ) as bar:
+    # Human text unless --json (then stderr carries only warnings and errors) or --quiet
+    # (errors only). Failed files are always named on stderr.
+    chatty = not (quiet or json_output)
+    with progress(transient=False) if chatty else nullcontext(None) as bar:
         task: list[Any] = []
 
         def on_event(event: str, payload: Any) -> None:
             if event == "start":
-                _print_start(bar, payload)
-                task.append(bar.add_task("protect", total=payload.total, info=""))
+                if chatty:
+                    _print_start(payload)
+                    task.append(bar.add_task("protecting", total=payload.total, info=""))
+                elif not quiet:
+                    _print_warnings(payload.warnings)
                 return
             result: FileResult = payload
             if json_output:
                 print_json(result.to_dict())
             if result.status == "failed":
-                bar.console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
-                                  highlight=False, soft_wrap=True)
-            for note in result.notes:
-                bar.console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}", highlight=False, soft_wrap=True)
-            bar.update(task[0], advance=1, info=f"{result.status} {result.source.name}")
+                stderr_console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
+                                     highlight=False, soft_wrap=True)
+            if chatty:
+                for note in result.notes:
+                    stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
+                                         highlight=False, soft_wrap=True)
+                bar.update(task[0], advance=1, info=f"{result.status} {result.source.name}")
 
         summary = run_protect(config, on_event)
-    _print_summary(summary)
+    if chatty:
+        _print_summary(summary)
     if json_output:
         print_json(summary.to_dict())
     if summary.failed:
         raise typer.Exit(1)
 
 
-def _print_start(bar: Progress, summary: ProtectSummary) -> None:
-    bar.console.print(f"side information: {escape(summary.side_information)}", highlight=False, soft_wrap=True)
-    bar.console.print(f"protection: {escape(summary.protection)}", highlight=False, soft_wrap=True)
-    for warning in summary.warnings:
-        bar.console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        stderr_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
+def _print_start(summary: ProtectSummary) -> None:
+    stderr_console.print(f"side information: {escape(summary.side_information)}", highlight=False, soft_wrap=True)
+    stderr_console.print(f"protection: {escape(summary.protection)}", highlight=False, soft_wrap=True)
+    _print_warnings(summary.warnings)
 
 
 def _print_summary(summary: ProtectSummary) -> None:
-    table = Table(title="segue protect", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("written", str(summary.written))
-    table.add_row("skipped", f"{summary.skipped}" + (" (outputs already there; --overwrite to redo)" if summary.skipped else ""))
-    table.add_row("failed", f"[red]{summary.failed}[/]" if summary.failed else "0")
-    table.add_row("time", f"{summary.seconds:.1f} s ({summary.images_per_second:.1f} images/s)")
-    table.add_row("output", escape(str(summary.out_dir)))
-    table.add_row("side information", escape(summary.side_information))
-    table.add_row("protection", escape(summary.protection))
-    table.add_row("faces", f"{summary.face_aware} photo(s) protected face by face ({summary.faces_found} face(s)); "
-                  f"{summary.no_face} with no face found and {summary.whole_image} face crop(s) or --no-faces "
-                  "protected whole")
-    table.add_row("model", escape(f"{summary.model} (sha256 {summary.model_sha256[:12]}), {summary.backend} on {summary.device}"))
-    table.add_row("epsilon", f"{summary.epsilon * 255:.1f}/255 (largest change of any pixel value)")
-    stderr_console.print(table)
-    for warning in summary.warnings:
-        stderr_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    """A few lines, never cut: what happened, where it went, which model did it."""
+    if summary.total and summary.skipped == summary.total:
+        head = f"nothing to do: all {summary.total} outputs are already in {summary.out_dir} (--overwrite to redo)"
+    else:
+        failed = f"[red]{summary.failed} failed[/]" if summary.failed else "0 failed"
+        skipped = f"{summary.skipped} skipped (outputs already there)" if summary.skipped else "0 skipped"
+        head = (f"written {summary.written}, {skipped}, {failed} in {summary.seconds:.1f} s "
+                f"({summary.images_per_second:.1f} images/s) to {escape(str(summary.out_dir))}")
+    stderr_console.print(head, highlight=False, soft_wrap=True)
+    if summary.face_aware or summary.no_face:
+        stderr_console.print(f"faces: {summary.face_aware} photo(s) protected face by face ({summary.faces_found} "
+                             f"face(s)), {summary.no_face} with no face found protected whole", highlight=False)
+    stderr_console.print(escape(f"model: {summary.model} (file sha256 {summary.file_sha256[:12]}, {summary.backend} on "
+                                f"{summary.device}, epsilon {summary.epsilon * 255:.1f}/255)"), highlight=False, soft_wrap=True)
+    _print_warnings(summary.warnings)
     if summary.failures:
         stderr_console.print(f"[red]{summary.failed} file(s) failed:[/]")
         for failure in summary.failures:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .options import DeviceOption, JsonOption, SeedOption
-from .render import print_json, stderr_console
+from .render import print_json, progress, stderr_console
 
 
 def train(
@@ -65,14 +64,16 @@ def train(
         seed=seed, device=device, workers=workers, skip_bad_images=skip_bad_images, resume=resume,
         max_steps_per_epoch=max_steps,
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=stderr_console, transient=False,
-    ) as bar:
+    with progress(transient=False) as bar:
         tasks: dict[str, int] = {}
 
         def on_event(event: str, payload: dict) -> None:
-            if event == "decode_start":
+            if event == "run_dir":
+                moved = payload["path"] != payload["requested"]
+                stderr_console.print(f"run folder: {payload['path']}" + (
+                    f" ({payload['requested']} exists and is never overwritten)" if moved else ""), highlight=False,
+                    soft_wrap=True)
+            elif event == "decode_start":
                 tasks["decode"] = bar.add_task("decoding", total=payload["images"], info=f"{payload['identities']} identities")
             elif event == "decoded":
                 bar.advance(tasks["decode"])
@@ -103,4 +104,5 @@ def train(
     if json_output:
         print_json(summary)
     else:
-        stderr_console.print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s; generator: {result.generator_path}")
+        stderr_console.print(f"trained {result.epochs_run} epochs in {result.seconds:.0f} s; generator: {result.generator_path}",
+                             highlight=False, soft_wrap=True)
