@@ -26,7 +26,27 @@ from .choices import DEFAULT_MAX_PIXELS
 DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 from .errors import InputError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+                              ".heic", ".heif", ".avif"})
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})  # iPhone photos; read through the pillow-heif plugin
+
+
+def _heif_support() -> bool:
+    """Register pillow-heif's opener once (HEIC/HEIF); False when it is not installed.
+    AVIF needs no plugin: Pillow 11.3+ reads it itself."""
+    global _HEIF_READY
+    if _HEIF_READY is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _HEIF_READY = False
+        else:
+            pillow_heif.register_heif_opener()
+            _HEIF_READY = True
+    return _HEIF_READY
+
+
+_HEIF_READY: bool | None = None
 
 
 @dataclass
@@ -65,8 +85,15 @@ def looks_like_image(path: Path) -> bool:
             or head[4:8] == b"ftyp")
 
 
-def discover_images(root: Path) -> list[Path]:
+# Photo formats segue cannot read: never taken silently for "not an image", but reported.
+UNSUPPORTED_PHOTO_EXTENSIONS = frozenset({".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+                                          ".raw", ".psd", ".jp2", ".svg"})
+
+
+def discover_images(root: Path, unsupported: list[Path] | None = None) -> list[Path]:
     """Image files under ``root`` (recursive, sorted), following symlinked folders once.
+    Photos in formats segue cannot read (camera raw, JPEG XL, ...) are appended to
+    ``unsupported`` when a list is given.
 
     Symlink loops are cut: a folder whose real path was already visited is not entered.
     """
@@ -84,6 +111,9 @@ def discover_images(root: Path) -> list[Path]:
         seen.add(real)
         dirnames.sort()
         found.extend(Path(dirpath) / name for name in sorted(filenames) if is_image_path(Path(name)))
+        if unsupported is not None:
+            unsupported.extend(Path(dirpath) / name for name in sorted(filenames)
+                               if Path(name).suffix.lower() in UNSUPPORTED_PHOTO_EXTENSIONS)
     return found
 
 
@@ -155,6 +185,9 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         raise InputError(f"{path}: permission denied", "make the file readable (chmod +r) or skip it") from exc
     except OSError as exc:  # broken symlink, symlink loop, vanished file
         raise InputError(f"{path}: cannot open ({exc.strerror or exc})", "check the file and any symlink to it") from exc
+    if path.suffix.lower() in HEIF_EXTENSIONS and not _heif_support():
+        raise InputError(f"{path}: HEIC/HEIF photos need the pillow-heif plugin, which is not installed",
+                         "pip install pillow-heif (or convert the photo to JPEG or PNG)")
     try:
         if size == 0:
             raise InputError(f"{path}: empty file (0 bytes)", "remove it or replace it with the real photo")

@@ -24,12 +24,14 @@ Rules (docs/protect.md repeats them for users):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from .artifacts import atomic_write
 from .errors import InputError, OutputError
@@ -49,6 +51,7 @@ class InputSet:
     files: tuple[Path, ...]
     left_out: tuple[Path, ...] = ()  # marked output folders found inside a folder INPUT
     not_images: tuple[Path, ...] = ()  # hidden files that are not images (macOS ._* AppleDouble, ...)
+    unsupported: tuple[Path, ...] = ()  # photos in formats segue cannot read (camera raw, JPEG XL, ...)
 
 
 def _hidden_non_image(path: Path) -> bool:
@@ -97,9 +100,10 @@ def collect_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> Inp
         return InputSet("file", path.parent, kept, not_images=hidden)
     if not path.is_dir():
         raise InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")
-    files, left_out = _without_output_folders(discover_images(path), path)
+    unsupported: list[Path] = []
+    files, left_out = _without_output_folders(discover_images(path, unsupported), path)
     kept, hidden = _split_hidden(files)
-    return InputSet("folder", path, kept, left_out, hidden)
+    return InputSet("folder", path, kept, left_out, hidden, tuple(unsupported))
 
 
 def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
@@ -117,11 +121,11 @@ def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, 
 
 
 def mark_out_dir(out_dir: Path) -> None:
-    """Create OUT and its marker (once)."""
+    """Create OUT and its marker (once, atomically: a full disk leaves no empty marker)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / OUTPUT_MARKER
-    if not marker.exists():
-        marker.write_text(_MARKER_TEXT, encoding="utf-8")
+    if not marker.is_file() or marker.stat().st_size == 0:
+        atomic_write(marker, lambda tmp: tmp.write_text(_MARKER_TEXT, encoding="utf-8"))
 
 
 def default_out_dir(inputs: InputSet) -> Path:
@@ -181,7 +185,9 @@ def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: 
             status, reason = "failed", f"its output {output} would be an input; pass another --out"
         elif output in claimed:
             status, reason = "failed", f"its output {output} is already the output of {claimed[output]}; rename one of them"
-        elif output.exists() and not overwrite:
+        elif output.is_dir():
+            status, reason = "failed", f"its output path {output} is a folder; move it away or pass another --out"
+        elif output.exists() and not overwrite and output.stat().st_size > 0:  # a 0-byte output is redone
             status, reason = "skipped", "output exists (already protected; --overwrite to redo)"
         claimed.setdefault(output, source)
         planned.append(PlannedFile(source, relative, output, status, reason))
@@ -189,14 +195,51 @@ def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: 
 
 
 def _read_record(out_dir: Path) -> dict[str, Any]:
-    """OUT's record of which settings made each output; empty when there is none or
-    it cannot be read (outputs it does not list are not checked, as before records)."""
+    """OUT's record of which settings (and which input) made each output; empty when
+    there is none. A record that exists but cannot be read is an error: without it a
+    re-run could not tell a finished output from one made under other settings."""
+    path = out_dir / SETTINGS_FILE
+    if not path.exists():
+        return {"settings": {}, "outputs": {}}
     try:
-        record = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    valid = isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs"))
-    return record if valid else {"settings": {}, "outputs": {}}
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        record, problem = None, str(exc)
+    else:
+        problem = "it is not a segue settings record"
+    if isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs")):
+        return record
+    raise OutputError(f"the settings record {path} is corrupt ({problem})",
+                      f"move it away and re-run with --overwrite to protect every photo in {out_dir} again, "
+                      "or pass another --out")
+
+
+def input_fingerprint(source: Path, with_hash: bool = True) -> dict[str, Any]:
+    """What an output was made from: the input's size, mtime and (optionally) sha256."""
+    stat = source.stat()
+    fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if with_hash:
+        from .artifacts import file_sha256
+
+        fingerprint["sha256"] = file_sha256(source)
+    return fingerprint
+
+
+def _entry(record: dict[str, Any], key: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(settings id, input fingerprint) of one output; records before fingerprints held the id alone."""
+    entry = record["outputs"].get(key)
+    if isinstance(entry, dict):
+        return entry.get("settings"), entry.get("input")
+    return entry, None
+
+
+def _input_changed(source: Path, made_from: dict[str, Any] | None) -> bool:
+    if made_from is None:
+        return False
+    now = input_fingerprint(source, with_hash=False)
+    if (now["size"], now["mtime_ns"]) == (made_from.get("size"), made_from.get("mtime_ns")):
+        return False
+    return now["size"] != made_from.get("size") or input_fingerprint(source)["sha256"] != made_from.get("sha256")
 
 
 def settings_id(settings: dict[str, Any]) -> str:
@@ -213,13 +256,25 @@ def _key(out_dir: Path, output: Path) -> str:
     return output.relative_to(out_dir).as_posix()
 
 
-def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]) -> dict[str, Any]:
-    """Refuse to skip existing outputs that were protected under other settings; returns
-    OUT's record for :func:`record_settings`."""
+def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]
+                   ) -> tuple[dict[str, Any], list[PlannedFile]]:
+    """Refuse to skip existing outputs that were protected under other settings, and redo
+    those whose input changed since (same path, other photo); returns OUT's record for
+    :func:`record_settings` and the plan with those redone."""
+    from dataclasses import replace
+
     record = _read_record(out_dir)
     current_id = settings_id(current)
-    stale = [old for item in planned if item.status == "skipped"
-             and (old := record["outputs"].get(_key(out_dir, item.output), current_id)) != current_id]
+    checked: list[PlannedFile] = []
+    stale: list[str] = []
+    for item in planned:
+        if item.status == "skipped":
+            made_with, made_from = _entry(record, _key(out_dir, item.output))
+            if _input_changed(item.source, made_from):
+                item = replace(item, status="todo", reason="its input changed since its output was made: redone")
+            elif made_with is not None and made_with != current_id:
+                stale.append(made_with)
+        checked.append(item)
     if stale:
         changes = settings_changes(record["settings"].get(stale[0], {}), current)
         others = len(set(stale)) - 1
@@ -229,19 +284,86 @@ def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str,
             "a mix of two protections",
             "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
         )
-    return record
+    return record, checked
 
 
 def record_settings(out_dir: Path, record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any],
                     version: str) -> None:
-    """Note ``current`` in ``record`` (from :func:`check_settings`) against every output
-    this run will write, before writing: a file that then fails leaves no output, and an
-    output without an entry is not checked."""
+    """Note ``current`` and each input's fingerprint in ``record`` (from
+    :func:`check_settings`) against every output this run will write, before writing: a
+    file that then fails leaves no output, and an output without an entry is not checked."""
     current_id = settings_id(current)
-    record["outputs"].update({_key(out_dir, item.output): current_id for item in planned if item.status == "todo"})
-    used = set(record["outputs"].values())
+    for item in planned:
+        if item.status == "todo":
+            try:
+                made_from: dict[str, Any] | None = input_fingerprint(item.source)
+            except OSError:
+                made_from = None  # it will fail on decoding, and say why
+            record["outputs"][_key(out_dir, item.output)] = {"settings": current_id, "input": made_from}
+    used = {_entry(record, key)[0] for key in record["outputs"]}
     record["settings"] = {key: value for key, value in record["settings"].items() if key in used}
     record["settings"][current_id] = current
     record["written_by"] = f"segue {version}"
     text = json.dumps(record, indent=1, sort_keys=True) + "\n"
     atomic_write(out_dir / SETTINGS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+LOCK_FILE = ".segue-lock"
+
+
+@contextmanager
+def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
+    """Hold OUT for one run (an OS lock on OUT/.segue-lock, released when the process
+    ends, however it ends; the file is removed after a run). A second run into the same
+    OUT is refused, naming the first run's pid, or waits for it with ``wait``: two runs
+    would both write every file and, with different identities, leave a silent mix."""
+    path = out_dir / LOCK_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputError(f"{out_dir} is being written by another segue protect (pid {holder})",
+                              "let it finish, pass --wait to wait for it, or pass another --out") from None
+        try:
+            same_file = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        handle.close()  # the run before removed the file while we waited: lock the new one
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held, so no one locks a file about to vanish
+        handle.close()
+
+
+def remove_stale_temps(out_dir: Path, planned: list[PlannedFile]) -> list[Path]:
+    """Delete the temp files (``.NAME.XXXXXXXX.tmp``, see ``artifacts.atomic_write``) that
+    a killed run left beside this run's outputs and OUT's own files; returns them. Only
+    safe while OUT is locked: a live run's temp files look the same."""
+    names: dict[Path, set[str]] = {out_dir: {SETTINGS_FILE, OUTPUT_MARKER}}
+    for item in planned:
+        names.setdefault(item.output.parent, set()).add(item.output.name)
+    removed = []
+    for folder, wanted in names.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                base = entry.name[1:-4].rpartition(".")[0]
+                if base in wanted:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed.append(Path(entry.path))
+    return removed

@@ -20,7 +20,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -31,9 +31,9 @@ from . import __version__
 from .artifacts import file_sha256
 from .datasets import MIN_IMAGE_SIDE, read_labels_csv
 from .errors import ConfigError, InputError, OutputError
-from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, LoadedImage, load_image, save_image
+from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, LoadedImage, load_image, save_image
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
-                      mark_out_dir, plan_outputs, record_settings)
+                      locked_out_dir, mark_out_dir, plan_outputs, record_settings, remove_stale_temps)
 from .face_detectors import DETECTOR_CHOICES, open_detector
 from .plans import (AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, luma_delta,
                     whole_image_plan, within_limit)
@@ -75,6 +75,7 @@ class ProtectConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (plans.uses_faces); on; off
     detector: str = "auto"  # face detector: auto (YuNet, else dlib), yunet, dlib
+    wait: bool = False  # wait for another run that holds OUT instead of refusing
 
     def __post_init__(self) -> None:
         chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
@@ -469,22 +470,38 @@ def protect(
         names = ", ".join(str(f) for f in inputs.not_images[:3]) + (" ..." if len(inputs.not_images) > 3 else "")
         summary.warnings.append(f"skipped {len(inputs.not_images)} hidden file(s) that are not images (macOS ._* "
                                 f"metadata and the like): {names}")
+    if inputs.unsupported:
+        names = ", ".join(str(f) for f in inputs.unsupported[:3]) + (" ..." if len(inputs.unsupported) > 3 else "")
+        summary.warnings.append(f"skipped {len(inputs.unsupported)} photo(s) in formats segue cannot read (camera raw, "
+                                f"JPEG XL, ...): {names}; convert them to JPEG, PNG or HEIC first")
     if not planned_files:
-        summary.warnings.append(f"no images found in {inputs.root} (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)")
+        summary.warnings.append(f"no images found in {inputs.root} (looked for "
+                                f"{' '.join(sorted(IMAGE_EXTENSIONS))})")
     settings = output_settings(config, side, info.model_sha256)
-    record = check_settings(out_dir, planned_files, settings)
-    if any(planned.status == "todo" for planned in planned_files):
+    writes = out_dir.exists() or any(planned.status == "todo" for planned in planned_files)
+    if writes:
         try:
-            mark_out_dir(out_dir)
-            record_settings(out_dir, record, planned_files, settings, __version__)
+            out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
                               "check permissions and free space, or pass another --out") from exc
-    emit("start", summary)
-    started = time.perf_counter()
-    with _inference_threads(backend, config.workers):
-        _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
-    summary.seconds = time.perf_counter() - started
+    with locked_out_dir(out_dir, config.wait) if writes else nullcontext():
+        record, planned_files = check_settings(out_dir, planned_files, settings)
+        stale = remove_stale_temps(out_dir, planned_files) if writes else []
+        if stale:
+            summary.warnings.append(f"removed {len(stale)} temp file(s) an interrupted run left behind")
+        if any(planned.status == "todo" for planned in planned_files):
+            try:
+                mark_out_dir(out_dir)
+                record_settings(out_dir, record, planned_files, settings, __version__)
+            except OSError as exc:
+                raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
+                                  "check permissions and free space, or pass another --out") from exc
+        emit("start", summary)
+        started = time.perf_counter()
+        with _inference_threads(backend, config.workers):
+            _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
+        summary.seconds = time.perf_counter() - started
     return summary
 
 

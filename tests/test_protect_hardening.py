@@ -223,3 +223,128 @@ def test_palette_and_16_bit_conversions_are_noted(tmp_path):
     loaded = load_image(tmp_path / "deep.png")
     assert any("16-bit RGB" in n for n in loaded.notes)
     assert np.abs(loaded.rgb.astype(int) - np.asarray(face(1)).astype(int)).max() <= 1
+
+
+def test_heic_and_avif_photos_are_read_and_unreadable_formats_reported(tmp_path, tiny_generator_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "iphone"
+    folder.mkdir()
+    # Written without registering Pillow's opener, so the test shows that segue registers it.
+    pytest.importorskip("pillow_heif").from_pillow(face(0, (64, 48))).save(folder / "IMG_0001.HEIC", quality=95)
+    face(1, (64, 48)).save(folder / "IMG_0002.avif")
+    (folder / "IMG_0003.DNG").write_bytes(b"II*\x00 raw")
+    result = runner.invoke(app, ["protect", str(folder), "--model", str(tiny_generator_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["written"] == 2
+    out = tmp_path / "iphone-protected"
+    for name, source in (("IMG_0001.png", "IMG_0001.HEIC"), ("IMG_0002.png", "IMG_0002.avif")):
+        protected = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
+        original = np.asarray(Image.open(folder / source).convert("RGB")).astype(int)
+        assert protected.shape == (48, 64, 3) and np.abs(protected - original).max() <= 8
+    assert any("formats segue cannot read" in w and "IMG_0003.DNG" in w for w in summary["warnings"])
+
+
+def test_a_second_run_into_a_held_output_folder_is_refused_or_waits(album, tiny_generator_path, tmp_path):
+    import os
+    import threading
+    import time
+
+    from segue_cli.outputs import locked_out_dir
+
+    out = tmp_path / "out"
+    with locked_out_dir(out):
+        result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)])
+        assert result.exit_code == 2 and f"another segue protect (pid {os.getpid()})" in result.output
+        assert not list(out.glob("*.png"))
+    held = threading.Event()
+
+    def hold_for_a_second() -> None:
+        with locked_out_dir(out):
+            held.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=hold_for_a_second)
+    holder.start()
+    held.wait()
+    started = time.perf_counter()
+    result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path), "--wait"])
+    holder.join()
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - started >= 0.5 and len(list(out.glob("*.png"))) == 2
+    assert not (out / ".segue-lock").exists()
+
+
+def test_outputs_are_redone_when_their_input_changed_or_they_are_empty(album, tiny_generator_path, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "out"
+    args = ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path), "--json"]
+    assert runner.invoke(app, args).exit_code == 0
+    face(7).save(album / "a.png")  # the same name, another photo
+    (out / "b.png").write_bytes(b"")  # a 0-byte output (a full disk, a killed copy)
+    result = runner.invoke(app, args)
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["written"], summary["skipped"]) == (2, 0), result.output
+    new = np.asarray(Image.open(album / "a.png").convert("RGB")).astype(int)
+    assert np.abs(np.asarray(Image.open(out / "a.png")).astype(int) - new).max() <= 8
+    import os
+
+    os.utime(album / "a.png")  # touched but unchanged: still done
+    summary = json.loads(runner.invoke(app, args).stdout.splitlines()[-1])
+    assert (summary["written"], summary["skipped"]) == (0, 2)
+
+
+def test_an_output_path_that_is_a_folder_fails_and_a_corrupt_record_stops_the_run(album, tiny_generator_path, tmp_path):
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)
+    result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 1 and "is a folder" in result.output
+    (out / ".segue-protect.json").write_text("{ not json")
+    result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 2 and "settings record" in result.output and "corrupt" in result.output
+
+
+def test_a_rerun_removes_the_temp_files_a_killed_run_left(album, tiny_generator_path, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)]).exit_code == 0
+    (out / "a.png").unlink()
+    left = [out / ".a.png.k2j4h1x9.tmp", out / "..segue-protect.json.a8d7f6g5.tmp"]  # atomic_write: ".NAME.XXXXXXXX.tmp"
+    for path in left:
+        path.write_bytes(b"half a file")
+    (out / ".unrelated.tmp").write_bytes(b"not ours")
+    result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0 and "removed 2 temp file(s)" in result.stderr
+    assert not any(path.exists() for path in left) and (out / ".unrelated.tmp").exists()
+    assert (out / ".segue-output").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_file(tmp_path, tiny_generator_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for seed in range(400):
+        face(seed, (96, 96)).save(folder / f"{seed:03d}.png")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "segue_cli", "protect", str(folder), "--out", str(out), "--model",
+               str(tiny_generator_path), "--workers", "1", "--batch-size", "2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.png"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    written = len(list(out.glob("*.png")))
+    assert process.returncode == 143, stderr
+    assert "interrupted:" in stderr and "re-run to finish" in stderr and 0 < written < 400
+    assert not list(out.glob(".*.tmp")) and not (out / ".segue-lock").exists()
+    assert os.path.getsize(out / ".segue-output") > 0

@@ -24,10 +24,11 @@ files failed (each is listed), 2 usage error.
 
 from __future__ import annotations
 
+import signal
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -65,6 +66,7 @@ def protect(
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     faces: Annotated[Optional[bool], typer.Option("--faces/--no-faces", show_default=False, help="Face-aware protection: perturb each detected face's aligned crop (what an attacker trains on). Default (neither flag): on for photos whose shorter side is over 2 x the model's working size (224 px for the default model), off for smaller ones (face crops). Photos with no face fall back to whole-image protection and are reported. Every face gets the photo's side information.")] = None,
     detector: Annotated[str, typer.Option("--detector", help=f"Face detector for face-aware protection: {', '.join(DETECTOR_CHOICES)} (auto = YuNet, else dlib). YuNet also finds profile and small faces; dlib's HOG finds frontal faces.")] = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="If another segue protect is writing to the same --out, wait for it to finish instead of stopping (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -75,13 +77,14 @@ def protect(
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
-        faces="auto" if faces is None else ("on" if faces else "off"), detector=detector,
+        faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
     )
     # Human text unless --json (then stderr carries only warnings and errors) or --quiet
     # (errors only). Failed files are always named on stderr.
     chatty = not (quiet or json_output)
     with progress(transient=False) if chatty else nullcontext(None) as bar:
         task: list[Any] = []
+        written = [0]
 
         def on_event(event: str, payload: Any) -> None:
             if event == "start":
@@ -92,6 +95,7 @@ def protect(
                     _print_warnings(payload.warnings)
                 return
             result: FileResult = payload
+            written[0] += result.status == "written"
             if json_output:
                 print_json(result.to_dict())
             if result.status == "failed":
@@ -103,13 +107,36 @@ def protect(
                                          highlight=False, soft_wrap=True)
                 bar.update(task[0], advance=1, info=f"{result.status} {result.source.name}")
 
-        summary = run_protect(config, on_event)
+        with _stopping_on_sigterm() as stopped:
+            try:
+                summary = run_protect(config, on_event)
+            except KeyboardInterrupt:
+                # The photo being written is finished or dropped whole (writes are atomic).
+                stderr_console.print(f"interrupted: {written[0]} written, re-run to finish", highlight=False)
+                raise typer.Exit(143 if stopped else 130) from None
     if chatty:
         _print_summary(summary)
     if json_output:
         print_json(summary.to_dict())
     if summary.failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _stopping_on_sigterm() -> Iterator[list[bool]]:
+    """SIGTERM (kill, systemd, a cron timeout) stops the run like Ctrl-C; the list says
+    whether it was SIGTERM, for exit code 143 instead of 130."""
+    stopped: list[bool] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stopped.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_warnings(warnings: list[str]) -> None:
