@@ -47,6 +47,12 @@ from .nn.surrogate import build_surrogate, pgd_noise
 from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")
+# error-minimizing: the paper's unlearnable objective (the surrogate learns the perturbed
+# photos, the generator makes them easy). targeted: an adversarial poison (TAP): the
+# surrogate learns the CLEAN photos, and the generator makes each protected photo look
+# like the next identity ((label + 1) mod K) to it, so a model trained on them learns
+# features that point to the wrong person.
+OBJECTIVES = ("error-minimizing", "targeted")
 GENERATOR_FILE = "generator.safetensors"
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -75,6 +81,7 @@ class TrainConfig:
     code_bits: int = DEFAULT_CODE_BITS
     pattern_grid: int = GeneratorConfig.pattern_grid
     luma: bool = False  # one-channel perturbation on R, G and B (GeneratorConfig.luma)
+    objective: str = "error-minimizing"  # or "targeted" (see OBJECTIVES)
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -102,6 +109,7 @@ class TrainConfig:
             (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "--max-steps must be at least 1"),
             (self.workers >= 1, "--workers must be at least 1"),
             (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
+            (self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}"),
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
             (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
@@ -320,6 +328,9 @@ def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     surrogate.train()
     with torch.no_grad():
         delta, view = attacker_view(config, generator, x, signs, rng)
+        if config.objective == "targeted":
+            # The surrogate stands for a model trained on clean photos: it never sees delta.
+            view = _resize(x, config.image_size)
     if config.surrogate_rho > 0:
         # Robust error-minimizing noise (REM): the surrogate is trained adversarially, as an
         # attacker who uses adversarial training would be, so only noise that survives it helps.
@@ -343,9 +354,10 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
         def distort(batch: torch.Tensor) -> torch.Tensor:
             return distortions.apply(batch, params, config.distortion)
 
-        noise = pgd_noise(surrogate, perturbed, y, config.rho_d, config.pgd_steps, distort)
+        wanted = y if config.objective == "error-minimizing" else (y + 1) % surrogate.fc.out_features
+        noise = pgd_noise(surrogate, perturbed, wanted, config.rho_d, config.pgd_steps, distort)
         logits = surrogate(distort((perturbed + noise).clamp(0, 1)))
-        ce = F.cross_entropy(logits, y)
+        ce = F.cross_entropy(logits, wanted)
         # beta * mean L2 norm of delta, in [0, 1] pixel units, as in the paper.
         loss = config.alpha * ce + config.beta * delta.flatten(1).norm(dim=1).mean()
         opt_g.zero_grad(set_to_none=True)

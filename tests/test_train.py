@@ -40,17 +40,17 @@ def test_tiny_training_writes_loadable_checkpoint_and_leaves_data_alone(tiny_fac
 
 
 def test_run_folder_is_never_overwritten_and_resume_continues(tiny_faces, tmp_path):
-    first = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 1}))
-    second = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 1}))
+    first = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 2}))
+    second = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 2}))
     assert first.run_dir != second.run_dir and second.run_dir.name == "run-2"
-    resumed = train(TrainConfig(data=tiny_faces, out=first.run_dir, resume=True, **{**TINY, "epochs": 2}))
+    resumed = train(TrainConfig(data=tiny_faces, out=first.run_dir, resume=True, **{**TINY, "epochs": 3}))
     assert resumed.run_dir == first.run_dir
-    assert [r.epoch for r in resumed.history] == [1, 2]
+    assert [r.epoch for r in resumed.history] == [1, 2, 3]
 
 
 def test_surrogate_rho_trains_the_surrogate_on_adversarial_views(tiny_faces, tmp_path):
     """Same seed, same batches: PGD noise against the surrogate raises its loss in its own pass."""
-    settings = {**TINY, "epochs": 1}
+    settings = {**TINY, "epochs": 2}
     plain = train(TrainConfig(data=tiny_faces, out=tmp_path / "plain", **settings))
     robust = train(TrainConfig(data=tiny_faces, out=tmp_path / "robust", surrogate_rho=16 / 255, **settings))
     assert robust.history[0].ce > plain.history[0].ce
@@ -153,7 +153,7 @@ def test_differentiable_jpeg_tracks_real_jpeg_and_has_gradient(webface10):
 # ---- bad input ---------------------------------------------------------------------
 
 def cli_train(*args: str):
-    return runner.invoke(app, ["train", *map(str, args), "--image-size", "32", "--epochs", "1", "--max-steps", "1",
+    return runner.invoke(app, ["train", *map(str, args), "--image-size", "32", "--epochs", "2", "--max-steps", "1",
                                "--batch-size", "4", "--pgd-steps", "0"])
 
 
@@ -241,3 +241,16 @@ def test_train_says_where_it_writes_when_out_exists(tmp_path, tiny_faces):
     assert result.exit_code == 0, result.output
     assert f"run folder: {tmp_path / 'run-2'} ({tmp_path / 'run'} exists" in result.stderr
     assert load_generator(tmp_path / "run-2" / "generator.safetensors").metadata.training["generator_epochs"] == 1
+
+
+def test_targeted_objective_trains_the_surrogate_on_clean_photos_and_aims_at_the_next_identity(tiny_faces, tmp_path):
+    settings = dict(image_size=32, epochs=2, surrogate_period=2, batch_size=6, max_steps_per_epoch=2, pgd_steps=0,
+                    workers=1, luma=True)
+    minimizing = train(TrainConfig(data=tiny_faces, out=tmp_path / "em", **settings))
+    targeted = train(TrainConfig(data=tiny_faces, out=tmp_path / "tap", objective="targeted", **settings))
+    # Same seed and batches: the surrogate's pass differs only in seeing clean photos.
+    assert targeted.history[0].ce != minimizing.history[0].ce
+    # Aiming at another identity than the photo's: the generator's loss starts far higher.
+    assert targeted.history[1].ce > minimizing.history[1].ce
+    with pytest.raises(ConfigError, match="--objective"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", objective="maximizing")
