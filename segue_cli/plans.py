@@ -45,13 +45,22 @@ Planner = Callable[[np.ndarray, int, float], PhotoPlan]
 """(full-resolution H x W x 3 uint8 photo, working size, epsilon) -> plan."""
 
 
+#: The generator's input is at most this many working sizes long on its longer side. A
+#: 16 x 6,000,000 px strip would otherwise reach the generator at full size (its shorter
+#: side is under the working size), and its feature maps would take tens of GB; squashed
+#: along its length, its delta is stretched back by the full-resolution upsampling.
+MAX_WORKING_ASPECT = 8
+
+
 def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """Scale so that the shorter side is ``size``; photos at or below it keep their size."""
+    """Scale so that the shorter side is ``size``; photos at or below it keep their size.
+    The longer side is then capped at ``MAX_WORKING_ASPECT * size``."""
     shorter = min(height, width)
-    if shorter <= size:
-        return height, width
-    scale = size / shorter
-    return max(size, round(height * scale)), max(size, round(width * scale))
+    if shorter > size:
+        scale = size / shorter
+        height, width = max(size, round(height * scale)), max(size, round(width * scale))
+    cap = MAX_WORKING_ASPECT * size
+    return min(height, cap), min(width, cap)
 
 
 def to_chw_float(rgb: np.ndarray) -> np.ndarray:
@@ -140,6 +149,16 @@ def upsample_strips(delta_hwc: np.ndarray, height: int, width: int) -> Iterator[
         return
     if height * width <= _STRIP_PIXELS:
         yield 0, cv2.resize(delta_hwc, (width, height), interpolation=cv2.INTER_LINEAR)
+        return
+    if delta_hwc.shape[0] * width > _STRIP_PIXELS:
+        # A very wide photo: even one full-width copy of the small delta's rows is too big
+        # (16 x 6,000,000 px: 1.2 GB), so interpolate rows, then columns, strip by strip.
+        y0, y1, wy = _axis_weights(height, delta_hwc.shape[0])
+        x0, x1, wx = _axis_weights(width, delta_hwc.shape[1])
+        for start in range(0, height, strip):
+            rows = slice(start, min(height, start + strip))
+            small = delta_hwc[y0[rows]] * (1 - wy[rows])[:, None, None] + delta_hwc[y1[rows]] * wy[rows][:, None, None]
+            yield start, small[:, x0] * (1 - wx)[None, :, None] + small[:, x1] * wx[None, :, None]
         return
     wide = cv2.resize(delta_hwc, (width, delta_hwc.shape[0]), interpolation=cv2.INTER_LINEAR)  # columns first
     y0, y1, wy = _axis_weights(height, delta_hwc.shape[0])

@@ -348,3 +348,20 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_file(tmp_path, tiny_gen
     assert "interrupted:" in stderr and "re-run to finish" in stderr and 0 < written < 400
     assert not list(out.glob(".*.tmp")) and not (out / ".segue-lock").exists()
     assert os.path.getsize(out / ".segue-output") > 0
+
+
+def test_thin_photos_reach_the_generator_squashed_and_map_back_in_strips():
+    import cv2
+    import numpy as np
+
+    from segue_cli.plans import MAX_WORKING_ASPECT, upsample_strips, working_shape
+
+    assert working_shape(16, 6_000_000, 112) == (16, MAX_WORKING_ASPECT * 112)
+    assert working_shape(6_000_000, 16, 112) == (MAX_WORKING_ASPECT * 112, 16)
+    assert working_shape(3000, 4000, 112) == (112, 149)  # ordinary photos as before
+    delta = np.random.default_rng(0).random((4, 20, 3), dtype=np.float32)
+    height, width = 8, 300_000  # one full-width copy of delta's rows is over the strip budget
+    strips = list(upsample_strips(delta, height, width))
+    assert len(strips) > 1 and max(s.shape[0] * s.shape[1] for _, s in strips) <= 2 * (1 << 20)
+    stitched = np.concatenate([s for _, s in strips])
+    np.testing.assert_allclose(stitched, cv2.resize(delta, (width, height), interpolation=cv2.INTER_LINEAR), atol=1e-4)
