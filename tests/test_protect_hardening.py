@@ -365,3 +365,25 @@ def test_thin_photos_reach_the_generator_squashed_and_map_back_in_strips():
     assert len(strips) > 1 and max(s.shape[0] * s.shape[1] for _, s in strips) <= 2 * (1 << 20)
     stitched = np.concatenate([s for _, s in strips])
     np.testing.assert_allclose(stitched, cv2.resize(delta, (width, height), interpolation=cv2.INTER_LINEAR), atol=1e-4)
+
+
+def test_example_protects_the_shipped_portrait_into_the_current_folder(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["protect", "--example"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "segue-example-protected"
+    before = np.asarray(Image.open(out / "example-astronaut-original.png").convert("RGB")).astype(int)
+    after = np.asarray(Image.open(out / "example-astronaut.png").convert("RGB")).astype(int)
+    assert before.shape == after.shape == (320, 320, 3) and 0 < np.abs(after - before).max() <= 8
+    assert f"before {out / 'example-astronaut-original.png'}" in result.stderr
+    assert runner.invoke(app, ["protect", "--example"]).exit_code == 0  # a second try is fine
+    result = runner.invoke(app, ["protect", "--example", "photos"])
+    assert result.exit_code == 2 and "takes no INPUT" in result.output
+
+
+def test_protect_without_input_says_what_to_give():
+    result = runner.invoke(app, ["protect"])
+    assert result.exit_code == 2 and "no INPUT given" in result.output and "--example" in result.output

@@ -34,6 +34,7 @@ import typer
 from rich.markup import escape
 
 from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
+from ..errors import InputError
 from .options import DeviceOption, JsonOption, ModelOption
 from .render import print_json, progress, stderr_console
 
@@ -48,7 +49,8 @@ def _stdin_paths() -> tuple[str, ...]:
 
 
 def protect(
-    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="Folder (recursive), image file, or - to read image paths from stdin.")],
+    input_path: Annotated[Optional[str], typer.Argument(metavar="INPUT", help="Folder (recursive), image file, or - to read image paths from stdin.", show_default=False)] = None,
+    example: Annotated[bool, typer.Option("--example", help="Protect the example portrait that ships with segue (NASA's public-domain astronaut photo) into ./segue-example-protected/, with the original beside it, to see what protection does before using your own photos.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="All photos show this one person; the name is hashed to a stable code.")] = None,
     label: Annotated[Optional[int], typer.Option("--label", help="All photos get this integer label (0..65535) as side information.")] = None,
@@ -71,6 +73,17 @@ def protect(
     json_output: JsonOption = False,
 ) -> None:
     from ..protect import ProtectConfig, default_workers, protect as run_protect
+
+    if example:
+        if input_path is not None:
+            raise InputError("--example protects the shipped example photo; it takes no INPUT",
+                             "drop INPUT, or drop --example to protect your own photos")
+        input_path, out = _example_input(out)
+        if identity is None and label is None and labels is None and not by_folder:
+            identity = "segue example"
+    elif input_path is None:
+        raise InputError("no INPUT given", "segue protect ./photos (a folder, a file, or - for paths on stdin); "
+                         "segue protect --example to try it on the shipped example photo")
 
     config = ProtectConfig(
         input=input_path, paths=_stdin_paths() if input_path == "-" else (), out=out, identity=identity, label=label,
@@ -116,10 +129,33 @@ def protect(
                 raise typer.Exit(143 if stopped else 130) from None
     if chatty:
         _print_summary(summary)
+        if example:
+            stderr_console.print(f"example: before {out / EXAMPLE_ORIGINAL}, after {out / EXAMPLE_NAME}; now try "
+                                 "`segue protect YOUR_FOLDER`", highlight=False, soft_wrap=True)
     if json_output:
         print_json(summary.to_dict())
     if summary.failed:
         raise typer.Exit(1)
+
+
+EXAMPLE_NAME = "example-astronaut.png"
+EXAMPLE_ORIGINAL = "example-astronaut-original.png"
+
+
+def _example_input(out: Optional[Path]) -> tuple[str, Path]:
+    """The shipped example photo, and the folder it goes to (its original copied beside the
+    protected one, so the two can be compared)."""
+    import shutil
+    from importlib import resources
+
+    source = resources.files("segue_cli") / "data" / EXAMPLE_NAME
+    out = out if out is not None else Path.cwd() / "segue-example-protected"
+    out.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(source) as path:
+        original = out / EXAMPLE_ORIGINAL
+        if not original.exists():
+            shutil.copyfile(path, original)
+        return str(path), out
 
 
 @contextmanager
@@ -162,7 +198,8 @@ def _print_summary(summary: ProtectSummary) -> None:
     stderr_console.print(head, highlight=False, soft_wrap=True)
     if summary.face_aware or summary.no_face:
         stderr_console.print(f"faces: {summary.face_aware} photo(s) protected face by face ({summary.faces_found} "
-                             f"face(s)), {summary.no_face} with no face found protected whole", highlight=False)
+                             f"face(s)), {summary.no_face} with no face found protected whole", highlight=False,
+                             soft_wrap=True)
     stderr_console.print(escape(f"model: {summary.model} (file sha256 {summary.file_sha256[:12]}, {summary.backend} on "
                                 f"{summary.device}, epsilon {summary.epsilon * 255:.1f}/255)"), highlight=False, soft_wrap=True)
     _print_warnings(summary.warnings)
