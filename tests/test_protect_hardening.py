@@ -387,3 +387,17 @@ def test_example_protects_the_shipped_portrait_into_the_current_folder(tmp_path,
 def test_protect_without_input_says_what_to_give():
     result = runner.invoke(app, ["protect"])
     assert result.exit_code == 2 and "no INPUT given" in result.output and "--example" in result.output
+
+
+def test_tiny_images_fail_by_name_and_an_empty_folder_warns(tmp_path, tiny_generator_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    face(0, (12, 40)).save(folder / "sliver.png")
+    face(1).save(folder / "fine.png")
+    result = runner.invoke(app, ["protect", str(folder), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 1 and "sliver.png" in result.stderr and "too small" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["protect", str(empty), "--model", str(tiny_generator_path), "--json"])
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert result.exit_code == 0 and any("no images found" in w and ".heic" in w for w in summary["warnings"])
