@@ -40,7 +40,7 @@ from .artifacts import atomic_write, save_generator
 from .choices import MAX_EPSILON
 from .datasets import LabelledSet, decode_images, load_labelled, require_identities
 from .devices import resolve_device
-from .errors import ConfigError, OutputError
+from .errors import ConfigError, InputError, OutputError
 from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
 from .nn.surrogate import build_surrogate, pgd_noise
@@ -239,13 +239,22 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     history: list[EpochRecord] = []
     start_epoch = 1
     if config.resume:
-        state = torch.load(run_dir / STATE_FILE, map_location=device, weights_only=True)
-        generator.load_state_dict(state["generator"])
-        surrogate.load_state_dict(state["surrogate"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_f.load_state_dict(state["opt_f"])
-        sched_f.load_state_dict(state["sched_f"])
-        start_epoch = int(state["epoch"]) + 1
+        state_path = run_dir / STATE_FILE
+        try:
+            # weights_only: a state.pt from elsewhere cannot run code (a pickled payload is refused).
+            state = torch.load(state_path, map_location=device, weights_only=True)
+            generator.load_state_dict(state["generator"])
+            surrogate.load_state_dict(state["surrogate"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_f.load_state_dict(state["opt_f"])
+            sched_f.load_state_dict(state["sched_f"])
+            start_epoch = int(state["epoch"]) + 1
+        except Exception as exc:  # noqa: BLE001 (torch raises many types for damaged or foreign files)
+            raise InputError(
+                f"cannot resume from {state_path}: it is damaged, not written by segue train, or holds code "
+                f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'})",
+                f"start a new run without --resume (or into another --out); {state_path} is left as it is",
+            ) from exc
         history = [EpochRecord(**json.loads(line)) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line]
     else:
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(_run_record(config, dataset, problems), indent=2)))

@@ -254,3 +254,26 @@ def test_targeted_objective_trains_the_surrogate_on_clean_photos_and_aims_at_the
     assert targeted.history[1].ce > minimizing.history[1].ce
     with pytest.raises(ConfigError, match="--objective"):
         TrainConfig(data=tiny_faces, out=tmp_path / "x", objective="maximizing")
+
+
+@pytest.mark.parametrize("kind", ["garbage", "payload", "foreign"])
+def test_resume_from_a_bad_or_hostile_state_names_the_file(tmp_path, tiny_faces, kind):
+    import pickle
+
+    run = train(TrainConfig(data=tiny_faces, out=tmp_path / "run", **{**TINY, "epochs": 2}))
+    state = run.run_dir / "state.pt"
+    marker = tmp_path / "payload-ran"
+    if kind == "garbage":
+        state.write_bytes(b"\x00not a torch file")
+    elif kind == "payload":
+        class Payload:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+
+        torch.save({"epoch": Payload()}, state, pickle_module=pickle)
+    else:
+        torch.save({"epoch": 1, "something": torch.zeros(2)}, state)
+    result = runner.invoke(app, ["train", str(tiny_faces), "--out", str(run.run_dir), "--resume", "--epochs", "3"])
+    assert result.exit_code == 2, result.output
+    assert "cannot resume from" in result.output and "state.pt" in result.output and "without --resume" in result.output
+    assert not marker.exists()
