@@ -11,3 +11,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+__all__ = ["Protector", "__version__"]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    # Lazy, so that `import segue_cli` (and the CLI's --help) stays free of torch and ONNX Runtime.
+    if name == "Protector":
+        from .protector import Protector
+
+        return Protector
+    raise AttributeError(f"module 'segue_cli' has no attribute {name!r}")

@@ -59,6 +59,7 @@ class LoadedImage:
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
     grayscale: bool = False  # black and white (mode L/LA/1/16-bit gray, or R = G = B everywhere)
+    source_format: str | None = None  # Pillow's name of the format it was read from ("JPEG", "PNG", ...)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -173,18 +174,24 @@ def _to_srgb(image: Image.Image, icc: bytes | None, notes: list[str]) -> tuple[I
         return image, None
 
 
-def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode ``path`` into 8-bit RGB (+ alpha), EXIF orientation applied.
+def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` (a file, or the bytes of one) into 8-bit RGB (+ alpha), EXIF
+    orientation applied.
 
     Raises :class:`InputError` naming the file for anything that is not a readable image.
     """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except PermissionError as exc:
-        raise InputError(f"{path}: permission denied", "make the file readable (chmod +r) or skip it") from exc
-    except OSError as exc:  # broken symlink, symlink loop, vanished file
-        raise InputError(f"{path}: cannot open ({exc.strerror or exc})", "check the file and any symlink to it") from exc
+    if isinstance(path, (bytes, bytearray)):
+        _heif_support()  # bytes have no suffix to tell HEIC by: have the plugin ready
+        data: bytes | None = bytes(path)
+        path, size = Path("<bytes>"), len(data)
+    else:
+        data, path = None, Path(path)
+        try:
+            size = path.stat().st_size
+        except PermissionError as exc:
+            raise InputError(f"{path}: permission denied", "make the file readable (chmod +r) or skip it") from exc
+        except OSError as exc:  # broken symlink, symlink loop, vanished file
+            raise InputError(f"{path}: cannot open ({exc.strerror or exc})", "check the file and any symlink to it") from exc
     if path.suffix.lower() in HEIF_EXTENSIONS and not _heif_support():
         raise InputError(f"{path}: HEIC/HEIF photos need the pillow-heif plugin, which is not installed",
                          "pip install pillow-heif (or convert the photo to JPEG or PNG)")
@@ -196,7 +203,7 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
             previous_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the option
             try:
-                with Image.open(path) as opened:
+                with Image.open(io.BytesIO(data) if data is not None else path) as opened:
                     width, height = opened.size
                     if width * height > max_pixels:
                         raise InputError(
@@ -215,7 +222,8 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
                     # Read EXIF after the transpose: Pillow drops the Orientation tag from the
                     # rotated copy, so a writer that keeps metadata does not rotate it twice.
                     exif = oriented.info.get("exif")
-                    source_mode = oriented.mode
+                    source_mode, source_format = oriented.mode, opened.format
+
                     rgb_image, alpha = _to_8bit_rgb(oriented, notes)
                     rgb_image, icc = _to_srgb(rgb_image, icc, notes)
             finally:
@@ -233,7 +241,8 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     if grayscale and source_mode not in ("1", "L", "LA", "La"):
         notes.append("black-and-white photo (R = G = B): kept black and white, the perturbation is the same on "
                      "R, G and B")
-    return LoadedImage(rgb=rgb, alpha=alpha, icc_profile=icc, exif=exif, notes=notes, grayscale=grayscale)
+    return LoadedImage(rgb=rgb, alpha=alpha, icc_profile=icc, exif=exif, notes=notes, grayscale=grayscale,
+                       source_format=source_format)
 
 
 def _rawmode(opened: Image.Image) -> str:

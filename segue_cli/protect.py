@@ -261,13 +261,13 @@ class _Job:
         return self.image.rgb.shape[0] * self.image.rgb.shape[1]
 
 
-def default_planner(config: ProtectConfig, working_size: int) -> tuple[Planner, str]:
-    """The planner ``config.faces`` asks for, with its detector opened once for the run,
-    and a description for the summary."""
-    if config.faces == "off":
+def default_planner(faces: FaceMode, detector_name: str, working_size: int) -> tuple[Planner, str]:
+    """The planner ``faces`` asks for, with its detector opened once for the run, and a
+    description for the summary."""
+    if faces == "off":
         return whole_image_plan, "whole-image (--no-faces)"
-    detector = open_detector(config.detector)
-    if config.faces == "on":
+    detector = open_detector(detector_name)
+    if faces == "on":
         return face_planner(detector, "on"), (f"face-aware on every photo (--faces, detector {detector.name}); "
                                               "photos without a face: whole-image")
     threshold = AUTO_FACES_FACTOR * working_size
@@ -453,7 +453,7 @@ def protect(
     side = side_information(config, inputs, backend.info.code_bits)
     info = backend.info
     if planner is None:
-        planner, protection = default_planner(config, info.image_size)
+        planner, protection = default_planner(config.faces, config.detector, info.image_size)
     else:
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     summary = ProtectSummary(out_dir=out_dir, side_information=side.description,

@@ -57,7 +57,7 @@ def test_short_help_flag_works_for_the_root_and_every_command():
 
 
 @pytest.mark.parametrize(("command", "usage"), [
-    ("protect", "segue protect [OPTIONS] INPUT"), ("cluster", "segue cluster [OPTIONS] DIR"),
+    ("protect", "segue protect [OPTIONS] [INPUT]"), ("cluster", "segue cluster [OPTIONS] DIR"),
     ("train", "segue train [OPTIONS] DATA"), ("export", "segue export [OPTIONS] [MODEL]"),
 ])
 def test_usage_lines_name_arguments_plainly(command, usage):

@@ -1,5 +1,7 @@
 """Protect photos before sharing them: adds the Segue perturbation (invisible, at most
 8/255 per pixel) so that face-recognition models trained on them learn nothing useful.
+It protects partly against a model trained on the photos from scratch, not against an
+existing face-recognition network: figures in docs/model-card.md, "Threat model".
 
 INPUT is a folder (searched recursively), one image file, or - to read image paths from
 stdin (one per line, or NUL-separated as from find -print0). Outputs mirror the input's

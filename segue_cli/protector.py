@@ -1,0 +1,115 @@
+"""Protect images in memory: ``Protector`` opens the model, backend and face detector once
+and protects one image per call, the way ``segue protect`` protects each file.
+
+    from segue_cli import Protector
+    protector = Protector()                       # the shipped default model
+    safe = protector.protect(image, identity="Ada Lovelace")
+
+``image`` may be a PIL image, a numpy array (H x W x 3 or H x W x 4 uint8, or H x W
+gray), the bytes of an image file, or a path; what comes back is of the same kind (bytes
+of the same format for bytes; a PIL image for a path, which is never written to). EXIF
+orientation is applied, transparency kept, colour profiles converted to sRGB, black-and-
+white images stay black and white, exactly as in the folder command (the same loader,
+planner and compose step).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from .choices import DEFAULT_MAX_PIXELS
+from .errors import InputError
+from .imageio import DEFAULT_QUALITY, LoadedImage, load_image
+from .plans import FACE_MODES, FaceMode, luma_delta, within_limit
+from .runtime import open_backend
+from .side_info import identity_code, label_code
+
+ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
+_BYTES_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}  # others come back as PNG
+
+
+class Protector:
+    """One model, backend and face detector, opened once and reused for every image."""
+
+    def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
+                 faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        from .protect import default_planner
+
+        if faces not in FACE_MODES:
+            raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
+        self.backend = open_backend(model, backend, device)
+        self.info = self.backend.info
+        self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
+        self.max_pixels = max_pixels
+
+    def code_for(self, identity: str | None = None, label: int | None = None, code: int | None = None) -> int:
+        """The side-information code of exactly one of identity, label or code."""
+        given = [name for name, value in (("identity", identity), ("label", label), ("code", code)) if value is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one of identity=, label= or code=" + (f" (got {', '.join(given)})" if given else ""),
+                             'who is in the photo decides the perturbation: protect(image, identity="Ada Lovelace")')
+        if identity is not None:
+            return identity_code(identity, self.info.code_bits)
+        return label_code(int(label if label is not None else code), self.info.code_bits)  # type: ignore[arg-type]
+
+    def protect(self, image: ImageLike, *, identity: str | None = None, label: int | None = None,
+                code: int | None = None) -> Any:
+        """The protected image, of the kind given (see the module docstring)."""
+        chosen = self.code_for(identity, label, code)
+        loaded = _load(image, self.max_pixels)
+        protected = self.protect_loaded(loaded, chosen)
+        return _as_kind(image, loaded, protected)
+
+    def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
+        """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
+        plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
+        deltas = [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
+        protected = plan.compose([luma_delta(d) for d in deltas] if loaded.grayscale else deltas)
+        if not within_limit(loaded.rgb, protected, self.info.epsilon):
+            raise RuntimeError("the planned output moves pixels by more than epsilon; refused")
+        return protected
+
+
+def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
+    if isinstance(image, (bytes, bytearray)):
+        return load_image(bytes(image), max_pixels)
+    if isinstance(image, (str, Path)):
+        return load_image(Path(image), max_pixels)
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG" if image.mode not in ("CMYK",) else "TIFF")  # lossless, mode kept
+        return load_image(buffer.getvalue(), max_pixels)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise InputError(f"an array image must be uint8 H x W, H x W x 3 or H x W x 4, got {image.dtype} "
+                             f"{list(image.shape)}", "convert it, e.g. np.asarray(pil_image.convert('RGB'))")
+        return _load(Image.fromarray(image), max_pixels)
+    raise InputError(f"cannot protect a {type(image).__name__}",
+                     "give a PIL image, a numpy uint8 array, the bytes of an image file, or a path")
+
+
+def _as_kind(original: ImageLike, loaded: LoadedImage, protected: np.ndarray) -> Any:
+    alpha = loaded.alpha
+    if isinstance(original, np.ndarray):
+        if original.ndim == 2:
+            return protected[..., 0].copy()
+        return np.dstack([protected, alpha]) if original.shape[2] == 4 and alpha is not None else protected
+    pil = Image.fromarray(np.dstack([protected, alpha]), "RGBA") if alpha is not None else Image.fromarray(protected, "RGB")
+    if isinstance(original, Image.Image) and original.mode in ("L", "1") and loaded.grayscale:
+        pil = pil.convert("L")
+    if isinstance(original, (bytes, bytearray)):
+        pil_format = _BYTES_FORMATS.get(loaded.source_format or "", "PNG")
+        if pil_format == "JPEG" and pil.mode == "RGBA":
+            pil = pil.convert("RGB")
+        buffer = io.BytesIO()
+        options: dict[str, Any] = {"quality": DEFAULT_QUALITY} if pil_format in ("JPEG", "WEBP") else {}
+        if loaded.icc_profile:
+            options["icc_profile"] = loaded.icc_profile
+        pil.save(buffer, format=pil_format, **options)
+        return buffer.getvalue()
+    return pil
