@@ -70,7 +70,9 @@ def archive(folder: Path, runs: list[dict[str, Any]], archive_dir: Path, prefix:
     """Copy ``folder``'s results.json into the repository, named by prefix, attackers and
     counter-measures (e.g. ``labels-resnet18-at-4.json``); returns the repo-relative path."""
     archive_dir.mkdir(parents=True, exist_ok=True)
-    name = "-".join([prefix, *sorted({run["arch"] for run in runs}), *sorted({run["attack"] for run in runs})])
+    # Embedding attackers are one run per matcher (embedding-dlib/ncm, ...): named once.
+    archs = sorted({run["arch"].split("/")[0] for run in runs})
+    name = "-".join([prefix, *archs, *sorted({run["attack"] for run in runs})])
     target = archive_dir / f"{name}.json"
     shutil.copyfile(folder / "results.json", target)
     return str(target.relative_to(ROOT))
@@ -141,9 +143,10 @@ def main() -> None:
     rows = []
     for scenario, variant, arch, attack, target, command in TARGETS:
         protected = runs.get((variant, arch, attack, "protected"))
-        baseline = runs.get((variant, arch, attack, "clean")) or runs.get(("labels", arch, attack, "clean"))
-        if baseline is None:
-            baseline = measured_baselines.get((arch, attack))
+        baseline = runs.get((variant, arch, attack, "clean"))
+        same_attacker = variant in ("labels", "hashed")  # a departure (labels-64) has no 112 px baseline
+        if baseline is None and same_attacker:
+            baseline = runs.get(("labels", arch, attack, "clean")) or measured_baselines.get((arch, attack))
         inconclusive = protected is not None and _learned_nothing(protected, baseline)
         rows.append({
             "scenario": scenario, "variant": variant, "arch": arch, "attack": attack, "target_max_accuracy": target,
@@ -330,7 +333,7 @@ def render(card: dict[str, Any], strip: Path | None) -> str:
     lines += ["", "## Image quality (protected vs clean train photos at 224 px)", ""]
     if q:
         lines += [
-            f"| PSNR | SSIM | MS-SSIM | max L-inf | mean L2 | LPIPS |", "|---|---|---|---|---|---|",
+            "| PSNR | SSIM | MS-SSIM | max L-inf | mean L2 | LPIPS |", "|---|---|---|---|---|---|",
             f"| {q['psnr_db']:.2f} dB (target >= 33) | {q['ssim']:.3f} (target >= 0.95) | {q['ms_ssim']:.3f} | "
             f"{q['linf_max_255']:.1f}/255 | {q['l2_mean']:.2f} | not computed |", "",
             f"LPIPS: {q.get('lpips_note', 'not computed')}", "",

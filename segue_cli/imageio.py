@@ -23,8 +23,9 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from .artifacts import atomic_write
 from .choices import DEFAULT_MAX_PIXELS
 
-DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 from .errors import InputError
+
+DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                               ".heic", ".heif", ".avif"})

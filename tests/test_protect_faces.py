@@ -20,7 +20,7 @@ from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError
 from segue_cli.faces import Face, align_face, alignment_matrix
 from segue_cli.imageio import load_image
-from segue_cli.plans import face_planner, uses_faces, whole_image_plan
+from segue_cli.plans import face_planner, uses_faces
 from segue_cli.protect import ProtectConfig, protect
 from segue_cli.runtime import open_backend
 from segue_cli.side_info import identity_code

@@ -200,7 +200,6 @@ def test_black_and_white_photos_stay_black_and_white_with_a_colour_model(source,
 
 def test_palette_and_16_bit_conversions_are_noted(tmp_path):
     import numpy as np
-    from PIL import Image
 
     from segue_cli.imageio import load_image
 

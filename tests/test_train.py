@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
-from segue_cli.errors import ConfigError, InputError
+from segue_cli.errors import ConfigError
 from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator

@@ -5,7 +5,8 @@ set and (unless skipped) on the clean one, test both on the clean test set after
 epoch. With ``attacker_pipeline="detect-align"`` every train and test photo is first
 reduced to its largest face, aligned (``alignment.py``), as a scraper would. An embedding
 attacker (``--arch embedding-dlib``) trains nothing: it embeds the train and test photos
-with a pretrained face network and matches them (``embedding_attack.py``). Measure the protected set's image quality against the clean originals. Write
+with a pretrained face network and matches them (``embedding_attack.py``). Measure the
+protected set's image quality against the clean originals. Write
 ``results.json`` (rewritten after every finished run, so an interrupted evaluation keeps
 what it measured), ``report.md`` and PNG figures into a new run folder.
 """
@@ -124,7 +125,6 @@ def _embedding_runs(config: EvaluateConfig, data: EvaluationData, arch: str, sce
     records = []
     for train_set in train_sets:
         train = embedded(train_set)
-        emit("embedding_scored", {"arch": arch, "attack": scenario.name, "train_set": train_set})
         for run in score_embeddings(arch, scenario.name, train_set, train, test, data.identities, config.seed,
                                     seconds=time.perf_counter() - started):
             emit("embedding_result", run.to_dict())
@@ -178,9 +178,9 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     for scenario in scenarios:
         for arch in config.archs:
             if arch in EMBEDDING_ATTACKER_NAMES:
-                embedder = embedders.setdefault(arch, open_embedder(arch, detector))
-                for run_record in _embedding_runs(config, data, arch, scenario, train_sets, embedder, emit):
-                    results["runs"].append(run_record)
+                if arch not in embedders:  # dlib's models are loaded once per evaluation
+                    embedders[arch] = open_embedder(arch, detector)
+                results["runs"].extend(_embedding_runs(config, data, arch, scenario, train_sets, embedders[arch], emit))
                 results["embedding_faces"] = data.embedding_faces
                 write_results(run_dir, results)
                 continue
