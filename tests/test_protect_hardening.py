@@ -315,6 +315,7 @@ def test_a_rerun_removes_the_temp_files_a_killed_run_left(album, tiny_generator_
     for path in left:
         path.write_bytes(b"half a file")
     (out / ".unrelated.tmp").write_bytes(b"not ours")
+    (out / ".segue-output").write_bytes(b"")  # what a full disk used to leave
     result = runner.invoke(app, ["protect", str(album), "--out", str(out), "--model", str(tiny_generator_path)])
     assert result.exit_code == 0 and "removed 2 temp file(s)" in result.stderr
     assert not any(path.exists() for path in left) and (out / ".unrelated.tmp").exists()

@@ -240,6 +240,8 @@ def test_train_says_where_it_writes_when_out_exists(tmp_path, tiny_faces):
                                  "--image-size", "16", "--batch-size", "4", "--max-steps", "1", "--pgd-steps", "0"])
     assert result.exit_code == 0, result.output
     assert f"run folder: {tmp_path / 'run-2'} ({tmp_path / 'run'} exists" in result.stderr
+    # stderr is not a terminal here, as in a nohup or cron log: plain lines, no cut-off bar.
+    assert "epoch 2/2 generator: 1/1" in result.stderr and "…" not in result.stderr
     assert load_generator(tmp_path / "run-2" / "generator.safetensors").metadata.training["generator_epochs"] == 1
 
 
