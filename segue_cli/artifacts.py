@@ -15,16 +15,18 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .choices import model_limit_problem
 from .errors import ArtifactError
-from .nn.generator import GeneratorConfig, SegueGenerator
+
+if TYPE_CHECKING:  # torch is imported by the functions that build or save a model, not here
+    import torch
+
+    from .nn.generator import SegueGenerator
 
 FORMAT_NAME = "segue-generator"
 FORMAT_VERSION = 1
@@ -68,6 +70,8 @@ class LoadedGenerator:
 
 
 def _content_sha256(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> str:
+    import torch
+
     digest = hashlib.sha256()
     unsigned = {k: v for k, v in metadata.items() if k != "content_sha256"}
     digest.update(json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode())
@@ -111,6 +115,8 @@ def save_generator(
     image_size: int,
     training: dict[str, Any] | None = None,
 ) -> GeneratorMetadata:
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     record = GeneratorMetadata(
         epsilon=float(epsilon),
@@ -161,7 +167,7 @@ def read_metadata(path: Path) -> GeneratorMetadata:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             raw = (handle.metadata() or {}).get(_METADATA_KEY)
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"cannot read checkpoint {path}: {exc}", "is it a segue .safetensors file?") from exc
@@ -171,6 +177,10 @@ def read_metadata(path: Path) -> GeneratorMetadata:
 
 
 def load_generator(path: Path, device: torch.device | str = "cpu") -> LoadedGenerator:
+    from safetensors.torch import load_file
+
+    from .nn.generator import GeneratorConfig, SegueGenerator
+
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"model file not found: {path}", "pass --model PATH to a .safetensors checkpoint")

@@ -9,12 +9,14 @@ import csv
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-import torch
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 from .imageio import discover_images, is_image_path, load_image, resize_rgb
 
 MIN_IMAGE_SIDE = 16
@@ -168,6 +170,8 @@ def decode_images(
         finally:
             if on_done is not None:
                 on_done()
+
+    import torch
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(decode, paths))

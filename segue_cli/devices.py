@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    import torch  # here, not at import: protect on ONNX Runtime never needs it
+
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
         raise ConfigError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":

@@ -15,15 +15,18 @@ import zlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .artifacts import atomic_write
 from .choices import DEFAULT_MAX_PIXELS
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 
@@ -259,6 +262,8 @@ def _rawmode(opened: Image.Image) -> str:
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x H x W float in [0, 1]."""
+    import torch
+
     return torch.from_numpy(np.array(rgb, dtype=np.uint8, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 

@@ -19,7 +19,7 @@ from .devices import DEVICE_CHOICES
 from .errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata
 from .runtime import BackendInfo
-from .side_info import code_to_signs
+from .side_info import code_signs
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -105,7 +105,7 @@ class OnnxBackend:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if images.ndim != 4 or images.shape[1] != 3:
             raise InputError(f"images must be [batch, 3, height, width], got shape {list(images.shape)}")
-        signs = code_to_signs(np.asarray(codes, dtype=np.int64).reshape(-1).tolist(), self.info.code_bits).numpy()
+        signs = code_signs(np.asarray(codes, dtype=np.int64).reshape(-1), self.info.code_bits)
         if signs.shape[0] == 1 and images.shape[0] > 1:
             signs = np.repeat(signs, images.shape[0], axis=0)
         if signs.shape[0] != images.shape[0]:

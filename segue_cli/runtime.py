@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from .artifacts import MODELS_DIR, file_sha256, load_generator, read_metadata, resolve_model_path, untrained_reason
-from .devices import resolve_device
 from .errors import ArtifactError, ConfigError
 
 BACKEND_CHOICES = ("auto", "torch", "onnx")
@@ -43,6 +41,8 @@ class PerturbationBackend(Protocol):
 
 class TorchBackend:
     def __init__(self, model_path: Path, device: str = "auto") -> None:
+        from .devices import resolve_device
+
         self._device = resolve_device(device)
         loaded = load_generator(model_path, self._device)
         self._model = loaded.model
@@ -58,11 +58,13 @@ class TorchBackend:
             file_sha256=file_sha256(model_path),
         )
 
-    @torch.inference_mode()
     def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self._device)
-        delta = self._model.perturbation(batch, torch.as_tensor(codes, dtype=torch.long), self.info.epsilon)
-        return delta.float().cpu().numpy()
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self._device)
+            delta = self._model.perturbation(batch, torch.as_tensor(codes, dtype=torch.long), self.info.epsilon)
+            return delta.float().cpu().numpy()
 
 
 def shipped_sha256(path: Path) -> str | None:
@@ -138,6 +140,19 @@ def exported_twin(checkpoint: Path) -> Path | None:
     return twin if _twin_holds_weights(model, checkpoint) else None
 
 
+def _runs_on_cpu(device: str) -> bool:
+    """Whether ``device`` means the CPU, without importing torch where no NVIDIA GPU is
+    present (the CUDA device node is the cheap sign): torch costs seconds and ~700 MiB,
+    and on a CPU the ONNX twin does the work."""
+    if device == "cpu":
+        return True
+    if device == "auto" and not Path("/dev/nvidiactl").exists():
+        return True
+    from .devices import resolve_device
+
+    return resolve_device(device).type == "cpu"
+
+
 def open_backend(
     model: str | Path | None = None, backend: str = "auto", device: str = "auto", threads: int | None = None
 ) -> PerturbationBackend:
@@ -166,7 +181,7 @@ def open_backend(
         if backend == "onnx" and twin is None:
             raise ConfigError(f"no ONNX export of {path} found beside it",
                               f"run `segue export {path} --out {path.with_suffix('.onnx')}` first, or pass the .onnx file")
-        if twin is not None and (backend == "onnx" or resolve_device(device).type == "cpu"):
+        if twin is not None and (backend == "onnx" or _runs_on_cpu(device)):
             verify_shipped(twin)
             path, is_onnx, backend = twin, True, "onnx"
     if backend == "onnx" or (backend == "auto" and is_onnx):

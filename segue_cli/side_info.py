@@ -19,9 +19,14 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_CODE_BITS = 16
 _IDENTITY_SALT = "segue-identity-v1:"
@@ -59,14 +64,23 @@ def folder_code(folder_name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
     return identity_code(stripped, code_bits)
 
 
+def code_signs(codes: np.ndarray | list[int] | int, code_bits: int = DEFAULT_CODE_BITS) -> np.ndarray:
+    """Codes (shape [B] or scalar) -> float32 array [B, code_bits] of +/-1, MSB first."""
+    codes_a = np.asarray(codes, dtype=np.int64).reshape(-1)
+    if (codes_a < 0).any() or (codes_a >= 2**code_bits).any():
+        raise InputError(f"code out of range for {code_bits} bits: {codes_a.tolist()}")
+    shifts = np.arange(code_bits - 1, -1, -1, dtype=np.int64)
+    bits = (codes_a[:, None] >> shifts) & 1
+    return bits.astype(np.float32) * 2.0 - 1.0
+
+
 def code_to_signs(codes: torch.Tensor | list[int] | int, code_bits: int = DEFAULT_CODE_BITS) -> torch.Tensor:
-    """Codes (shape [B] or scalar) -> float tensor [B, code_bits] of +/-1, MSB first."""
-    codes_t = torch.as_tensor(codes, dtype=torch.long).reshape(-1)
-    if (codes_t < 0).any() or (codes_t >= 2**code_bits).any():
-        raise InputError(f"code out of range for {code_bits} bits: {codes_t.tolist()}")
-    shifts = torch.arange(code_bits - 1, -1, -1, device=codes_t.device)
-    bits = (codes_t.unsqueeze(1) >> shifts) & 1
-    return bits.float() * 2.0 - 1.0
+    """:func:`code_signs` as a float tensor (on the CPU), for the torch generator."""
+    import torch
+
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach().cpu().numpy()
+    return torch.from_numpy(code_signs(codes, code_bits))
 
 
 def random_codes(count: int, code_bits: int, generator: torch.Generator) -> list[int]:
@@ -74,5 +88,7 @@ def random_codes(count: int, code_bits: int, generator: torch.Generator) -> list
     will meet at protect time (hashed names) instead of only the training labels."""
     if count > 2**code_bits:
         raise InputError(f"{count} identities do not fit in {code_bits}-bit codes")
+    import torch
+
     perm = torch.randperm(2**code_bits, generator=generator)[:count]
     return [int(c) for c in perm]

@@ -401,3 +401,17 @@ def test_tiny_images_fail_by_name_and_an_empty_folder_warns(tmp_path, tiny_gener
     result = runner.invoke(app, ["protect", str(empty), "--model", str(tiny_generator_path), "--json"])
     summary = json.loads(result.stdout.splitlines()[-1])
     assert result.exit_code == 0 and any("no images found" in w and ".heic" in w for w in summary["warnings"])
+
+
+def test_protect_with_the_shipped_onnx_model_never_imports_torch(album, tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom segue_cli.cli.app import main\n"
+             f"sys.argv = ['segue', 'protect', {str(album)!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet', '--no-faces']\n"
+             "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+             "print(' '.join(m for m in ('torch', 'torchvision') if m in sys.modules) or 'none')")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.split()[-1] == "none", done.stdout + done.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 2
