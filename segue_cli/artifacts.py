@@ -33,7 +33,17 @@ FORMAT_VERSION = 1
 CHECKPOINT_SUFFIX = ".safetensors"
 _METADATA_KEY = "segue"
 DEFAULT_MODEL_NAME = "segue-webface10-112"
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def _models_dir() -> Path:
+    """Where the shipped models are: inside the installed package (a wheel or a
+    non-editable install puts models/ there as segue_cli/models), else the checkout's
+    models/ beside segue_cli/ (an editable install, the tests)."""
+    packaged = Path(__file__).resolve().parent / "models"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
+
+
+MODELS_DIR = _models_dir()
 
 
 @dataclass(frozen=True)
