@@ -42,7 +42,9 @@ class PerturbationBackend(Protocol):
 class TorchBackend:
     def __init__(self, model_path: Path, device: str = "auto") -> None:
         from .devices import resolve_device
+        from .extras import require
 
+        require("protect --backend torch")
         self._device = resolve_device(device)
         loaded = load_generator(model_path, self._device)
         self._model = loaded.model

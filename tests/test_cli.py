@@ -76,3 +76,20 @@ def test_gitignore_keeps_personal_photo_folders_out_of_git():
 
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "photos/" in ignored and "*-protected/" in ignored
+
+
+@pytest.mark.parametrize(("command", "module"), [("train", "torch"), ("evaluate", "matplotlib"), ("export", "onnxscript"),
+                                                 ("cluster", "dlib")])
+def test_a_command_whose_extra_is_missing_names_the_pip_line(command, module, monkeypatch, tmp_path):
+    import importlib.util
+
+    from segue_cli import extras
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    args = {"train": ["train", str(tmp_path)], "evaluate": ["evaluate", "--train-protected", str(tmp_path),
+            "--train-clean", str(tmp_path), "--test", str(tmp_path)], "export": ["export", "--out", str(tmp_path / "x.onnx")],
+            "cluster": ["cluster", str(tmp_path), "--out", str(tmp_path / "l.csv")]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert module in result.output and "pip install 'segue[train]'" in result.output

@@ -58,6 +58,9 @@ def cluster(
     seed: SeedOption = 0,
     json_output: JsonOption = False,
 ) -> None:
+    from ..extras import require
+
+    require("cluster")
     from ..clustering import ClusterConfig, cluster as run_clustering
 
     config = ClusterConfig(

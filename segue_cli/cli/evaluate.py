@@ -47,6 +47,9 @@ def evaluate(
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
+    from ..extras import require
+
+    require("evaluate")
     overrides: dict[str, Any] = {
         key: value for key, value in {
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,

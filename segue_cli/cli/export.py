@@ -31,6 +31,9 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it already exists.")] = False,
     json_output: JsonOption = False,
 ) -> None:
+    from ..extras import require
+
+    require("export")
     from ..export import ExportConfig, export_model
 
     config = ExportConfig(out=out, model=model, fp16=fp16, opset=opset, overwrite=overwrite)

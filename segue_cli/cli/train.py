@@ -53,6 +53,9 @@ def train(
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
+    from ..extras import require
+
+    require("train")
     from ..nn.distortions import DistortionConfig
     from ..training import TrainConfig, train as run_training
 
