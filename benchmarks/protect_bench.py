@@ -124,8 +124,11 @@ def markdown(rows: list[dict[str, object]], args: argparse.Namespace, command: s
     lines += ["", f"Generator throughput = {ratio:.0%} of the I/O floor "
                   "(targets: at least 50% of the floor, at least 30 images/s, peak memory under 1 GiB). "
                   "On this shared machine images/s moves by 10-20% from run to run; CPU ms/image is steadier, "
-                  "and their ratio is the share a dedicated machine would reach. Most of the peak RSS is "
-                  "importing torch (about 510 MiB); the pipeline itself holds a few batches of photos.",
+                  "and their ratio is the share a dedicated machine would reach. " + (
+                      "Most of the peak RSS is importing torch (about 510 MiB); the pipeline itself holds a few "
+                      "batches of photos." if model["backend"] == "torch" else
+                      "On ONNX Runtime torch is never imported: the peak is ONNX Runtime, OpenCV and the few "
+                      "batches of photos the pipeline holds."),
               "", "Command:", "", "```", command, "```", "",
               "Through ONNX Runtime: `--save-fresh-model /tmp/fresh-112.safetensors`, "
               "`segue export /tmp/fresh-112.safetensors --out /tmp/fresh-112.onnx`, then "
