@@ -156,6 +156,8 @@ class ProtectSummary:
     no_face: int = 0
     whole_image: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
+    not_read: list[dict[str, str]] = field(default_factory=list)
     failures: list[FileResult] = field(default_factory=list)
 
     @property
@@ -184,8 +186,11 @@ class ProtectSummary:
                 "written": self.written, "skipped": self.skipped, "failed": self.failed,
                 "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
                 "whole_image": self.whole_image, "seconds": round(self.seconds, 3),
-                "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings}
+                "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
+                "not_read": self.not_read}
 
+
+MAX_NAMED = 20  # files named in one warning line; --json lists them all
 
 EventCallback = Callable[[str, Any], None]
 """``("start", ProtectSummary)`` once the plan is known, then ``("file", FileResult)`` per file."""
@@ -466,14 +471,17 @@ def protect(
     if inputs.left_out:
         folders = ", ".join(str(f) for f in inputs.left_out[:3]) + (" ..." if len(inputs.left_out) > 3 else "")
         summary.warnings.append(f"left out {len(inputs.left_out)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): {folders}")
-    if inputs.not_images:
-        names = ", ".join(str(f) for f in inputs.not_images[:3]) + (" ..." if len(inputs.not_images) > 3 else "")
-        summary.warnings.append(f"skipped {len(inputs.not_images)} hidden file(s) that are not images (macOS ._* "
-                                f"metadata and the like): {names}")
-    if inputs.unsupported:
-        names = ", ".join(str(f) for f in inputs.unsupported[:3]) + (" ..." if len(inputs.unsupported) > 3 else "")
-        summary.warnings.append(f"skipped {len(inputs.unsupported)} photo(s) in formats segue cannot read (camera raw, "
-                                f"JPEG XL, ...): {names}; convert them to JPEG, PNG or HEIC first")
+    for files, why, fix in (
+        (inputs.not_images, "hidden file that is not an image (macOS ._* metadata and the like)", "nothing to do"),
+        (inputs.unsupported, "a photo format segue cannot read (camera raw, JPEG XL, ...)",
+         "convert it to JPEG, PNG or HEIC first"),
+    ):
+        summary.not_read += [{"path": str(f), "reason": why, "fix": fix} for f in files]
+        if files:
+            names = ", ".join(str(f) for f in files[:MAX_NAMED]) + (
+                f" and {len(files) - MAX_NAMED} more (all in --json)" if len(files) > MAX_NAMED else "")
+            summary.warnings.append(f"skipped {len(files)} file(s), each {why}: {names}"
+                                    + ("" if fix == "nothing to do" else f"; {fix}"))
     if not planned_files:
         summary.warnings.append(f"no images found in {inputs.root} (looked for "
                                 f"{' '.join(sorted(IMAGE_EXTENSIONS))})")

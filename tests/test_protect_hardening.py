@@ -46,7 +46,9 @@ def test_hidden_non_images_are_skipped_with_a_note_not_failed(album, tiny_genera
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["written"], summary["failed"]) == (3, 0)
-    assert any("skipped 2 hidden file(s)" in w and "._a.png" in w for w in summary["warnings"])
+    assert any("skipped 2 file(s), each hidden file that is not an image" in w and "._a.png" in w
+               for w in summary["warnings"])
+    assert {Path(entry["path"]).name for entry in summary["not_read"]} == {"._a.png", ".thumb.jpg"}
     assert not (album.parent / "album-protected" / "._a.png").exists()
 
 
@@ -243,7 +245,10 @@ def test_heic_and_avif_photos_are_read_and_unreadable_formats_reported(tmp_path,
         protected = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
         original = np.asarray(Image.open(folder / source).convert("RGB")).astype(int)
         assert protected.shape == (48, 64, 3) and np.abs(protected - original).max() <= 8
-    assert any("formats segue cannot read" in w and "IMG_0003.DNG" in w for w in summary["warnings"])
+    assert any("photo format segue cannot read" in w and "IMG_0003.DNG" in w and "convert it" in w
+               for w in summary["warnings"])
+    assert [(Path(e["path"]).name, e["fix"]) for e in summary["not_read"]] == [
+        ("IMG_0003.DNG", "convert it to JPEG, PNG or HEIC first")]
 
 
 def test_a_second_run_into_a_held_output_folder_is_refused_or_waits(album, tiny_generator_path, tmp_path):
