@@ -238,6 +238,9 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=max(1, surrogate_epochs))
     history: list[EpochRecord] = []
     start_epoch = 1
+    # Batch order and distortions draw from rng; PGD's random start from torch's global
+    # generator. Both are saved with every epoch, so a resumed run repeats an uninterrupted one.
+    rng = torch.Generator().manual_seed(config.seed + start_epoch)
     if config.resume:
         state_path = run_dir / STATE_FILE
         try:
@@ -249,6 +252,11 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
             opt_f.load_state_dict(state["opt_f"])
             sched_f.load_state_dict(state["sched_f"])
             start_epoch = int(state["epoch"]) + 1
+            if "rng" in state:
+                rng.set_state(state["rng"])
+                torch.set_rng_state(state["torch_rng"])
+            else:  # a state.pt of an older segue: the run goes on, but not as it would have
+                rng.manual_seed(config.seed + start_epoch)
         except Exception as exc:  # noqa: BLE001 (torch raises many types for damaged or foreign files)
             raise InputError(
                 f"cannot resume from {state_path}: it is damaged, not written by segue train, or holds code "
@@ -259,7 +267,6 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     else:
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(_run_record(config, dataset, problems), indent=2)))
 
-    rng = torch.Generator().manual_seed(config.seed + start_epoch)
     stopped_early = False
     generator_path = run_dir / GENERATOR_FILE
     for epoch in range(start_epoch, config.epochs + 1):
@@ -293,7 +300,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         history.append(record)
         summary = _training_summary(config, dataset, history, time.perf_counter() - started, len(targets))
         save_generator(generator_path, generator, epsilon=config.epsilon, image_size=config.image_size, training=summary)
-        _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record)
+        _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record, rng)
         emit("epoch_end", asdict(record))
         # Never stop before the generator has trained once: its checkpoint would be random.
         if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
@@ -387,9 +394,12 @@ def _stats(loss, ce, logits, y, delta) -> dict[str, float]:
     }
 
 
-def _save_state(run_dir: Path, epoch: int, generator, surrogate, opt_g, opt_f, sched_f, record: EpochRecord) -> None:
+def _save_state(run_dir: Path, epoch: int, generator, surrogate, opt_g, opt_f, sched_f, record: EpochRecord,
+                rng: torch.Generator) -> None:
     state = {
         "epoch": epoch,
+        "rng": rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
         "generator": generator.state_dict(),
         "surrogate": surrogate.state_dict(),
         "opt_g": opt_g.state_dict(),

@@ -279,3 +279,21 @@ def test_resume_from_a_bad_or_hostile_state_names_the_file(tmp_path, tiny_faces,
     assert result.exit_code == 2, result.output
     assert "cannot resume from" in result.output and "state.pt" in result.output and "without --resume" in result.output
     assert not marker.exists()
+
+
+def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
+    settings = {**TINY, "epochs": 4, "surrogate_period": 2}
+    whole = train(TrainConfig(data=tiny_faces, out=tmp_path / "whole", **settings))
+
+    def stop_after_epoch_2(event: str, payload: dict) -> None:
+        if event == "epoch_end" and payload["epoch"] == 2:
+            raise KeyboardInterrupt  # as Ctrl-C after the epoch's state was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(data=tiny_faces, out=tmp_path / "cut", **settings), stop_after_epoch_2)
+    resumed = train(TrainConfig(data=tiny_faces, out=tmp_path / "cut", resume=True, **settings))
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
+    assert [round(r.loss, 6) for r in resumed.history] == [round(r.loss, 6) for r in whole.history]
+    a, b = load_generator(whole.generator_path).model, load_generator(resumed.generator_path).model
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=name)
