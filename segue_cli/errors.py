@@ -35,3 +35,9 @@ class ArtifactError(SegueError):
 
 class OutputError(SegueError):
     """An output that would overwrite something, land inside the input, or cannot be written."""
+
+
+def input_not_found(target: object) -> InputError:
+    """The error for an INPUT that does not exist (raised early by the CLI, before the
+    heavy imports, and by the library)."""
+    return InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")

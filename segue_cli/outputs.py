@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 from .artifacts import atomic_write
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, input_not_found
 from .imageio import discover_images, looks_like_image
 
 OUTPUT_SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
@@ -99,7 +99,7 @@ def collect_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> Inp
         kept, hidden = _split_hidden((path,))
         return InputSet("file", path.parent, kept, not_images=hidden)
     if not path.is_dir():
-        raise InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")
+        raise input_not_found(target)
     unsupported: list[Path] = []
     files, left_out = _without_output_folders(discover_images(path, unsupported), path)
     kept, hidden = _split_hidden(files)

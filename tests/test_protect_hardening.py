@@ -420,3 +420,9 @@ def test_protect_with_the_shipped_onnx_model_never_imports_torch(album, tmp_path
                           cwd=Path(__file__).resolve().parents[1])
     assert done.stdout.split()[-1] == "none", done.stdout + done.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 2
+
+
+def test_a_missing_input_is_a_usage_error_naming_it(tmp_path):
+    result = runner.invoke(app, ["protect", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and f"input not found: {tmp_path / 'nope'}" in result.output
+    assert not (tmp_path / "nope-protected").exists()

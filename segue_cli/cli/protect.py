@@ -26,6 +26,7 @@ files failed (each is listed), 2 usage error.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
@@ -36,7 +37,7 @@ import typer
 from rich.markup import escape
 
 from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
-from ..errors import InputError
+from ..errors import InputError, input_not_found
 from .options import DeviceOption, JsonOption, ModelOption
 from .render import print_json, progress, stderr_console
 
@@ -74,6 +75,8 @@ def protect(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
+    if input_path not in (None, "-") and not example and not os.path.exists(os.path.expanduser(input_path)):
+        raise input_not_found(input_path)  # before importing the pipeline: a usage error comes back at once
     from ..protect import ProtectConfig, default_workers, protect as run_protect
 
     if example:
