@@ -122,7 +122,8 @@ def discover_images(root: Path, unsupported: list[Path] | None = None) -> list[P
     return found
 
 
-_GRAY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_BW_MODES = ("1", "L", "LA", "La")  # 8-bit black and white (with alpha): noted as such when read
+_GRAY_MODES = (*_BW_MODES, "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def _is_grayscale(rgb: np.ndarray) -> bool:
@@ -132,7 +133,7 @@ def _is_grayscale(rgb: np.ndarray) -> bool:
 def _to_8bit_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, np.ndarray | None]:
     alpha = None
     mode = image.mode
-    if mode in ("1", "L", "LA", "La"):
+    if mode in _BW_MODES:
         notes.append(f"black-and-white photo (mode {mode}): kept black and white, the perturbation is the same on "
                      "R, G and B; written as RGB")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -242,7 +243,7 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
         raise InputError(f"{path}: corrupt or truncated image ({exc})", "re-export or re-download the photo") from exc
     rgb = np.asarray(rgb_image, dtype=np.uint8).copy()
     grayscale = source_mode in _GRAY_MODES or _is_grayscale(rgb)
-    if grayscale and source_mode not in ("1", "L", "LA", "La"):
+    if grayscale and source_mode not in _BW_MODES:
         notes.append("black-and-white photo (R = G = B): kept black and white, the perturbation is the same on "
                      "R, G and B")
     return LoadedImage(rgb=rgb, alpha=alpha, icc_profile=icc, exif=exif, notes=notes, grayscale=grayscale,

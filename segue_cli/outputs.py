@@ -61,9 +61,12 @@ def _hidden_non_image(path: Path) -> bool:
 
 
 def _split_hidden(files: Iterable[Path]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    files = tuple(files)
-    hidden = tuple(f for f in files if f.is_file() and _hidden_non_image(f))
-    return tuple(f for f in files if f not in hidden), hidden
+    """(files to protect, hidden non-images), in one pass."""
+    kept: list[Path] = []
+    hidden: list[Path] = []
+    for f in files:
+        (hidden if f.is_file() and _hidden_non_image(f) else kept).append(f)
+    return tuple(kept), tuple(hidden)
 
 
 @dataclass(frozen=True)

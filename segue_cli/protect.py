@@ -413,16 +413,23 @@ class _Pipeline:
         self.finish(future.result())
 
 
+def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float) -> np.ndarray:
+    """The protected pixels of one photo from the generator's deltas: composed at full
+    resolution by its plan (a black-and-white photo gets their luminance only), then
+    checked against the bound. Shared by the folder pipeline and ``Protector``."""
+    protected = plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
+    if not within_limit(image.rgb, protected, epsilon):
+        raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
+    return protected
+
+
 def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
     image, planned = job.image, job.planned
     notes = list(image.notes) + list(job.plan.notes)
     height, width = image.size
     done = dict(code=job.code, size=(width, height), details=job.plan.details)
     try:
-        deltas = [d for d in job.deltas if d is not None]
-        protected = job.plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
-        if not within_limit(image.rgb, protected, epsilon):
-            raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
+        protected = compose_protected(image, job.plan, [d for d in job.deltas if d is not None], epsilon)
         if image.alpha is not None and config.image_format == "jpeg":
             notes.append("transparency dropped: JPEG has no alpha channel")
         save_image(planned.output, protected, alpha=image.alpha, image_format=config.image_format,
@@ -463,9 +470,8 @@ def protect(
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     summary = ProtectSummary(out_dir=out_dir, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
-                             device=info.device, image_format=config.image_format, epsilon=info.epsilon, file_sha256=info.file_sha256,
-                             protection=protection,
-                             total=len(planned_files))
+                             device=info.device, image_format=config.image_format, epsilon=info.epsilon,
+                             file_sha256=info.file_sha256, protection=protection, total=len(planned_files))
     if config.lossy_warning:
         summary.warnings.append(config.lossy_warning)
     if inputs.left_out:
@@ -491,8 +497,7 @@ def protect(
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
-                              "check permissions and free space, or pass another --out") from exc
+            raise _out_dir_error(out_dir, exc) from exc
     with locked_out_dir(out_dir, config.wait) if writes else nullcontext():
         record, planned_files = check_settings(out_dir, planned_files, settings)
         stale = remove_stale_temps(out_dir, planned_files) if writes else []
@@ -503,14 +508,18 @@ def protect(
                 mark_out_dir(out_dir)
                 record_settings(out_dir, record, planned_files, settings, __version__)
             except OSError as exc:
-                raise OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
-                                  "check permissions and free space, or pass another --out") from exc
+                raise _out_dir_error(out_dir, exc) from exc
         emit("start", summary)
         started = time.perf_counter()
         with _inference_threads(backend, config.workers):
             _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _out_dir_error(out_dir: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
+                       "check permissions and free space, or pass another --out")
 
 
 def inference_threads(io_workers: int) -> int:

@@ -25,7 +25,7 @@ from PIL import Image
 from .choices import DEFAULT_MAX_PIXELS
 from .errors import InputError
 from .imageio import DEFAULT_QUALITY, LoadedImage, load_image
-from .plans import FACE_MODES, FaceMode, luma_delta, within_limit
+from .plans import FACE_MODES, FaceMode
 from .runtime import open_backend
 from .side_info import identity_code, label_code
 
@@ -67,12 +67,11 @@ class Protector:
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
+        from .protect import compose_protected
+
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
         deltas = [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
-        protected = plan.compose([luma_delta(d) for d in deltas] if loaded.grayscale else deltas)
-        if not within_limit(loaded.rgb, protected, self.info.epsilon):
-            raise RuntimeError("the planned output moves pixels by more than epsilon; refused")
-        return protected
+        return compose_protected(loaded, plan, deltas, self.info.epsilon)
 
 
 def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
