@@ -136,9 +136,14 @@ def test_tint_chroma_share_and_cosine_tell_colour_from_luminance():
     assert same.value() == pytest.approx(1.0) and abs(different.value()) < 0.1
 
 
-def test_separable_blur_equals_the_two_dimensional_gaussian():
-    from segue_cli.evaluation.colour import separable_blur
+def test_the_separable_gaussian_blur_equals_the_two_dimensional_kernel():
+    import torch.nn.functional as F
+
     from segue_cli.nn.distortions import gaussian_blur
 
     x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(separable_blur(x, 2.0), gaussian_blur(x, 13, 2.0), atol=1e-5, rtol=0)
+    taps = torch.exp(-((torch.arange(13.0) - 6) ** 2) / (2 * 2.0**2))
+    taps = taps / taps.sum()
+    kernel_2d = (taps[:, None] * taps[None, :]).expand(3, 1, 13, 13)
+    reference = F.conv2d(F.pad(x, [6] * 4, mode="reflect"), kernel_2d, groups=3)
+    torch.testing.assert_close(gaussian_blur(x, 13, 2.0), reference, atol=1e-5, rtol=0)

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-import torch.nn.functional as F
+from ..nn.distortions import gaussian_blur
 
 TINT_SIGMA = 4.0  # px at 224
 _D65 = (0.95047, 1.0, 1.08883)
@@ -72,23 +72,10 @@ def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((dl / s_l) ** 2 + (dc / s_c) ** 2 + (dhh / s_h) ** 2 + r_t * (dc / s_c) * (dhh / s_h))
 
 
-def separable_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur (+-3 sigma, reflected edges) as two 1-D passes: a 25 x 25 kernel at
-    sigma 4 costs 12x less this way, which matters for 1,300 photos at 224 px."""
-    radius = math.ceil(3 * sigma)
-    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    weights = torch.exp(-(taps**2) / (2 * sigma**2))
-    weights = weights / weights.sum()
-    channels = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), weights.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
-                 groups=channels)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), weights.view(1, 1, -1, 1).expand(channels, 1, -1, 1),
-                    groups=channels)
-
-
 def tint(clean: torch.Tensor, protected: torch.Tensor, sigma: float = TINT_SIGMA) -> torch.Tensor:
     """Per image: mean CIEDE2000 of the two images after a Gaussian blur of ``sigma`` px."""
-    blurred = [separable_blur(x.float(), sigma).clamp(0, 1) for x in (clean, protected)]
+    kernel = 2 * math.ceil(3 * sigma) + 1  # +-3 sigma
+    blurred = [gaussian_blur(x.float(), kernel, sigma).clamp(0, 1) for x in (clean, protected)]
     return ciede2000(srgb_to_lab(blurred[0]), srgb_to_lab(blurred[1])).flatten(1).mean(dim=1)
 
 

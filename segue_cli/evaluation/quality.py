@@ -125,12 +125,13 @@ def measure_quality(
         clean, _, _ = decode_images([c for _, c in chunk], size, workers=workers, on_done=on_done)
         # float32: float64 convolutions have no fast CPU kernels and cost 10x for no visible gain.
         x, y = protected.float() / 255, clean.float() / 255
+        difference = x - y
         totals["tint"] += float(tint(y, x, TINT_SIGMA * size / 224).sum())
-        chroma, energy = chroma_energy(x - y)
+        chroma, energy = chroma_energy(difference)
         totals["chroma"] += float(chroma.sum())
         totals["energy"] += float(energy.sum())
-        cosine.add([p.parent.name for p, _ in chunk], x - y)
-        delta = (x - y).flatten(1)
+        cosine.add([p.parent.name for p, _ in chunk], difference)
+        delta = difference.flatten(1)
         mse = delta.pow(2).mean(dim=1)
         zero = mse == 0
         identical += int(zero.sum())

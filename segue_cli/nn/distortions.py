@@ -76,14 +76,18 @@ def sample(batch: int, config: DistortionConfig, rng: torch.Generator) -> Distor
 
 
 def gaussian_blur(x: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
+    """Gaussian blur (odd ``kernel``, reflected edges) as two 1-D passes: the same maths as
+    the 2-D kernel, and a 25 x 25 kernel (tint's sigma 4) costs 12x less this way."""
     if kernel <= 1 or sigma <= 0:
         return x
     coords = torch.arange(kernel, dtype=x.dtype, device=x.device) - (kernel - 1) / 2
     weights = torch.exp(-(coords**2) / (2 * sigma**2))
     weights = weights / weights.sum()
-    kernel_2d = (weights[:, None] * weights[None, :]).expand(x.shape[1], 1, kernel, kernel)
-    padded = F.pad(x, [kernel // 2] * 4, mode="reflect")
-    return F.conv2d(padded, kernel_2d, groups=x.shape[1])
+    channels, radius = x.shape[1], kernel // 2
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), weights.view(1, 1, 1, -1).expand(channels, 1, 1, -1),
+                 groups=channels)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), weights.view(1, 1, -1, 1).expand(channels, 1, -1, 1),
+                    groups=channels)
 
 
 def adjust_sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
