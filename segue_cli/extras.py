@@ -1,7 +1,8 @@
 """Which optional extra a command needs, said before it fails on a missing import.
 
 The core install (`pip install segue`) runs `segue protect` on ONNX Runtime; train,
-evaluate, export and cluster need the ``[train]`` extra (torch, torchvision, dlib, ...).
+evaluate, export and cluster need the ``[train]`` extra (torch, torchvision, dlib, ...),
+``protect --engine ray`` (and object-store URIs) the ``[ray]`` extra.
 A command whose extra is missing stops with exit 2 and the pip line that fixes it.
 """
 
@@ -11,22 +12,23 @@ import importlib.util
 
 from .errors import InputError
 
-# import name -> what pip installs it as (for the message)
-NEEDS: dict[str, tuple[str, ...]] = {
-    "train": ("torch", "torchvision"),
-    "evaluate": ("torch", "torchvision", "sklearn", "matplotlib"),
-    "export": ("torch", "onnxscript"),
-    "cluster": ("dlib", "sklearn", "face_recognition_models"),
-    "protect --backend torch": ("torch",),
+# command -> (the extra that brings them, the modules it imports)
+NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("train", ("torch", "torchvision")),
+    "evaluate": ("train", ("torch", "torchvision", "sklearn", "matplotlib")),
+    "export": ("train", ("torch", "onnxscript")),
+    "cluster": ("train", ("dlib", "sklearn", "face_recognition_models")),
+    "protect --backend torch": ("train", ("torch",)),
+    "protect --engine ray": ("ray", ("ray", "pyarrow")),
 }
-EXTRA = "train"
 
 
 def require(command: str) -> None:
     """Raise InputError naming the missing modules and the install line, if any are missing."""
-    missing = [name for name in NEEDS[command] if importlib.util.find_spec(name) is None]
+    extra, modules = NEEDS[command]
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise InputError(
             f"segue {command} needs {', '.join(missing)}, which the core install leaves out",
-            f"pip install 'segue[{EXTRA}]' (from a checkout: pip install -e '.[{EXTRA}]')",
+            f"pip install 'segue[{extra}]' (from a checkout: pip install -e '.[{extra}]')",
         )

@@ -15,7 +15,7 @@ import zlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -290,8 +290,7 @@ def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 SAVE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
-def save_image(
-    path: Path,
+def encode_image(
     rgb: np.ndarray,
     *,
     alpha: np.ndarray | None = None,
@@ -299,8 +298,9 @@ def save_image(
     quality: int = DEFAULT_QUALITY,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
-) -> None:
-    """Write atomically. Alpha is kept where the format has it (PNG, WebP)."""
+) -> bytes:
+    """The bytes of a protected photo's file; every engine writes these exact bytes.
+    Alpha is kept where the format has it (PNG, WebP)."""
     pil_format = SAVE_FORMATS[image_format]
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None and pil_format in ("PNG", "WEBP"):
@@ -316,4 +316,12 @@ def save_image(
         options["icc_profile"] = icc_profile
     if exif:
         options["exif"] = exif
-    atomic_write(Path(path), lambda tmp: image.save(tmp, format=pil_format, **options))
+    buffer = io.BytesIO()
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
+
+
+def save_image(path: Path, rgb: np.ndarray, **options: Any) -> None:
+    """:func:`encode_image`, written atomically to ``path``."""
+    data = encode_image(rgb, **options)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))

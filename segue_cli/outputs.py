@@ -31,7 +31,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from .artifacts import atomic_write
 from .errors import InputError, OutputError, input_not_found
@@ -197,24 +197,35 @@ def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: 
     return planned
 
 
-def _read_record(out_dir: Path) -> dict[str, Any]:
-    """OUT's record of which settings (and which input) made each output; empty when
-    there is none. A record that exists but cannot be read is an error: without it a
+def parse_record(data: bytes | None, where: str, out_label: str, read_error: OSError | None = None) -> dict[str, Any]:
+    """OUT's record of which settings (and which input) made each output (``data`` None:
+    there is none). A record that exists but cannot be read is an error: without it a
     re-run could not tell a finished output from one made under other settings."""
-    path = out_dir / SETTINGS_FILE
-    if not path.exists():
+    if data is None and read_error is None:
         return {"settings": {}, "outputs": {}}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        record, problem = None, str(exc)
-    else:
-        problem = "it is not a segue settings record"
+    record, problem = None, str(read_error)
+    if read_error is None:
+        try:
+            record = json.loads(data)  # type: ignore[arg-type]
+        except ValueError as exc:  # not JSON, or not UTF-8
+            problem = str(exc)
+        else:
+            problem = "it is not a segue settings record"
     if isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs")):
         return record
-    raise OutputError(f"the settings record {path} is corrupt ({problem})",
-                      f"move it away and re-run with --overwrite to protect every photo in {out_dir} again, "
+    raise OutputError(f"the settings record {where} is corrupt ({problem})",
+                      f"move it away and re-run with --overwrite to protect every photo in {out_label} again, "
                       "or pass another --out")
+
+
+def _read_record(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / SETTINGS_FILE
+    if not path.exists():
+        return parse_record(None, str(path), str(out_dir))
+    try:
+        return parse_record(path.read_bytes(), str(path), str(out_dir))
+    except OSError as exc:
+        return parse_record(None, str(path), str(out_dir), read_error=exc)
 
 
 def input_fingerprint(source: Path, with_hash: bool = True) -> dict[str, Any]:
@@ -259,21 +270,23 @@ def _key(out_dir: Path, output: Path) -> str:
     return output.relative_to(out_dir).as_posix()
 
 
-def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]
-                   ) -> tuple[dict[str, Any], list[PlannedFile]]:
+OutputKey = Callable[[PlannedFile], str]  # an output's key in the record: its path relative to OUT
+
+
+def checked_plan(record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any], key: OutputKey,
+                 changed: Callable[[PlannedFile, dict[str, Any] | None], bool], out_label: str) -> list[PlannedFile]:
     """Refuse to skip existing outputs that were protected under other settings, and redo
-    those whose input changed since (same path, other photo); returns OUT's record for
-    :func:`record_settings` and the plan with those redone."""
+    those whose input changed since (same path, other photo); the plan with those redone.
+    The same rules for a local OUT and an object store's."""
     from dataclasses import replace
 
-    record = _read_record(out_dir)
     current_id = settings_id(current)
     checked: list[PlannedFile] = []
     stale: list[str] = []
     for item in planned:
         if item.status == "skipped":
-            made_with, made_from = _entry(record, _key(out_dir, item.output))
-            if _input_changed(item.source, made_from):
+            made_with, made_from = _entry(record, key(item))
+            if changed(item, made_from):
                 item = replace(item, status="todo", reason="its input changed since its output was made: redone")
             elif made_with is not None and made_with != current_id:
                 stale.append(made_with)
@@ -282,32 +295,49 @@ def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str,
         changes = settings_changes(record["settings"].get(stale[0], {}), current)
         others = len(set(stale)) - 1
         raise OutputError(
-            f"{out_dir} holds {len(stale)} output(s) protected with other settings ({'; '.join(changes)}"
+            f"{out_label} holds {len(stale)} output(s) protected with other settings ({'; '.join(changes)}"
             f"{f'; and {others} other set(s) of settings' if others else ''}); skipping them would leave the folder "
             "a mix of two protections",
             "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
         )
+    return checked
+
+
+def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]
+                   ) -> tuple[dict[str, Any], list[PlannedFile]]:
+    """:func:`checked_plan` for a local OUT; returns OUT's record for :func:`record_settings` too."""
+    record = _read_record(out_dir)
+    checked = checked_plan(record, planned, current, lambda item: _key(out_dir, item.output),
+                           lambda item, made_from: _input_changed(item.source, made_from), str(out_dir))
     return record, checked
+
+
+def updated_record(record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any], version: str,
+                   key: OutputKey, fingerprint: Callable[[PlannedFile], dict[str, Any] | None]) -> str:
+    """The record's new text: ``current`` and each input's fingerprint noted against every
+    output this run will write, before writing: a file that then fails leaves no output,
+    and an output without an entry is not checked."""
+    current_id = settings_id(current)
+    for item in planned:
+        if item.status == "todo":
+            record["outputs"][key(item)] = {"settings": current_id, "input": fingerprint(item)}
+    used = {_entry(record, name)[0] for name in record["outputs"]}
+    record["settings"] = {name: value for name, value in record["settings"].items() if name in used}
+    record["settings"][current_id] = current
+    record["written_by"] = f"segue {version}"
+    return json.dumps(record, indent=1, sort_keys=True) + "\n"
 
 
 def record_settings(out_dir: Path, record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any],
                     version: str) -> None:
-    """Note ``current`` and each input's fingerprint in ``record`` (from
-    :func:`check_settings`) against every output this run will write, before writing: a
-    file that then fails leaves no output, and an output without an entry is not checked."""
-    current_id = settings_id(current)
-    for item in planned:
-        if item.status == "todo":
-            try:
-                made_from: dict[str, Any] | None = input_fingerprint(item.source)
-            except OSError:
-                made_from = None  # it will fail on decoding, and say why
-            record["outputs"][_key(out_dir, item.output)] = {"settings": current_id, "input": made_from}
-    used = {_entry(record, key)[0] for key in record["outputs"]}
-    record["settings"] = {key: value for key, value in record["settings"].items() if key in used}
-    record["settings"][current_id] = current
-    record["written_by"] = f"segue {version}"
-    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    """:func:`updated_record` written to a local OUT."""
+    def fingerprint(item: PlannedFile) -> dict[str, Any] | None:
+        try:
+            return input_fingerprint(item.source)
+        except OSError:
+            return None  # it will fail on decoding, and say why
+
+    text = updated_record(record, planned, current, version, lambda item: _key(out_dir, item.output), fingerprint)
     atomic_write(out_dir / SETTINGS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterator, Literal
 import numpy as np
 
 from . import __version__
-from .artifacts import file_sha256
+from .artifacts import atomic_write, file_sha256
 from .datasets import MIN_IMAGE_SIDE, read_labels_csv
 from .errors import ConfigError, InputError, OutputError
-from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, LoadedImage, load_image, save_image
+from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, LoadedImage, encode_image, load_image
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
                       locked_out_dir, mark_out_dir, plan_outputs, record_settings, remove_stale_temps)
 from .face_detectors import DETECTOR_CHOICES, open_detector
@@ -39,6 +39,7 @@ from .plans import (AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner,
                     whole_image_plan, within_limit)
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
+from .engines import ENGINE_CHOICES
 
 FORMATS = ("png", "jpeg", "webp")
 # Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
@@ -58,7 +59,7 @@ def default_workers() -> int:
 class ProtectConfig:
     input: Path | str  # a folder, an image file, or "-" (the paths are in ``paths``)
     paths: tuple[str, ...] = ()
-    out: Path | None = None  # default: <input root>-protected beside the input root
+    out: Path | str | None = None  # default: <input root>-protected beside the input root; a URI for --engine ray
     identity: str | None = None
     label: int | None = None
     labels: Path | None = None
@@ -76,6 +77,10 @@ class ProtectConfig:
     faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (plans.uses_faces); on; off
     detector: str = "auto"  # face detector: auto (YuNet, else dlib), yunet, dlib
     wait: bool = False  # wait for another run that holds OUT instead of refusing
+    engine: str = "local"  # local (this machine's threads) or ray (engines/ray_engine.py)
+    ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join a cluster
+    actors: int | None = None  # Ray actors (None: one per CPU of the cluster)
+    engine_progress: bool = True  # the Ray engine's own progress bars (off for --quiet and --json)
 
     def __post_init__(self) -> None:
         chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
@@ -95,6 +100,12 @@ class ProtectConfig:
             raise ConfigError(f"unknown face detector {self.detector!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
         if self.backend not in BACKEND_CHOICES:
             raise ConfigError(f"unknown backend {self.backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
+        if self.engine not in ENGINE_CHOICES:
+            raise ConfigError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
+        if self.engine != "ray" and (self.ray_address is not None or self.actors is not None):
+            raise ConfigError("--ray-address and --actors apply to --engine ray only", "add --engine ray")
+        if self.actors is not None and self.actors < 1:
+            raise ConfigError(f"--actors must be at least 1 (got {self.actors})")
         for name, value in (("--workers", self.workers), ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {value})")
@@ -116,8 +127,8 @@ class ProtectConfig:
 
 @dataclass(frozen=True)
 class FileResult:
-    source: Path
-    output: Path
+    source: Path | str  # a str for an object (s3://...)
+    output: Path | str
     status: Literal["written", "skipped", "failed"]
     reason: str | None = None
     notes: tuple[str, ...] = ()
@@ -134,7 +145,7 @@ class FileResult:
 
 @dataclass
 class ProtectSummary:
-    out_dir: Path
+    out_dir: Path | str
     side_information: str
     model: str
     model_sha256: str
@@ -282,18 +293,20 @@ def default_planner(faces: FaceMode, detector_name: str, working_size: int) -> t
         "(face crops) and photos without a face; --faces / --no-faces to force")
 
 
-def _decode(planned: PlannedFile, working_size: int, epsilon: float, max_pixels: int, planner: Planner) -> tuple[LoadedImage, PhotoPlan]:
-    image = load_image(planned.source, max_pixels=max_pixels)
+def decode_photo(source: Path | bytes, working_size: int, epsilon: float, max_pixels: int, planner: Planner
+                 ) -> tuple[LoadedImage, PhotoPlan]:
+    """A photo (a path or its file's bytes) decoded and planned: every engine's first step."""
+    image = load_image(source, max_pixels=max_pixels)
     height, width = image.size
     if min(height, width) < MIN_IMAGE_SIDE:
         raise InputError(f"{width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)")
     return image, planner(image.rgb, working_size, epsilon)
 
 
-def _reason(exc: BaseException, path: Path) -> str:
+def failure_reason(exc: BaseException, path: Path | str) -> str:
     """The user-facing reason, without repeating the path the report already names."""
     if isinstance(exc, InputError):
-        text = exc.message.removeprefix(f"{path}: ")
+        text = exc.message.removeprefix(f"{path}: ").removeprefix("<bytes>: ")
         return f"{text} ({exc.hint})" if exc.hint else text
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
@@ -337,10 +350,10 @@ class _Pipeline:
                 try:
                     code = code_of(planned)
                 except InputError as exc:
-                    self.fail(planned, _reason(exc, planned.source))
+                    self.fail(planned, failure_reason(exc, planned.source))
                     continue
                 info = self.backend.info
-                future = self.pool.submit(_decode, planned, info.image_size, info.epsilon, self.config.max_pixels, self.planner)
+                future = self.pool.submit(decode_photo, planned.source, info.image_size, info.epsilon, self.config.max_pixels, self.planner)
                 self.decoding.append((planned, code, future))
                 while len(self.decoding) >= self.prefetch():
                     self._take_decoded()
@@ -358,7 +371,7 @@ class _Pipeline:
         try:
             image, plan = future.result()
         except Exception as exc:  # noqa: BLE001 (every failure is reported against its file)
-            self.fail(planned, _reason(exc, planned.source), code)
+            self.fail(planned, failure_reason(exc, planned.source), code)
             return
         job = _Job(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
         self.live_pixels += job.pixels
@@ -423,24 +436,37 @@ def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarr
     return protected
 
 
+def encode_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], config: ProtectConfig,
+                     epsilon: float) -> tuple[bytes, list[str]]:
+    """The output file's bytes and the notes for its report: every engine's last step
+    before writing, so that engines write byte-identical files."""
+    notes = list(image.notes) + list(plan.notes)
+    protected = compose_protected(image, plan, deltas, epsilon)
+    if image.alpha is not None and config.image_format == "jpeg":
+        notes.append("transparency dropped: JPEG has no alpha channel")
+    data = encode_image(protected, alpha=image.alpha, image_format=config.image_format,
+                        quality=config.output_quality or DEFAULT_QUALITY, icc_profile=image.icc_profile,
+                        exif=image.exif if config.keep_metadata else None)
+    return data, notes
+
+
 def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
     image, planned = job.image, job.planned
-    notes = list(image.notes) + list(job.plan.notes)
     height, width = image.size
     done = dict(code=job.code, size=(width, height), details=job.plan.details)
+    notes = list(image.notes) + list(job.plan.notes)
     try:
-        protected = compose_protected(image, job.plan, [d for d in job.deltas if d is not None], epsilon)
-        if image.alpha is not None and config.image_format == "jpeg":
-            notes.append("transparency dropped: JPEG has no alpha channel")
-        save_image(planned.output, protected, alpha=image.alpha, image_format=config.image_format,
-                   quality=config.output_quality or DEFAULT_QUALITY, icc_profile=image.icc_profile,
-                   exif=image.exif if config.keep_metadata else None)
+        data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)
+        atomic_write(planned.output, lambda tmp: tmp.write_bytes(data))
     except Exception as exc:  # noqa: BLE001
-        reason = _reason(exc, planned.source)
-        if isinstance(exc, OSError):
-            reason = f"cannot write {planned.output}: {exc.strerror or exc}"
-        return FileResult(planned.source, planned.output, "failed", reason, tuple(notes), **done)
+        return FileResult(planned.source, planned.output, "failed", write_failure(exc, planned), tuple(notes), **done)
     return FileResult(planned.source, planned.output, "written", None, tuple(notes), **done)
+
+
+def write_failure(exc: BaseException, planned: PlannedFile) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot write {planned.output}: {exc.strerror or exc}"
+    return failure_reason(exc, planned.source)
 
 
 def protect(
@@ -458,8 +484,22 @@ def protect(
     input, unusable model, output folder inside the input).
     """
     emit = on_event or (lambda event, payload: None)
+    remote = "://" in str(config.input) or "://" in str(config.out)
+    if remote and config.engine != "ray":
+        raise ConfigError(f"{config.input if '://' in str(config.input) else config.out} is in an object store, "
+                          "which the local engine does not read or write", "add --engine ray (pip install 'segue[ray]')")
+    if config.engine == "ray":
+        from .extras import require
+
+        require("protect --engine ray")
+        if planner is not None:
+            raise ConfigError("a custom planner runs in this process only", "use the local engine with a planner")
+        if remote:
+            from .engines.object_store import protect_remote
+
+            return protect_remote(config, emit)
     inputs = collect_inputs(config.input, config.paths)
-    out_dir = check_out_dir(inputs, config.out if config.out is not None else default_out_dir(inputs))
+    out_dir = check_out_dir(inputs, Path(config.out) if config.out is not None else default_out_dir(inputs))
     planned_files = plan_outputs(inputs, out_dir, config.image_format, config.overwrite)
     backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
     side = side_information(config, inputs, backend.info.code_bits)
@@ -511,10 +551,31 @@ def protect(
                 raise _out_dir_error(out_dir, exc) from exc
         emit("start", summary)
         started = time.perf_counter()
-        with _inference_threads(backend, config.workers):
-            _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
+        if config.engine == "ray":
+            _run_on_ray(config, planned_files, side.code_of, summary, emit, out_dir)
+        else:
+            with _inference_threads(backend, config.workers):
+                _Pipeline(config, backend, planner, summary, emit).run(planned_files, side.code_of)
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _run_on_ray(config: ProtectConfig, planned_files: list[PlannedFile], code_of: Callable[[PlannedFile], int],
+                summary: ProtectSummary, emit: EventCallback, out_dir: Path) -> None:
+    from .engines import ray_engine
+
+    def finish(result: FileResult) -> None:
+        summary.count(result)
+        emit("file", result)
+
+    by_output = {str(planned.output): planned for planned in planned_files}
+    rows = ray_engine.planned_rows(planned_files, code_of, lambda planned, status, reason, code: finish(
+        FileResult(planned.source, planned.output, status, reason, code=code)))
+    if rows:
+        ray_engine.run_rows(config, rows, *ray_engine.local_roots(), lambda row: finish(FileResult(
+            by_output[row["output"]].source, by_output[row["output"]].output, **ray_engine.result_fields(row))),
+            progress=config.engine_progress)
+    remove_stale_temps(out_dir, planned_files)  # what a worker killed mid-write left
 
 
 def _out_dir_error(out_dir: Path, exc: OSError) -> OutputError:

@@ -24,25 +24,26 @@ from PIL import Image
 
 from .choices import DEFAULT_MAX_PIXELS
 from .errors import InputError
-from .imageio import DEFAULT_QUALITY, LoadedImage, load_image
-from .plans import FACE_MODES, FaceMode
+from .imageio import SAVE_FORMATS, LoadedImage, encode_image, load_image
+from .plans import FACE_MODES, FaceMode, PhotoPlan
 from .runtime import open_backend
 from .side_info import identity_code, label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
-_BYTES_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}  # others come back as PNG
+_BYTES_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}  # others come back as PNG
 
 
 class Protector:
     """One model, backend and face detector, opened once and reused for every image."""
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                 faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 threads: int | None = None) -> None:
         from .protect import default_planner
 
         if faces not in FACE_MODES:
             raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
-        self.backend = open_backend(model, backend, device)
+        self.backend = open_backend(model, backend, device, threads=threads)
         self.info = self.backend.info
         self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
         self.max_pixels = max_pixels
@@ -58,20 +59,29 @@ class Protector:
         return label_code(int(label if label is not None else code), self.info.code_bits)  # type: ignore[arg-type]
 
     def protect(self, image: ImageLike, *, identity: str | None = None, label: int | None = None,
-                code: int | None = None) -> Any:
-        """The protected image, of the kind given (see the module docstring)."""
+                code: int | None = None, image_format: str | None = None) -> Any:
+        """The protected image, of the kind given (see the module docstring).
+
+        ``image_format`` (png, jpeg or webp) chooses the file format of what comes back for
+        bytes; None keeps the input's (PNG for formats segue does not write). JPEG and WebP
+        are lossy and weaken the protection."""
+        if image_format is not None and image_format not in SAVE_FORMATS:
+            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(SAVE_FORMATS)}")
         chosen = self.code_for(identity, label, code)
         loaded = _load(image, self.max_pixels)
         protected = self.protect_loaded(loaded, chosen)
-        return _as_kind(image, loaded, protected)
+        return _as_kind(image, loaded, protected, image_format)
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
         from .protect import compose_protected
 
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
-        deltas = [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
-        return compose_protected(loaded, plan, deltas, self.info.epsilon)
+        return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon)
+
+    def perturbations(self, plan: PhotoPlan, code: int) -> list[np.ndarray]:
+        """The generator's delta for each of a plan's inputs, one call each."""
+        return [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
 
 
 def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
@@ -92,23 +102,16 @@ def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
                      "give a PIL image, a numpy uint8 array, the bytes of an image file, or a path")
 
 
-def _as_kind(original: ImageLike, loaded: LoadedImage, protected: np.ndarray) -> Any:
+def _as_kind(original: ImageLike, loaded: LoadedImage, protected: np.ndarray, image_format: str | None) -> Any:
     alpha = loaded.alpha
     if isinstance(original, np.ndarray):
         if original.ndim == 2:
             return protected[..., 0].copy()
         return np.dstack([protected, alpha]) if original.shape[2] == 4 and alpha is not None else protected
+    if isinstance(original, (bytes, bytearray)):
+        chosen = image_format or _BYTES_FORMATS.get(loaded.source_format or "", "png")
+        return encode_image(protected, alpha=alpha, image_format=chosen, icc_profile=loaded.icc_profile)
     pil = Image.fromarray(np.dstack([protected, alpha]), "RGBA") if alpha is not None else Image.fromarray(protected, "RGB")
     if isinstance(original, Image.Image) and original.mode in ("L", "1") and loaded.grayscale:
         pil = pil.convert("L")
-    if isinstance(original, (bytes, bytearray)):
-        pil_format = _BYTES_FORMATS.get(loaded.source_format or "", "PNG")
-        if pil_format == "JPEG" and pil.mode == "RGBA":
-            pil = pil.convert("RGB")
-        buffer = io.BytesIO()
-        options: dict[str, Any] = {"quality": DEFAULT_QUALITY} if pil_format in ("JPEG", "WEBP") else {}
-        if loaded.icc_profile:
-            options["icc_profile"] = loaded.icc_profile
-        pil.save(buffer, format=pil_format, **options)
-        return buffer.getvalue()
     return pil

@@ -43,6 +43,7 @@ from .devices import resolve_device
 from .errors import ConfigError, InputError, OutputError
 from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
+from .nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
 from .nn.surrogate import build_surrogate, pgd_noise
 from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes
 
@@ -51,8 +52,11 @@ CODE_ASSIGNMENTS = ("mixed", "labels", "random")
 # photos, the generator makes them easy). targeted: an adversarial poison (TAP): the
 # surrogate learns the CLEAN photos, and the generator makes each protected photo look
 # like the next identity ((label + 1) mod K) to it, so a model trained on them learns
-# features that point to the wrong person.
-OBJECTIVES = ("error-minimizing", "targeted")
+# features that point to the wrong person. keyed-targeted and keyed-feature: the same
+# with a target derived from the code alone (a decoy identity, or a feature direction;
+# nn/keyed_targets.py), trained on fresh random codes every step.
+OBJECTIVES = ("error-minimizing", "targeted", "keyed-targeted", "keyed-feature")
+KEYED_OBJECTIVES = ("keyed-targeted", "keyed-feature")
 GENERATOR_FILE = "generator.safetensors"
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
@@ -113,6 +117,8 @@ class TrainConfig:
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
             (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
+            (self.objective not in KEYED_OBJECTIVES or self.pattern_grid > 0,
+             f"--objective {self.objective} derives its target from the code pattern: give --pattern-grid > 0"),
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
             (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),
         ]
@@ -232,6 +238,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
                                                  luma=config.luma)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
+    keyed = (KeyedTargets(generator, len(dataset.identities), surrogate.fc.in_features)
+             if config.objective in KEYED_OBJECTIVES else None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
     surrogate_epochs = math.ceil(config.epochs / config.surrogate_period)
@@ -272,6 +280,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     for epoch in range(start_epoch, config.epochs + 1):
         period = (epoch - 1) // config.surrogate_period
         codes, code_kind = identity_codes(dataset, config.code_assignment, period, config.code_bits, config.seed)
+        if keyed is not None:
+            code_kind = "random"
         stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
         batches = _batches(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
         emit("epoch_start", {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)})
@@ -281,8 +291,11 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         for index in batches:
             x = images[index].to(device).float().div_(255.0)
             y = targets[index].to(device)
-            signs = _code_signs(codes, targets[index], config.code_bits).to(device)
-            stats = step_fn(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng)
+            if keyed is None:
+                signs = _code_signs(codes, targets[index], config.code_bits).to(device)
+            else:  # every code is a key: fresh ones every step, so none at protect time is new
+                signs = random_code_signs(len(y), config.code_bits, rng).to(device)
+            stats = step_fn(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed)
             for key in ("loss", "ce", "l2"):
                 totals[key] += stats[key] * len(y)
             totals["correct"] += stats["correct"]
@@ -339,12 +352,12 @@ def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.
     return delta, view
 
 
-def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
+def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None) -> dict[str, float]:
     generator.eval()
     surrogate.train()
     with torch.no_grad():
         delta, view = attacker_view(config, generator, x, signs, rng)
-        if config.objective == "targeted":
+        if config.objective != "error-minimizing":
             # The surrogate stands for a model trained on clean photos: it never sees delta.
             view = _resize(x, config.image_size)
     if config.surrogate_rho > 0:
@@ -359,7 +372,7 @@ def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     return _stats(loss, loss, logits, y, delta)
 
 
-def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng) -> dict[str, float]:
+def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None) -> dict[str, float]:
     generator.train()
     surrogate.eval()
     surrogate.requires_grad_(False)
@@ -370,10 +383,24 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
         def distort(batch: torch.Tensor) -> torch.Tensor:
             return distortions.apply(batch, params, config.distortion)
 
-        wanted = y if config.objective == "error-minimizing" else (y + 1) % surrogate.fc.out_features
-        noise = pgd_noise(surrogate, perturbed, wanted, config.rho_d, config.pgd_steps, distort)
-        logits = surrogate(distort((perturbed + noise).clamp(0, 1)))
-        ce = F.cross_entropy(logits, wanted)
+        if config.objective == "keyed-feature":
+            # Move the surrogate's features of the photo along the code's direction.
+            seen = distort(perturbed)
+            with torch.no_grad():
+                clean = penultimate(surrogate, distort(_resize(x, config.image_size)))
+            moved = penultimate(surrogate, seen) - clean
+            ce = 1.0 - F.cosine_similarity(moved, keyed.directions(signs), dim=1).mean()
+            logits = surrogate.fc(moved + clean)
+        else:
+            if config.objective == "error-minimizing":
+                wanted = y
+            elif config.objective == "targeted":
+                wanted = (y + 1) % surrogate.fc.out_features
+            else:
+                wanted = keyed.decoys(signs, exclude=y)
+            noise = pgd_noise(surrogate, perturbed, wanted, config.rho_d, config.pgd_steps, distort)
+            logits = surrogate(distort((perturbed + noise).clamp(0, 1)))
+            ce = F.cross_entropy(logits, wanted)
         # beta * mean L2 norm of delta, in [0, 1] pixel units, as in the paper.
         loss = config.alpha * ce + config.beta * delta.flatten(1).norm(dim=1).mean()
         opt_g.zero_grad(set_to_none=True)

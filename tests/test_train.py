@@ -258,6 +258,39 @@ def test_targeted_objective_trains_the_surrogate_on_clean_photos_and_aims_at_the
         TrainConfig(data=tiny_faces, out=tmp_path / "x", objective="maximizing")
 
 
+def test_keyed_targets_come_from_the_code_alone():
+    from segue_cli.nn.keyed_targets import KeyedTargets, random_code_signs
+
+    generator = SegueGenerator(GeneratorConfig(pattern_grid=8, luma=True))
+    keyed = KeyedTargets(generator, num_classes=10, feature_dim=512)
+    signs = random_code_signs(400, 16, torch.Generator().manual_seed(0))
+    labels = torch.arange(400) % 10
+    decoys = keyed.decoys(signs, exclude=labels)
+    assert not (decoys == labels).any()  # a photo is never aimed at its own identity
+    assert len(set(decoys.tolist())) == 10  # random codes reach every decoy
+    # The same code gets the same targets in another generator (fixed features and projections).
+    other = KeyedTargets(SegueGenerator(GeneratorConfig(pattern_grid=8, luma=True)), 10, 512)
+    assert torch.equal(other.decoys(signs[:5]), keyed.decoys(signs[:5]))
+    directions = keyed.directions(signs)
+    assert torch.allclose(directions.norm(dim=1), torch.ones(400))
+    cosine = directions @ directions.T
+    assert cosine[~torch.eye(400, dtype=torch.bool)].abs().mean() < 0.3  # different codes, different directions
+    with pytest.raises(ValueError, match="pattern"):
+        KeyedTargets(SegueGenerator(GeneratorConfig(pattern_grid=0)), 10, 512)
+
+
+@pytest.mark.parametrize("objective", ["keyed-targeted", "keyed-feature"])
+def test_keyed_objectives_train_on_random_codes(tiny_faces, tmp_path, objective):
+    with pytest.raises(ConfigError, match="--pattern-grid"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", objective=objective, pattern_grid=0)
+    result = train(TrainConfig(data=tiny_faces, out=tmp_path / objective, objective=objective, image_size=32, epochs=2,
+                               surrogate_period=2, batch_size=6, max_steps_per_epoch=2, pgd_steps=0, workers=1,
+                               luma=True, pattern_grid=8))
+    assert [record.codes for record in result.history] == ["random", "random"]
+    assert all(np.isfinite(record.ce) for record in result.history)
+    load_generator(result.generator_path)  # a checkpoint protect can use
+
+
 @pytest.mark.parametrize("kind", ["garbage", "payload", "foreign"])
 def test_resume_from_a_bad_or_hostile_state_names_the_file(tmp_path, tiny_faces, kind):
     import pickle

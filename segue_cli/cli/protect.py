@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
@@ -54,7 +54,7 @@ def _stdin_paths() -> tuple[str, ...]:
 def protect(
     input_path: Annotated[Optional[str], typer.Argument(metavar="INPUT", help="Folder (recursive), image file, or - to read image paths from stdin.", show_default=False)] = None,
     example: Annotated[bool, typer.Option("--example", help="Protect the example portrait that ships with segue (NASA's public-domain astronaut photo) into ./segue-example-protected/, with the original beside it, to see what protection does before using your own photos.")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder. Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Output folder (or, with --engine ray, an object-store URI such as s3://bucket/protected). Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="All photos show this one person; the name is hashed to a stable code.")] = None,
     label: Annotated[Optional[int], typer.Option("--label", help="All photos get this integer label (0..65535) as side information.")] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV with path,label per photo (as written by `segue cluster`); paths relative to the CSV.")] = None,
@@ -71,11 +71,15 @@ def protect(
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     faces: Annotated[Optional[bool], typer.Option("--faces/--no-faces", show_default=False, help="Face-aware protection: perturb each detected face's aligned crop (what an attacker trains on). Default (neither flag): on for photos whose shorter side is over 2 x the model's working size (224 px for the default model), off for smaller ones (face crops). Photos with no face fall back to whole-image protection and are reported. Every face gets the photo's side information.")] = None,
     detector: Annotated[str, typer.Option("--detector", help=f"Face detector for face-aware protection: {', '.join(DETECTOR_CHOICES)} (auto = YuNet, else dlib). YuNet also finds profile and small faces; dlib's HOG finds frontal faces.")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="Where the work runs: local (this machine's threads) or ray (a Ray cluster through Ray Data, for large batches; needs pip install 'segue[ray]'). The same inputs, outputs, codes and settings record; byte-identical files. With ray, INPUT and --out may be object-store URIs (s3://bucket/prefix; credentials and endpoint from the AWS_* variables).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster to join (auto, or HOST:PORT of its head). Default: start a local Ray instance for this run.")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", help="With --engine ray: how many workers protect photos, each holding one model (default: one per CPU of the cluster).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another segue protect is writing to the same --out, wait for it to finish instead of stopping (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    if input_path not in (None, "-") and not example and not os.path.exists(os.path.expanduser(input_path)):
+    if (input_path not in (None, "-") and not example and "://" not in input_path
+            and not os.path.exists(os.path.expanduser(input_path))):
         raise input_not_found(input_path)  # before importing the pipeline: a usage error comes back at once
     from ..protect import ProtectConfig, default_workers, protect as run_protect
 
@@ -83,19 +87,24 @@ def protect(
         if input_path is not None:
             raise InputError("--example protects the shipped example photo; it takes no INPUT",
                              "drop INPUT, or drop --example to protect your own photos")
-        input_path, out = _example_input(out)
+        input_path, example_out = _example_input(Path(out) if out is not None else None)
+        out = str(example_out)
         if identity is None and label is None and labels is None and not by_folder:
             identity = "segue example"
     elif input_path is None:
         raise InputError("no INPUT given", "segue protect ./photos (a folder, a file, or - for paths on stdin); "
                          "segue protect --example to try it on the shipped example photo")
 
+    # Ray's own progress bars on a terminal; in a log file they would be a dump every 10 s.
+    chatty_terminal = not (quiet or json_output) and sys.stderr.isatty()
     config = ProtectConfig(
-        input=input_path, paths=_stdin_paths() if input_path == "-" else (), out=out, identity=identity, label=label,
+        input=input_path, paths=_stdin_paths() if input_path == "-" else (),
+        out=None if out is None else (out if "://" in out else Path(out)), identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
+        engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
     )
     # Human text unless --json (then stderr carries only warnings and errors) or --quiet
     # (errors only). Failed files are always named on stderr.
@@ -123,7 +132,7 @@ def protect(
                 for note in result.notes:
                     stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
                                          highlight=False, soft_wrap=True)
-                bar.update(task[0], advance=1, info=f"{result.status} {result.source.name}")
+                bar.update(task[0], advance=1, info=f"{result.status} {PurePosixPath(str(result.source)).name}")
 
         with _stopping_on_sigterm() as stopped:
             try:
@@ -135,7 +144,7 @@ def protect(
     if chatty:
         _print_summary(summary)
         if example:
-            stderr_console.print(f"example: before {out / EXAMPLE_ORIGINAL}, after {out / EXAMPLE_NAME}; now try "
+            stderr_console.print(f"example: before {Path(out) / EXAMPLE_ORIGINAL}, after {Path(out) / EXAMPLE_NAME}; now try "
                                  "`segue protect YOUR_FOLDER`", highlight=False, soft_wrap=True)
     if json_output:
         print_json(summary.to_dict())

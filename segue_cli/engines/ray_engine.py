@@ -1,0 +1,220 @@
+"""``segue protect --engine ray``: a planned job run by Ray Data.
+
+The driver has already planned the job exactly as the local engine does (same inputs,
+output names, codes, skips and settings record). Each file still to do becomes one row;
+a pool of actors, each holding one :class:`~segue_cli.protector.Protector`, reads the
+photo's bytes (``storage``: a local path or an object), protects it, encodes it with the
+local engine's encoder and writes it whole (a temp file renamed, or one object upload),
+then returns the file's result. The driver reports results as they come, like the local
+engine. Per-file failures are rows, never job failures.
+
+Faults: actors are restarted and their tasks retried (``max_restarts``/``max_task_retries``
+-1), so a killed worker only costs the photos it was on; they are redone with the same
+bytes. A killed write leaves at most a temp file, which the driver removes at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import ConfigError, InputError
+from ..storage import Location, locate, read_bytes, write_bytes
+
+RowResult = dict[str, Any]
+RESULT_KEYS = ("source", "output", "code", "status", "reason", "notes", "width", "height", "details")
+
+
+def ray_actors(config: Any) -> int:
+    """Actors for the job: ``--actors``, else one per CPU Ray sees."""
+    import ray
+
+    return config.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class ProtectWorker:
+    """One Ray actor: one Protector, opened once, for every batch it is given."""
+
+    def __init__(self, config: Any, source_root: Location, output_root: Location) -> None:
+        from ..protector import Protector
+
+        self.config, self.source_root, self.output_root = config, source_root, output_root
+        # One thread per actor: Ray gives each actor one CPU, and more would oversubscribe.
+        self.protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
+                                   config.max_pixels, threads=1)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        rows = [self._decoded(source, output, int(code))
+                for source, output, code in zip(batch["source"], batch["output"], batch["code"])]
+        self._perturb([row for row in rows if row["status"] == "decoded"])
+        results = [self._written(row) if row["status"] == "decoded" else row for row in rows]
+        return {key: [result[key] for result in results] for key in RESULT_KEYS}
+
+    def _decoded(self, source: str, output: str, code: int) -> dict[str, Any]:
+        from ..protect import decode_photo, failure_reason
+
+        info = self.protector.info
+        row: dict[str, Any] = {"source": source, "output": output, "code": code, "status": "failed", "reason": None,
+                               "notes": "[]", "width": -1, "height": -1, "details": "{}"}
+        try:
+            data = read_bytes(self.source_root.join(source))
+            row["image"], row["plan"] = decode_photo(data, info.image_size, info.epsilon, self.config.max_pixels,
+                                                     self.protector.planner)
+        except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)
+            row["reason"] = failure_reason(exc, source)
+            return row
+        height, width = row["image"].size
+        row.update(status="decoded", width=width, height=height, details=json.dumps(row["plan"].details))
+        return row
+
+    def _perturb(self, rows: list[dict[str, Any]]) -> None:
+        """The generator over the batch's inputs, one call per working shape (as the local
+        engine batches); a per-sample result, so batching never changes a file's bytes."""
+        import numpy as np
+
+        by_shape: dict[tuple[int, ...], list[tuple[dict[str, Any], int]]] = {}
+        for row in rows:
+            row["deltas"] = [None] * len(row["plan"].inputs)
+            for index, pixels in enumerate(row["plan"].inputs):
+                by_shape.setdefault(pixels.shape, []).append((row, index))
+        for entries in by_shape.values():
+            images = np.stack([row["plan"].inputs[index] for row, index in entries])
+            codes = np.array([row["code"] for row, _ in entries], dtype=np.int64)
+            try:
+                deltas = self.protector.backend.perturb(images, codes)
+            except Exception as exc:  # noqa: BLE001
+                for row, _ in entries:
+                    row.update(status="failed", reason=f"the generator failed on this batch ({exc.__class__.__name__}: {exc})")
+                continue
+            for position, (row, index) in enumerate(entries):
+                row["deltas"][index] = deltas[position]
+
+    def _written(self, row: dict[str, Any]) -> RowResult:
+        from ..protect import encode_protected, failure_reason
+
+        image, plan = row.pop("image"), row.pop("plan")
+        deltas = row.pop("deltas")
+        row["notes"] = json.dumps(list(image.notes) + list(plan.notes))
+        row["status"] = "failed"
+        try:
+            encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon)
+            row["notes"] = json.dumps(notes)
+        except Exception as exc:  # noqa: BLE001
+            row["reason"] = failure_reason(exc, row["source"])
+            return row
+        try:
+            write_bytes(self.output_root.join(row["output"]), encoded)
+        except Exception as exc:  # noqa: BLE001
+            row["reason"] = f"cannot write {row['output']}: {getattr(exc, 'strerror', None) or exc}"
+            return row
+        row["status"] = "written"
+        return row
+
+
+def _bound_worker(config: Any, source_root: Location, output_root: Location) -> type:
+    """ProtectWorker with its settings bound in the class, which Ray ships with the code:
+    constructor arguments would sit in the object store, where an actor restarted after a
+    crash may no longer find them."""
+
+    class BoundProtectWorker(ProtectWorker):
+        def __init__(self) -> None:
+            super().__init__(config, source_root, output_root)
+
+    return BoundProtectWorker
+
+
+def start_ray(address: str | None) -> bool:
+    """Connect to ``address`` (``auto``, ``ray://...`` or host:port) or start a local Ray;
+    returns whether this call started it (and so should stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                     configure_logging=False)
+        else:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {exc}",
+                          "start it (ray start --head) or pass --ray-address auto / HOST:PORT") from exc
+    return True
+
+
+def run_rows(config: Any, rows: list[dict[str, Any]], source_root: Location, output_root: Location,
+             finish: Callable[[RowResult], None], progress: bool = True) -> None:
+    """Protect ``rows`` ({source, output, code}, paths relative to the two roots) on Ray;
+    ``finish`` gets each file's result on the driver as it arrives."""
+    import ray
+    import ray.data
+
+    started = start_ray(config.ray_address)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = progress
+        context.print_on_execution_start = False
+        if not progress:  # Ray Data logs its progress when it draws no bars: quiet means quiet
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        actors = ray_actors(config)
+        # One block per batch: a task is one batch, so a killed actor costs one batch of work
+        # and results come back as batches finish.
+        batch = max(1, min(config.batch_size, len(rows) // (2 * actors) or 1))
+        dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch))
+        # Ray Data restarts a killed actor and retries its batch, as often as it takes
+        # (max_restarts and max_task_retries -1 are its defaults for actor pools; the
+        # killed-actor test holds it to that).
+        results = dataset.map_batches(
+            _bound_worker(config, source_root, output_root), batch_size=batch,
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, batch_format="numpy",
+        )
+        reported: set[str] = set()
+        for result in results.iter_rows():
+            if result["output"] not in reported:  # a retried batch's rows are reported once
+                reported.add(result["output"])
+                finish(result)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def planned_rows(planned_files: Iterable[Any], code_of: Callable[[Any], int], finish_local: Callable[..., None]
+                 ) -> list[dict[str, Any]]:
+    """Rows for the files to do; files skipped or failed in planning, or without a code,
+    are reported at once through ``finish_local(planned, status, reason, code)``."""
+    rows = []
+    for planned in planned_files:
+        if planned.status != "todo":
+            finish_local(planned, planned.status, planned.reason, None)
+            continue
+        try:
+            code = code_of(planned)
+        except InputError as exc:
+            from ..protect import failure_reason
+
+            finish_local(planned, "failed", failure_reason(exc, planned.source), None)
+            continue
+        rows.append({"source": str(planned.source), "output": str(planned.output), "code": code})
+    return rows
+
+
+def local_roots() -> tuple[Location, Location]:
+    """Roots for rows that hold absolute local paths."""
+    root = locate(os.sep)
+    return root, root
+
+
+def result_fields(row: RowResult) -> dict[str, Any]:
+    """A result row as FileResult's keyword arguments (paths still strings)."""
+    size = (int(row["width"]), int(row["height"])) if int(row["width"]) >= 0 else None
+    return dict(status=str(row["status"]), reason=row["reason"] if row["reason"] else None,
+                notes=tuple(json.loads(row["notes"])), code=int(row["code"]), size=size,
+                details=json.loads(row["details"]))
+
+
+def as_path(text: str) -> Path | str:
+    return text if "://" in text else Path(text)

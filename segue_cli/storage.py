@@ -1,0 +1,96 @@
+"""Files wherever they are: a local path or any URI pyarrow has a filesystem for
+(``s3://bucket/prefix``, ``gs://...``). The Ray engine reads every photo and writes every
+output through these few functions, so a local folder and a bucket take one code path.
+
+Writes are whole or absent: a local output goes through ``atomic_write`` (a temp file
+renamed over the output, as the local engine writes), an object is uploaded in one
+request or a multipart upload that the store only shows once it is completed, so a worker
+killed mid-write never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import atomic_write
+from .errors import InputError
+
+
+def is_uri(target: str | Path) -> bool:
+    return "://" in str(target)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder or file: a pyarrow filesystem and the path inside it."""
+
+    filesystem: Any  # pyarrow.fs.FileSystem (picklable, so it travels to Ray workers)
+    path: str  # no trailing slash
+    uri: str  # as the user wrote it (for messages)
+
+    @property
+    def local(self) -> bool:
+        return type(self.filesystem).__name__ == "LocalFileSystem"
+
+    def join(self, relative: str) -> "Location":
+        return Location(self.filesystem, posixpath.join(self.path, relative), posixpath.join(self.uri.rstrip("/"), relative))
+
+
+def locate(target: str | Path, **s3_options: Any) -> Location:
+    """The Location of a local path or a URI; ``s3_options`` (endpoint_override, ...) go to
+    pyarrow's S3 filesystem."""
+    from pyarrow import fs
+
+    text = str(target)
+    if not is_uri(text):
+        return Location(fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text)), text)
+    if text.startswith("s3://") and s3_options:
+        bucket_path = text[len("s3://"):].rstrip("/")
+        return Location(fs.S3FileSystem(**s3_options), bucket_path, text)
+    try:
+        filesystem, path = fs.FileSystem.from_uri(text)
+    except Exception as exc:  # noqa: BLE001 (pyarrow raises ArrowInvalid and OSError for bad URIs)
+        raise InputError(f"cannot open {text}: {exc}", "use a local path or a URI pyarrow supports (s3://, gs://)") from exc
+    return Location(filesystem, path.rstrip("/"), text)
+
+
+def read_bytes(location: Location) -> bytes:
+    with location.filesystem.open_input_stream(location.path) as stream:
+        return stream.readall()
+
+
+def write_bytes(location: Location, data: bytes) -> None:
+    if location.local:
+        atomic_write(Path(location.path), lambda tmp: tmp.write_bytes(data))
+        return
+    with location.filesystem.open_output_stream(location.path) as stream:
+        stream.write(data)
+
+
+def list_files(location: Location) -> list[tuple[str, int, int | None]]:
+    """(path relative to ``location``, size, mtime in ns) of every file below it, sorted."""
+    from pyarrow import fs
+
+    try:
+        infos = location.filesystem.get_file_info(fs.FileSelector(location.path, recursive=True, allow_not_found=False))
+    except (FileNotFoundError, OSError) as exc:
+        raise InputError(f"not found or not readable: {location.uri} ({exc})",
+                         "check the URI and the credentials (AWS_* variables for s3://)") from exc
+    files = []
+    for info in infos:
+        if info.type == fs.FileType.File:
+            relative = posixpath.relpath(info.path, location.path)
+            files.append((relative, info.size, info.mtime_ns))
+    return sorted(files)
+
+
+def file_size(location: Location) -> int | None:
+    """Size of a file, or None when there is none."""
+    from pyarrow import fs
+
+    info = location.filesystem.get_file_info(location.path)
+    return info.size if info.type == fs.FileType.File else None
