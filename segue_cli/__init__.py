@@ -5,6 +5,7 @@ module (training, protect, export, evaluation, clustering) with typed functions.
 """
 
 import os
+from typing import Any
 
 # OpenMP threads that spin while waiting make torch ~10x slower on a busy 2-core machine
 # (measured here); set before torch is imported, and only if the user has not chosen.
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = ["Protector", "__version__"]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> Any:
     # Lazy, so that `import segue_cli` (and the CLI's --help) stays free of torch and ONNX Runtime.
     if name == "Protector":
         from .protector import Protector

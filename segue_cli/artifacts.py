@@ -51,7 +51,7 @@ class GeneratorMetadata:
     epsilon: float
     image_size: int
     code_bits: int
-    architecture: dict[str, int]
+    architecture: dict[str, int | float | bool]
     training: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION

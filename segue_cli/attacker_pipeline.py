@@ -154,7 +154,7 @@ def probe_pattern(grid: int, size: int = 112, epsilon: float = 8 / 255, seed: in
     attacker's pipeline (``grid = size`` is independent noise per pixel)."""
     import cv2
 
-    noise = np.random.default_rng(seed).standard_normal((grid, grid, 3)).astype(np.float32)
+    noise: np.ndarray = np.random.default_rng(seed).standard_normal((grid, grid, 3)).astype(np.float32)
     if grid != size:
         noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
     return (epsilon * np.tanh(noise)).transpose(2, 0, 1).astype(np.float32)

@@ -185,4 +185,4 @@ def decode_images(
     kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     if not kept:
         raise InputError("no usable images", "check the files listed above")
-    return torch.stack([results[i] for i in kept]), kept, problems
+    return torch.stack([r for r in results if not isinstance(r, str)]), kept, problems

@@ -10,6 +10,7 @@ face detector (``face_detectors``) and the embedder (``embedding``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .artifacts import file_sha256
 from .errors import ArtifactError
@@ -23,7 +24,7 @@ WEIGHT_SHA256 = {
 }
 
 
-def import_dlib():  # type: ignore[no-untyped-def]
+def import_dlib() -> Any:
     try:
         import dlib
     except ImportError as exc:

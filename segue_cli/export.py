@@ -124,6 +124,8 @@ def build_onnx(generator: SegueGenerator, metadata: OnnxMetadata, opset: int = D
             )
         except Exception as exc:  # torch.onnx raises many types; say what failed and stop
             raise ArtifactError(f"ONNX export failed: {exc}", "report this with the checkpoint's metadata") from exc
+    if program is None:
+        raise ArtifactError("ONNX export returned nothing", "report this with the checkpoint's metadata")
     proto = program.model_proto
     # The exporter names the output's sizes by the crop expression (Min(height, ...));
     # they equal the input's, which the parity check confirms, so give them plain names.

@@ -246,7 +246,7 @@ class DlibDetector:
             rects, scores, _ = self._detector.run(np.ascontiguousarray(image), upsample, self.config.score_threshold)
             if len(rects):
                 return [
-                    (tuple(float(v) for v in _to_full(
+                    (tuple(float(v) for v in _to_full(  # type: ignore[misc]
                         np.array([[r.left() - pad, r.top() - pad], [r.right() - pad, r.bottom() - pad]]), scale).reshape(-1)),
                      float(s))
                     for r, s in zip(rects, scores)

@@ -168,7 +168,7 @@ def align_face(rgb: np.ndarray, matrix: np.ndarray, size: int = 112, antialias: 
     """
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
     height, width = rgb.shape[:2]
-    flags = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    flags: dict[str, Any] = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     region = _footprint(matrix, -0.5, size - 0.5, height, width) if antialias and scale < 1 / 1.5 else None
     if region is None:
         return cv2.warpAffine(rgb, matrix, (size, size), **flags)

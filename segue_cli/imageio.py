@@ -188,7 +188,8 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
     if isinstance(path, (bytes, bytearray)):
         _heif_support()  # bytes have no suffix to tell HEIC by: have the plugin ready
         data: bytes | None = bytes(path)
-        path, size = Path("<bytes>"), len(data)
+        size = len(path)
+        path = Path("<bytes>")
     else:
         data, path = None, Path(path)
         try:
@@ -216,8 +217,9 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
                             "this may be a decompression bomb; if the photo is genuine raise --max-pixels",
                         )
                     notes: list[str] = []
-                    if getattr(opened, "is_animated", False) and getattr(opened, "n_frames", 1) > 1:
-                        notes.append(f"animated ({opened.n_frames} frames): used the first frame only")
+                    frames = getattr(opened, "n_frames", 1)
+                    if getattr(opened, "is_animated", False) and frames > 1:
+                        notes.append(f"animated ({frames} frames): used the first frame only")
                     opened.seek(0)
                     icc = opened.info.get("icc_profile")
                     if _rawmode(opened).endswith(";16B") and opened.mode in ("RGB", "RGBA"):
@@ -254,7 +256,8 @@ def _rawmode(opened: Image.Image) -> str:
     """The decoder's raw mode of the first tile (``RGB;16B`` for a 16-bit PNG that Pillow
     hands over as 8-bit RGB), or '' when the plugin does not say."""
     try:
-        args = opened.tile[0].args if opened.tile else None
+        tile = getattr(opened, "tile", None)
+        args = tile[0].args if tile else None
     except (AttributeError, IndexError):
         return ""
     raw = args[0] if isinstance(args, tuple) and args else args

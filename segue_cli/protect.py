@@ -453,7 +453,7 @@ def encode_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarra
 def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
     image, planned = job.image, job.planned
     height, width = image.size
-    done = dict(code=job.code, size=(width, height), details=job.plan.details)
+    done: dict[str, Any] = dict(code=job.code, size=(width, height), details=job.plan.details)
     notes = list(image.notes) + list(job.plan.notes)
     try:
         data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -93,7 +93,7 @@ def verify_shipped(path: Path) -> None:
                             "the shipped model was changed or corrupted: reinstall segue")
 
 
-def _twin_holds_weights(twin_model, checkpoint: Path) -> bool:  # type: ignore[no-untyped-def]
+def _twin_holds_weights(twin_model: Any, checkpoint: Path) -> bool:
     """Whether the ONNX graph's weights are the checkpoint's: every initialiser named after
     a checkpoint tensor must equal it, and most of the checkpoint's weights must be there
     (the exporter folds BatchNorm into the convolutions before it, so those differ by design)."""

@@ -78,9 +78,8 @@ def code_to_signs(codes: torch.Tensor | list[int] | int, code_bits: int = DEFAUL
     """:func:`code_signs` as a float tensor (on the CPU), for the torch generator."""
     import torch
 
-    if isinstance(codes, torch.Tensor):
-        codes = codes.detach().cpu().numpy()
-    return torch.from_numpy(code_signs(codes, code_bits))
+    plain = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else codes
+    return torch.from_numpy(code_signs(plain, code_bits))
 
 
 def random_codes(count: int, code_bits: int, generator: torch.Generator) -> list[int]:

@@ -238,7 +238,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
                                                  luma=config.luma)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
-    keyed = (KeyedTargets(generator, len(dataset.identities), surrogate.fc.in_features)
+    keyed = (KeyedTargets(generator, len(dataset.identities), int(getattr(surrogate.fc, "in_features")))
              if config.objective in KEYED_OBJECTIVES else None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)

@@ -115,7 +115,7 @@ def protect(
 
         def on_event(event: str, payload: Any) -> None:
             if event == "start":
-                if chatty:
+                if bar is not None:
                     _print_start(payload)
                     task.append(bar.add_task("protecting", total=payload.total, info=""))
                 elif not quiet:
@@ -128,7 +128,7 @@ def protect(
             if result.status == "failed":
                 stderr_console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
                                      highlight=False, soft_wrap=True)
-            if chatty:
+            if bar is not None:
                 for note in result.notes:
                     stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
                                          highlight=False, soft_wrap=True)
@@ -143,7 +143,7 @@ def protect(
                 raise typer.Exit(143 if stopped else 130) from None
     if chatty:
         _print_summary(summary)
-        if example:
+        if example and out is not None:
             stderr_console.print(f"example: before {Path(out) / EXAMPLE_ORIGINAL}, after {Path(out) / EXAMPLE_NAME}; now try "
                                  "`segue protect YOUR_FOLDER`", highlight=False, soft_wrap=True)
     if json_output:

@@ -72,7 +72,7 @@ def protect_remote(config: Any, emit: Any) -> Any:
     planned = checked_plan(record, planned, settings, lambda item: item.output.as_posix(),
                            lambda item, made_from: made_from is not None and made_from != fingerprints.get(
                                item.source.as_posix()), out.uri)
-    summary = ProtectSummary(out_dir=out.uri, side_information=side.description, model=str(info.model_path),  # type: ignore[arg-type]
+    summary = ProtectSummary(out_dir=out.uri, side_information=side.description, model=str(info.model_path),
                              model_sha256=info.model_sha256, backend=info.name, device=info.device,
                              image_format=config.image_format, epsilon=info.epsilon, file_sha256=info.file_sha256,
                              protection="faces " + config.faces + " (Ray workers)", total=len(planned))
@@ -97,7 +97,7 @@ def protect_remote(config: Any, emit: Any) -> Any:
         emit("file", result)
 
     def uri_result(rel_source: str, rel_output: str, **fields: Any) -> Any:
-        return FileResult(source.join(rel_source).uri, out.join(rel_output).uri, **fields)  # type: ignore[arg-type]
+        return FileResult(source.join(rel_source).uri, out.join(rel_output).uri, **fields)
 
     started = time.perf_counter()
     rows = ray_engine.planned_rows(planned, side.code_of, lambda item, status, reason, code: finish(

@@ -136,10 +136,10 @@ def start_ray(address: str | None) -> bool:
         return False
     try:
         if address is None:
-            ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+            ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
                      configure_logging=False)
         else:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {exc}",
                           "start it (ray start --head) or pass --ray-address auto / HOST:PORT") from exc

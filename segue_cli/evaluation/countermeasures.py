@@ -110,10 +110,10 @@ def parse_scenario(spec: str) -> Scenario:
             values[key] = int(budget)
             values["at_steps"] = int(steps) if steps else AT_DEFAULT_STEPS
         elif head == "estimate" and re.fullmatch(r"remove(-\d+)?", rest):
-            budget = int(rest.partition("-")[2] or ESTIMATE_DEFAULT_BUDGET)
-            if not 1 <= budget <= 255:
+            estimate_budget = int(rest.partition("-")[2] or ESTIMATE_DEFAULT_BUDGET)
+            if not 1 <= estimate_budget <= 255:
                 raise ConfigError(f"counter-measure {spec!r}: the budget must be 1-255 (in 1/255)", COUNTERMEASURE_HELP)
-            values[key] = budget
+            values[key] = estimate_budget
         else:
             raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", COUNTERMEASURE_HELP)
     return Scenario(name=_canonical_name(values), **values)  # type: ignore[arg-type]

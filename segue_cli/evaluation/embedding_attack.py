@@ -54,7 +54,7 @@ class EmbeddingRun:
         return record
 
 
-def open_embedder(name: str, detector: FaceDetector | None = None):  # type: ignore[no-untyped-def]
+def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
     """The embedding network behind an attacker name; ``detector`` under detect-align
     (None: dlib's tight-crop detector, whose miss on a crop falls back to a centred box)."""
     if name not in EMBEDDING_ATTACKER_NAMES:

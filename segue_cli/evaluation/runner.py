@@ -52,7 +52,7 @@ class EvaluationResult:
 
 
 def environment(device: torch.device, threads: int) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
             versions[package] = metadata.version(package)

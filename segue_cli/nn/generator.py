@@ -104,6 +104,9 @@ class CodeFeatures(nn.Module):
     0.6-0.9 with a plain MLP). A large random frequency makes codes one bit apart look
     unrelated. W and b are buffers: saved with the weights, never trained."""
 
+    frequencies: torch.Tensor
+    phases: torch.Tensor
+
     def __init__(self, code_bits: int, features: int, scale: float = 3.0) -> None:
         super().__init__()
         rng = torch.Generator().manual_seed(0x5E6E)
@@ -147,7 +150,8 @@ class SegueGenerator(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(module.weight, 0.0, 0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, (nn.InstanceNorm2d, nn.BatchNorm2d)):
                 nn.init.normal_(module.weight, 1.0, 0.02)
                 nn.init.zeros_(module.bias)
@@ -169,6 +173,7 @@ class SegueGenerator(nn.Module):
 
     def _code_pattern(self, code_signs: torch.Tensor, height: int, width: int) -> torch.Tensor:
         grid = self.config.pattern_grid
+        assert self.code_pattern is not None
         cells = self.code_pattern(code_signs).view(-1, self.config.out_channels, grid, grid)
         # Every code, seen in training or not, gets a pattern of the same strength: with
         # RMS 2 before the tanh most cells sit near +/-epsilon. A pattern left free to

@@ -18,11 +18,13 @@ fresh random codes every step: no code at protect time is out of distribution.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generator import SegueGenerator
+from .generator import CodeFeatures, SegueGenerator
 
 _PROJECTION_SEED = 0x7A56
 
@@ -31,7 +33,9 @@ class KeyedTargets:
     def __init__(self, generator: SegueGenerator, num_classes: int, feature_dim: int) -> None:
         if generator.code_pattern is None:
             raise ValueError("keyed objectives need the code pattern (pattern_grid > 0)")
-        self._features = generator.code_pattern[0]  # CodeFeatures: fixed buffers, never trained
+        features = generator.code_pattern[0]
+        assert isinstance(features, CodeFeatures)
+        self._features = features  # fixed buffers, never trained
         hidden = generator.config.pattern_hidden
         rng = torch.Generator().manual_seed(_PROJECTION_SEED)
         device = self._features.frequencies.device
@@ -52,10 +56,11 @@ class KeyedTargets:
 
 def penultimate(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """A torchvision ResNet's pooled features (the input of ``fc``)."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
-    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+    net: Any = model  # torchvision's ResNet: its parts are attributes
+    x = net.maxpool(net.relu(net.bn1(net.conv1(images))))
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
         x = layer(x)
-    return torch.flatten(model.avgpool(x), 1)
+    return torch.flatten(net.avgpool(x), 1)
 
 
 def random_code_signs(count: int, code_bits: int, rng: torch.Generator) -> torch.Tensor:

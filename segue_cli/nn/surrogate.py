@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ def build_surrogate(num_classes: int, stem: str = "standard") -> nn.Module:
 
 def pgd_noise(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, budget: float, steps: int,
-    transform: "callable | None" = None, step_size: float | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None, step_size: float | None = None,
 ) -> torch.Tensor:
     """L-inf PGD noise that raises ``model``'s loss on ``images`` (detached).
 
