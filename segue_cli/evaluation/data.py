@@ -72,6 +72,8 @@ class EvaluationData:
         return self._cache[cache_key]
 
 
+    EMBED_BATCH = 16  # photos a call: the twin network runs them in one batch
+
     def embeddings(
         self, name: str, embedder: Any, transform: Callable[[np.ndarray], np.ndarray] | None = None, key: str = "plain",
         progress: Callable[[str, dict[str, Any]], None] | None = None, pipeline: str = "none",
@@ -89,12 +91,12 @@ class EvaluationData:
             emit("decode_start", {"set": name, "images": len(labelled.items), "transform": key, "pipeline": pipeline,
                                   "embedding": embedder.name})
             vectors, found = [], 0
-            for item in labelled.items:
-                rgb = load_image(item.path).rgb
-                face = embedder.embed(transform(rgb) if transform is not None else rgb)
-                vectors.append(face.vector)
-                found += int(face.face_found)
-                emit("decoded", {})
+            for start in range(0, len(labelled.items), self.EMBED_BATCH):
+                photos = [load_image(item.path).rgb for item in labelled.items[start : start + self.EMBED_BATCH]]
+                for face in embedder.embed_many([transform(rgb) if transform is not None else rgb for rgb in photos]):
+                    vectors.append(face.vector)
+                    found += int(face.face_found)
+                    emit("decoded", {})
             self.embedding_faces[name if key == "plain" else f"{name} ({key})"] = {
                 "images": len(vectors), "face_found": found, "no_face": len(vectors) - found}
             self._embedding_cache[cache_key] = (np.stack(vectors).astype(np.float32), np.asarray(labelled.targets))
