@@ -28,7 +28,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -86,6 +86,7 @@ class TrainConfig:
     pattern_grid: int = GeneratorConfig.pattern_grid
     luma: bool = False  # one-channel perturbation on R, G and B (GeneratorConfig.luma)
     objective: str = "error-minimizing"  # or "targeted" (see OBJECTIVES)
+    identity_weight: float = 0.0  # > 0: also move dlib's embedding away from the identity (identity_objective.py)
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -121,6 +122,7 @@ class TrainConfig:
              f"--objective {self.objective} derives its target from the code pattern: give --pattern-grid > 0"),
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
             (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),
+            (self.identity_weight >= 0, "--identity-weight must be >= 0 (0: no identity term)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -154,6 +156,7 @@ class EpochRecord:
     delta_linf: float
     seconds: float
     codes: str  # "labels" or "random"
+    identity_similarity: float | None = None  # with --identity-weight: mean cosine to the identity (generator epochs)
 
 
 @dataclass
@@ -238,6 +241,12 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
                                                  luma=config.luma)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
+    identity = None
+    if config.identity_weight > 0:
+        from .identity_objective import prepare as prepare_identity
+
+        emit("identity_start", {"images": len(targets)})
+        identity = prepare_identity(images, targets, len(dataset.identities), on_photo=lambda: emit("identity_photo", {}))
     keyed = (KeyedTargets(generator, len(dataset.identities), int(getattr(surrogate.fc, "in_features")))
              if config.objective in KEYED_OBJECTIVES else None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
@@ -287,7 +296,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         emit("epoch_start", {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)})
         epoch_started = time.perf_counter()
         step_fn = _surrogate_step if stage == "surrogate" else _generator_step
-        totals = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "seen": 0.0, "l2": 0.0, "linf": 0.0}
+        totals = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "seen": 0.0, "l2": 0.0, "linf": 0.0, "identity": 0.0}
         for index in batches:
             x = images[index].to(device).float().div_(255.0)
             y = targets[index].to(device)
@@ -295,9 +304,9 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
                 signs = _code_signs(codes, targets[index], config.code_bits).to(device)
             else:  # every code is a key: fresh ones every step, so none at protect time is new
                 signs = random_code_signs(len(y), config.code_bits, rng).to(device)
-            stats = step_fn(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed)
-            for key in ("loss", "ce", "l2"):
-                totals[key] += stats[key] * len(y)
+            stats = step_fn(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed, identity, index)
+            for key in ("loss", "ce", "l2", "identity"):
+                totals[key] += stats.get(key, 0.0) * len(y)
             totals["correct"] += stats["correct"]
             totals["seen"] += len(y)
             totals["linf"] = max(totals["linf"], stats["linf"])
@@ -309,6 +318,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
             epoch=epoch, stage=stage, loss=totals["loss"] / seen, ce=totals["ce"] / seen,
             accuracy=totals["correct"] / seen, delta_l2=totals["l2"] / seen, delta_linf=totals["linf"],
             seconds=time.perf_counter() - epoch_started, codes=code_kind,
+            identity_similarity=totals["identity"] / seen if identity is not None and stage == "generator" else None,
         )
         history.append(record)
         summary = _training_summary(config, dataset, history, time.perf_counter() - started, len(targets))
@@ -337,22 +347,30 @@ def _round_to_8_bits(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x * 255.0) / 255.0 - x).detach()
 
 
-def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
-                  signs: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
+def protected_photo(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
+                    signs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(delta at the working size, the protected photo at the photos' size, as protect writes it)."""
     size = config.image_size
     delta = config.epsilon * generator(_resize(photos, size), signs)
     if photos.shape[-2:] == (size, size):  # --photo-scale 1: no round trip
-        view = (photos + delta).clamp(0, 1)
-    else:
-        upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
-        view = _resize(_round_to_8_bits((photos + upsampled).clamp(0, 1)), size)
+        return delta, (photos + delta).clamp(0, 1)
+    upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
+    return delta, _round_to_8_bits((photos + upsampled).clamp(0, 1))
+
+
+def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
+                  signs: torch.Tensor, rng: torch.Generator,
+                  protected: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
+    delta, full = protected if protected is not None else protected_photo(config, generator, photos, signs)
+    view = _resize(full, config.image_size)
     if config.gray_p > 0:
         view = distortions.grayscale(view, torch.rand(len(view), generator=rng) < config.gray_p)
     return delta, view
 
 
-def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None) -> dict[str, float]:
+def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None, identity=None,
+                    index=None) -> dict[str, float]:
     generator.eval()
     surrogate.train()
     with torch.no_grad():
@@ -372,12 +390,14 @@ def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     return _stats(loss, loss, logits, y, delta)
 
 
-def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None) -> dict[str, float]:
+def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None, identity=None,
+                    index=None) -> dict[str, float]:
     generator.train()
     surrogate.eval()
     surrogate.requires_grad_(False)
     try:
-        delta, perturbed = attacker_view(config, generator, x, signs, rng)
+        protected = protected_photo(config, generator, x, signs)
+        delta, perturbed = attacker_view(config, generator, x, signs, rng, protected)
         params = distortions.sample(len(y), config.distortion, rng)
 
         def distort(batch: torch.Tensor) -> torch.Tensor:
@@ -403,12 +423,20 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
             ce = F.cross_entropy(logits, wanted)
         # beta * mean L2 norm of delta, in [0, 1] pixel units, as in the paper.
         loss = config.alpha * ce + config.beta * delta.flatten(1).norm(dim=1).mean()
+        if identity is not None:
+            # Through the same distortions, but not the flips: the chip's place is the clean photo's.
+            unflipped = replace(params, hflip=torch.zeros_like(params.hflip), vflip=torch.zeros_like(params.vflip))
+            similarity = identity.similarity(distortions.apply(protected[1], unflipped, config.distortion), index, y)
+            loss = loss + config.identity_weight * similarity
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
     finally:
         surrogate.requires_grad_(True)
-    return _stats(loss, ce, logits, y, delta)
+    stats = _stats(loss, ce, logits, y, delta)
+    if identity is not None:
+        stats["identity"] = float(similarity.detach())
+    return stats
 
 
 def _stats(loss, ce, logits, y, delta) -> dict[str, float]:

@@ -18,6 +18,7 @@ from segue_cli.protect import ProtectConfig, protect
 from segue_cli.side_info import code_to_signs
 from segue_cli.training import TrainConfig, attacker_view, identity_codes, train
 from segue_cli.datasets import scan_image_folder
+from conftest import copy_faces
 
 runner = CliRunner()
 TINY = dict(image_size=32, epochs=3, surrogate_period=2, batch_size=4, max_steps_per_epoch=2, pgd_steps=1, workers=1)
@@ -330,3 +331,26 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
     a, b = load_generator(whole.generator_path).model, load_generator(resumed.generator_path).model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_identity_term_reaches_the_generator_through_dlibs_twin(webface10, tmp_path):
+    from segue_cli.identity_objective import prepare
+
+    faces = copy_faces(tmp_path / "faces", identities=2, per_identity=3, size=None)  # 224 px: faces dlib finds
+    with pytest.raises(ConfigError, match="--identity-weight"):
+        TrainConfig(data=faces, out=tmp_path / "x", identity_weight=-1)
+    result = train(TrainConfig(data=faces, out=tmp_path / "run", image_size=32, epochs=2, surrogate_period=2,
+                               batch_size=6, max_steps_per_epoch=1, pgd_steps=0, workers=1, identity_weight=1.0))
+    surrogate_epoch, generator_epoch = result.history
+    assert surrogate_epoch.identity_similarity is None
+    assert generator_epoch.identity_similarity is not None and 0.5 < generator_epoch.identity_similarity <= 1.0
+    # The term is differentiable in the photo: lowering it moves the protected pixels.
+    photos = torch.stack([torch.from_numpy(load_image(p).rgb).permute(2, 0, 1) for p in sorted(faces.rglob("*.jpg"))])
+    targets = torch.tensor([0, 0, 0, 1, 1, 1])
+    objective = prepare(photos, targets, 2)
+    x = (photos[:2].float() / 255).requires_grad_(True)
+    similarity = objective.similarity(x, torch.tensor([0, 1]), targets[:2])
+    assert 0.8 < float(similarity) <= 1.0  # clean photos sit close to their own identity
+    similarity.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -42,6 +42,7 @@ def train(
     code_assignment: Annotated[str, typer.Option("--code-assignment", help="Codes seen in training: mixed (own codes and random codes, alternating by period), labels, or random.")] = "mixed",
     pattern_grid: Annotated[int, typer.Option("--pattern-grid", help="Cells per side of the smooth code pattern the generator stretches over the image (0: the paper's generator without it; see docs/training.md).")] = 4,
     objective: Annotated[str, typer.Option("--objective", help="error-minimizing (the paper's: the surrogate learns the protected photos, the generator makes them easy to learn) or targeted (an adversarial poison: the surrogate learns the clean photos and the generator makes each protected photo look like the next identity to it), keyed-targeted (the same aimed at a decoy identity derived from the code, trained on fresh random codes, so names never seen in training are protected alike) or keyed-feature (moves the surrogate's features along a direction derived from the code). The keyed ones need --pattern-grid > 0.")] = "error-minimizing",
+    identity_weight: Annotated[float, typer.Option("--identity-weight", help="Weight of a second term that moves each protected face's embedding in dlib's face-recognition network (its PyTorch twin) away from the identity's clean photos, against attackers who match with a pretrained network; 0 (default): off. Needs dlib (the train extra).")] = 0.0,
     luma: Annotated[bool, typer.Option("--luma", help="Luminance perturbation: the generator makes one channel added to R, G and B alike, so it survives an attacker's grayscale conversion, keeps black-and-white photos black and white and cannot tint (default: colour, as the paper).")] = False,
     photo_scale: Annotated[float, typer.Option("--photo-scale", help="Train against the attacker's view: photos at this many times --image-size, perturbation upsampled to them as protect does, rounded to 8 bits and resized back (1: no round trip; 2 matches 224 px crops and protocol P112).")] = 2.0,
     gray_p: Annotated[float, typer.Option("--gray-p", help="Share of photos the surrogate and the generator's loss see in grayscale (ITU-R 601-2 luma), as an attacker who drops colour; 0: never.")] = 0.0,
@@ -63,7 +64,7 @@ def train(
         data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,
         lr_generator=lr_generator, lr_surrogate=lr_surrogate, alpha=alpha, beta=beta, epsilon=epsilon,
         surrogate_period=surrogate_period, stop_loss=stop_loss, rho_d=rho_d, pgd_steps=pgd_steps, surrogate_rho=surrogate_rho,
-        surrogate_stem=surrogate_stem, code_assignment=code_assignment, pattern_grid=pattern_grid, luma=luma, objective=objective, photo_scale=photo_scale, gray_p=gray_p,
+        surrogate_stem=surrogate_stem, code_assignment=code_assignment, pattern_grid=pattern_grid, luma=luma, objective=objective, identity_weight=identity_weight, photo_scale=photo_scale, gray_p=gray_p,
         distortion=DistortionConfig(blur_sigma=blur_sigma, sharpness=sharpness, flip_p=flip_p, jpeg_p=jpeg_p, resize_p=resize_p),
         seed=seed, device=device, workers=workers, skip_bad_images=skip_bad_images, resume=resume,
         max_steps_per_epoch=max_steps,
@@ -81,6 +82,10 @@ def train(
                 tasks["decode"] = bar.add_task("decoding", total=payload["images"], info=f"{payload['identities']} identities")
             elif event == "decoded":
                 bar.advance(tasks["decode"])
+            elif event == "identity_start":
+                tasks["identity"] = bar.add_task("locating faces (identity term)", total=payload["images"], info="")
+            elif event == "identity_photo":
+                bar.advance(tasks["identity"])
             elif event == "skipped_images":
                 for problem in payload["problems"]:
                     stderr_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, markup=False)
@@ -91,7 +96,8 @@ def train(
                 bar.update(tasks["epoch"], advance=1, info=f"loss {payload['loss']:.4f} ce {payload['ce']:.4f}")
             elif event == "epoch_end":
                 line = (f"ce {payload['ce']:.4f} acc {payload['accuracy']:.2f} |d|2 {payload['delta_l2']:.3f} "
-                        f"{payload['seconds']:.0f}s")
+                        + (f"identity cos {payload['identity_similarity']:.3f} "
+                           if payload.get("identity_similarity") is not None else "") + f"{payload['seconds']:.0f}s")
                 bar.update(tasks["epoch"], info=line)
                 # One permanent line per epoch, so logs of non-interactive runs show progress too.
                 bar.console.print(f"epoch {payload['epoch']} {payload['stage']} ({payload['codes']} codes): {line}",
