@@ -290,7 +290,27 @@ def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
 
 
-SAVE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+@dataclass(frozen=True)
+class OutputFormat:
+    """A format protect writes: its Pillow name, the suffixes that name it (the first is
+    given to outputs), and whether it is lossy (which weakens protection)."""
+
+    pillow: str
+    suffixes: tuple[str, ...]
+    lossy: bool
+
+
+#: The one registry of output formats (--format, Protector(image_format=), output names).
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    "png": OutputFormat("PNG", (".png",), lossy=False),
+    "jpeg": OutputFormat("JPEG", (".jpg", ".jpeg"), lossy=True),
+    "webp": OutputFormat("WEBP", (".webp",), lossy=True),
+}
+
+
+def format_of_pillow(pillow_name: str | None) -> str | None:
+    """The output format Pillow calls ``pillow_name`` (``"JPEG"`` -> ``"jpeg"``), if segue writes it."""
+    return next((name for name, fmt in OUTPUT_FORMATS.items() if fmt.pillow == pillow_name), None)
 
 
 def encode_image(
@@ -304,7 +324,7 @@ def encode_image(
 ) -> bytes:
     """The bytes of a protected photo's file; every engine writes these exact bytes.
     Alpha is kept where the format has it (PNG, WebP)."""
-    pil_format = SAVE_FORMATS[image_format]
+    pil_format = OUTPUT_FORMATS[image_format].pillow
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None and pil_format in ("PNG", "WEBP"):
         image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")

@@ -35,9 +35,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 
 from .artifacts import atomic_write
 from .errors import InputError, OutputError, input_not_found
-from .imageio import discover_images, looks_like_image
+from .imageio import OUTPUT_FORMATS, discover_images, looks_like_image
 
-OUTPUT_SUFFIXES = {"png": (".png",), "jpeg": (".jpg", ".jpeg"), "webp": (".webp",)}
 OUTPUT_MARKER = ".segue-output"
 SETTINGS_FILE = ".segue-protect.json"
 _MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
@@ -138,7 +137,7 @@ def default_out_dir(inputs: InputSet) -> Path:
 
 
 def output_relative(relative: Path, image_format: str) -> Path:
-    suffixes = OUTPUT_SUFFIXES[image_format]
+    suffixes = OUTPUT_FORMATS[image_format].suffixes
     if relative.suffix.lower() in suffixes:
         return relative
     return relative.with_suffix(suffixes[0])

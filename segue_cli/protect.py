@@ -31,7 +31,7 @@ from . import __version__
 from .artifacts import atomic_write, file_sha256
 from .datasets import MIN_IMAGE_SIDE, read_labels_csv
 from .errors import ConfigError, InputError, OutputError
-from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, LoadedImage, encode_image, load_image
+from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, IMAGE_EXTENSIONS, OUTPUT_FORMATS, LoadedImage, encode_image, load_image
 from .outputs import (OUTPUT_MARKER, InputSet, PlannedFile, check_out_dir, check_settings, collect_inputs, default_out_dir,
                       locked_out_dir, mark_out_dir, plan_outputs, record_settings, remove_stale_temps)
 from .face_detectors import DETECTOR_CHOICES, open_detector
@@ -41,7 +41,7 @@ from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
 from .engines import ENGINE_CHOICES
 
-FORMATS = ("png", "jpeg", "webp")
+FORMATS = tuple(OUTPUT_FORMATS)
 # Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
 # waited for beyond this many pixels (one 12 MP phone photo; about 240 face crops of 224
 # px): with their protected copies about 100 MB, so that a run of 12 MP photos peaks near
@@ -90,8 +90,9 @@ class ProtectConfig:
         if self.image_format not in FORMATS:
             raise ConfigError(f"unknown format {self.image_format!r}", f"use one of {', '.join(FORMATS)}")
         if self.quality is not None:
-            if self.image_format == "png":
-                raise ConfigError("--quality applies to jpeg and webp only", "PNG is lossless; drop --quality")
+            if not OUTPUT_FORMATS[self.image_format].lossy:
+                lossy = " and ".join(name for name, fmt in OUTPUT_FORMATS.items() if fmt.lossy)
+                raise ConfigError(f"--quality applies to {lossy} only", f"{self.image_format.upper()} is lossless; drop --quality")
             if not 1 <= self.quality <= 100:
                 raise ConfigError(f"--quality {self.quality} is out of range", "use 1..100")
         if self.faces not in FACE_MODES:
@@ -115,7 +116,7 @@ class ProtectConfig:
     @property
     def output_quality(self) -> int | None:
         """The JPEG/WebP quality the outputs get; None for lossless PNG."""
-        return None if self.image_format == "png" else (self.quality or DEFAULT_QUALITY)
+        return (self.quality or DEFAULT_QUALITY) if OUTPUT_FORMATS[self.image_format].lossy else None
 
     @property
     def lossy_warning(self) -> str | None:

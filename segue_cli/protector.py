@@ -24,13 +24,12 @@ from PIL import Image
 
 from .choices import DEFAULT_MAX_PIXELS
 from .errors import InputError
-from .imageio import SAVE_FORMATS, LoadedImage, encode_image, load_image
+from .imageio import OUTPUT_FORMATS, LoadedImage, encode_image, format_of_pillow, load_image
 from .plans import FACE_MODES, FaceMode, PhotoPlan
 from .runtime import open_backend
 from .side_info import identity_code, label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
-_BYTES_FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}  # others come back as PNG
 
 
 class Protector:
@@ -65,8 +64,8 @@ class Protector:
         ``image_format`` (png, jpeg or webp) chooses the file format of what comes back for
         bytes; None keeps the input's (PNG for formats segue does not write). JPEG and WebP
         are lossy and weaken the protection."""
-        if image_format is not None and image_format not in SAVE_FORMATS:
-            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(SAVE_FORMATS)}")
+        if image_format is not None and image_format not in OUTPUT_FORMATS:
+            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
         chosen = self.code_for(identity, label, code)
         loaded = _load(image, self.max_pixels)
         protected = self.protect_loaded(loaded, chosen)
@@ -109,7 +108,7 @@ def _as_kind(original: ImageLike, loaded: LoadedImage, protected: np.ndarray, im
             return protected[..., 0].copy()
         return np.dstack([protected, alpha]) if original.shape[2] == 4 and alpha is not None else protected
     if isinstance(original, (bytes, bytearray)):
-        chosen = image_format or _BYTES_FORMATS.get(loaded.source_format or "", "png")
+        chosen = image_format or format_of_pillow(loaded.source_format) or "png"  # others come back as PNG
         return encode_image(protected, alpha=alpha, image_format=chosen, icc_profile=loaded.icc_profile)
     pil = Image.fromarray(np.dstack([protected, alpha]), "RGBA") if alpha is not None else Image.fromarray(protected, "RGB")
     if isinstance(original, Image.Image) and original.mode in ("L", "1") and loaded.grayscale:
