@@ -1,0 +1,56 @@
+"""How far 8/255 can move dlib's embedding at all: per-photo PGD against the twin.
+
+The identity term of `segue train --identity-weight` asks a generator to lower the cosine
+similarity between dlib's descriptor of each protected photo and its identity's clean
+centroid. This probe asks the same of plain per-photo PGD (white box, no distortion
+layer, 30 steps of 2/255, L-inf 8/255) on a few WebFace10 photos, to tell a limit of the
+budget from a limit of the generator:
+
+    python benchmarks/identity_pgd_probe.py   # 3 identities x 6 photos
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "WebFace10" / "train"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--identities", type=int, default=3)
+    parser.add_argument("--per-identity", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+
+    from segue_cli.identity_objective import prepare
+    from segue_cli.imageio import load_image
+
+    folders = sorted(p for p in args.data.iterdir() if p.is_dir())[: args.identities]
+    paths = [p for folder in folders for p in sorted(folder.glob("*.jpg"))[: args.per_identity]]
+    photos = torch.stack([torch.from_numpy(load_image(p).rgb).permute(2, 0, 1) for p in paths])
+    targets = torch.tensor([k for k in range(len(folders)) for _ in range(args.per_identity)])
+    objective = prepare(photos, targets, len(folders))
+    x, indices = photos.float() / 255, torch.arange(len(photos))
+    with torch.no_grad():
+        clean = float(objective.similarity(x, indices, targets))
+    for name, channels in (("luminance", 1), ("colour", 3)):
+        delta = torch.zeros(len(x), channels, *x.shape[-2:], requires_grad=True)
+        for _ in range(args.steps):
+            similarity = objective.similarity((x + delta.expand(-1, 3, -1, -1)).clamp(0, 1), indices, targets)
+            (grad,) = torch.autograd.grad(similarity, delta)
+            with torch.no_grad():
+                delta -= (2 / 255) * grad.sign()
+                delta.clamp_(-8 / 255, 8 / 255)
+        with torch.no_grad():
+            moved = float(objective.similarity((x + delta.expand(-1, 3, -1, -1)).clamp(0, 1), indices, targets))
+        print(f"{name}: cosine to own identity {clean:.3f} clean -> {moved:.3f} after PGD ({len(x)} photos)")
+
+
+if __name__ == "__main__":
+    main()
