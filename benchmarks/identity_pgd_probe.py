@@ -6,7 +6,7 @@ centroid. This probe asks the same of plain per-photo PGD (white box, no distort
 layer, 30 steps of 2/255, L-inf 8/255) on a few WebFace10 photos, to tell a limit of the
 budget from a limit of the generator:
 
-    python benchmarks/identity_pgd_probe.py   # 3 identities x 6 photos
+    python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 8
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
 
+    import torch.nn.functional as F
+
+    from segue_cli.dlib_face_net import extract_chips
     from segue_cli.identity_objective import prepare
     from segue_cli.imageio import load_image
 
@@ -39,6 +42,11 @@ def main() -> None:
     x, indices = photos.float() / 255, torch.arange(len(photos))
     with torch.no_grad():
         clean = float(objective.similarity(x, indices, targets))
+        chips = extract_chips(photos.double(), objective.matrices).float()
+        to_centroids = F.normalize(objective.net(chips), dim=1) @ objective.centroids.T
+        others = to_centroids.clone()
+        others[indices, targets] = -2.0
+    print(f"clean: cosine to own identity {clean:.3f}, to the nearest other identity {float(others.max(1).values.mean()):.3f}")
     for name, channels in (("luminance", 1), ("colour", 3)):
         delta = torch.zeros(len(x), channels, *x.shape[-2:], requires_grad=True)
         for _ in range(args.steps):
