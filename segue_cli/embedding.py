@@ -24,14 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .dlib_weights import (LANDMARKS_FILE, RECOGNITION_FILE, WEIGHT_SHA256, default_weights_dir, import_dlib,  # noqa: F401
+from .dlib_weights import (CHIP_PADDING, CHIP_SIZE, LANDMARKS_FILE, RECOGNITION_FILE, WEIGHT_SHA256, default_weights_dir, import_dlib,  # noqa: F401
                            verified_weight)
 from .errors import ConfigError
 from .face_detectors import DlibConfig, DlibDetector
 from .faces import FaceDetector
 
 EMBEDDING_DIM = 128
-CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's compute_face_descriptor aligns to these
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold: same identity below this distance
 
 # Where dlib's HOG box sits on a tight face crop, as fractions of the crop (mean over
@@ -98,11 +97,11 @@ class DlibEmbedder:
             engine = "twin" if jitter == 0 and importlib.util.find_spec("torch") is not None else "dlib"
         self.engine = engine
         self._recognition = dlib.face_recognition_model_v1(str(recognition)) if engine == "dlib" else None
-        self._twin = None
+        self.twin: Any = None  # the PyTorch twin of dlib's network (engine "twin")
         if engine == "twin":
             from .dlib_face_net import load_dlib_face_net
 
-            self._twin = load_dlib_face_net(recognition)
+            self.twin = load_dlib_face_net(recognition)
 
     def locate(self, rgb: np.ndarray) -> tuple[Any, Box, int]:
         """(dlib's 5-landmark shape, the box it was placed in, faces found) of the largest face."""
@@ -116,6 +115,10 @@ class DlibEmbedder:
         """dlib's aligned 150 x 150 chip (the one its descriptor is computed on)."""
         return np.asarray(self._dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING))
 
+    def chip_details(self, shape: Any) -> Any:
+        """Where that chip lies in the photo (a ``dlib.chip_details``: rect, angle, size)."""
+        return self._dlib.get_face_chip_details(shape, CHIP_SIZE, CHIP_PADDING)
+
     def embed(self, rgb: np.ndarray) -> FaceEmbedding:
         return self.embed_many([rgb])[0]
 
@@ -123,12 +126,12 @@ class DlibEmbedder:
         """One embedding per photo; the twin runs the batch's chips in one call."""
         images = [np.ascontiguousarray(rgb, dtype=np.uint8) for rgb in images]
         located = [self.locate(rgb) for rgb in images]
-        if self._twin is not None:
+        if self.twin is not None:
             import torch
 
             chips = np.stack([self.chip(rgb, shape) for rgb, (shape, _, _) in zip(images, located)])
             with torch.no_grad():
-                vectors = self._twin(torch.from_numpy(chips).permute(0, 3, 1, 2).float()).numpy()
+                vectors = self.twin(torch.from_numpy(chips).permute(0, 3, 1, 2).float()).numpy()
         else:
             assert self._recognition is not None
             vectors = np.stack([np.asarray(self._recognition.compute_face_descriptor(rgb, shape, self.jitter))

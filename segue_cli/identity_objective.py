@@ -16,7 +16,7 @@ not move with the perturbation: 8/255 moves landmarks by a fraction of a pixel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,16 +44,14 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
     """Locate every training photo's chip (uint8 photos [N, 3, H, W]) and embed the clean
     chips once. A photo whose face is not found uses the centred box, as the embedding
     attacker does."""
-    from .embedding import CHIP_PADDING, CHIP_SIZE, DlibEmbedder
+    from .embedding import DlibEmbedder
 
     embedder = DlibEmbedder(engine="twin")
-    assert embedder._twin is not None
-    net: Any = embedder._twin
+    net: DlibFaceNet = embedder.twin
     matrices = []
     for photo in images:
         rgb = np.ascontiguousarray(photo.permute(1, 2, 0).numpy())
-        shape = embedder.locate(rgb)[0]
-        matrices.append(chip_matrix(embedder._dlib.get_face_chip_details(shape, CHIP_SIZE, CHIP_PADDING)))
+        matrices.append(chip_matrix(embedder.chip_details(embedder.locate(rgb)[0])))
         if on_photo is not None:
             on_photo()
     matrix_tensor = torch.from_numpy(np.stack(matrices))

@@ -40,6 +40,7 @@ from .plans import (AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner,
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
 from .side_info import folder_code, identity_code, label_code
 from .engines import ENGINE_CHOICES
+from .storage import is_uri
 
 FORMATS = tuple(OUTPUT_FORMATS)
 # Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
@@ -402,7 +403,7 @@ class _Pipeline:
         try:
             deltas = self.backend.perturb(images, codes)
         except Exception as exc:  # noqa: BLE001
-            deltas, error = None, f"the generator failed on this batch ({exc.__class__.__name__}: {exc})"
+            deltas, error = None, generator_failure(exc)
         for position, (job, index) in enumerate(entries):
             if job.pending <= 0:
                 continue  # already failed through another of its inputs
@@ -460,14 +461,21 @@ def _encode(job: _Job, config: ProtectConfig, epsilon: float) -> FileResult:
         data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)
         atomic_write(planned.output, lambda tmp: tmp.write_bytes(data))
     except Exception as exc:  # noqa: BLE001
-        return FileResult(planned.source, planned.output, "failed", write_failure(exc, planned), tuple(notes), **done)
+        return FileResult(planned.source, planned.output, "failed", write_failure(exc, planned.source, planned.output),
+                          tuple(notes), **done)
     return FileResult(planned.source, planned.output, "written", None, tuple(notes), **done)
 
 
-def write_failure(exc: BaseException, planned: PlannedFile) -> str:
+def write_failure(exc: BaseException, source: Path | str, output: Path | str) -> str:
+    """Why composing, encoding or writing one output failed (every engine's wording)."""
     if isinstance(exc, OSError):
-        return f"cannot write {planned.output}: {exc.strerror or exc}"
-    return failure_reason(exc, planned.source)
+        return f"cannot write {output}: {exc.strerror or exc}"
+    return failure_reason(exc, source)
+
+
+def generator_failure(exc: BaseException) -> str:
+    """Why a batch's generator call failed, for each of its files (every engine's wording)."""
+    return f"the generator failed on this batch ({exc.__class__.__name__}: {exc})"
 
 
 def protect(
@@ -485,9 +493,9 @@ def protect(
     input, unusable model, output folder inside the input).
     """
     emit = on_event or (lambda event, payload: None)
-    remote = "://" in str(config.input) or "://" in str(config.out)
+    remote = is_uri(config.input) or (config.out is not None and is_uri(config.out))
     if remote and config.engine != "ray":
-        raise ConfigError(f"{config.input if '://' in str(config.input) else config.out} is in an object store, "
+        raise ConfigError(f"{config.input if is_uri(config.input) else config.out} is in an object store, "
                           "which the local engine does not read or write", "add --engine ray (pip install 'segue[ray]')")
     if config.engine == "ray":
         from .extras import require

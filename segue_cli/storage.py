@@ -40,17 +40,14 @@ class Location:
         return Location(self.filesystem, posixpath.join(self.path, relative), posixpath.join(self.uri.rstrip("/"), relative))
 
 
-def locate(target: str | Path, **s3_options: Any) -> Location:
-    """The Location of a local path or a URI; ``s3_options`` (endpoint_override, ...) go to
-    pyarrow's S3 filesystem."""
+def locate(target: str | Path) -> Location:
+    """The Location of a local path or a URI (credentials and endpoint from the environment,
+    as pyarrow reads them: ``AWS_*`` for ``s3://``)."""
     from pyarrow import fs
 
     text = str(target)
     if not is_uri(text):
         return Location(fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text)), text)
-    if text.startswith("s3://") and s3_options:
-        bucket_path = text[len("s3://"):].rstrip("/")
-        return Location(fs.S3FileSystem(**s3_options), bucket_path, text)
     try:
         filesystem, path = fs.FileSystem.from_uri(text)
     except Exception as exc:  # noqa: BLE001 (pyarrow raises ArrowInvalid and OSError for bad URIs)
@@ -88,9 +85,17 @@ def list_files(location: Location) -> list[tuple[str, int, int | None]]:
     return sorted(files)
 
 
-def file_size(location: Location) -> int | None:
-    """Size of a file, or None when there is none."""
+def exists(location: Location) -> bool:
+    """Whether anything (a file, a folder or a prefix with objects) is at ``location``."""
     from pyarrow import fs
 
-    info = location.filesystem.get_file_info(location.path)
-    return info.size if info.type == fs.FileType.File else None
+    return location.filesystem.get_file_info(location.path).type != fs.FileType.NotFound
+
+
+def read_if_file(location: Location) -> bytes | None:
+    """The file's bytes, or None when there is no file there (any other error is raised)."""
+    from pyarrow import fs
+
+    if location.filesystem.get_file_info(location.path).type != fs.FileType.File:
+        return None
+    return read_bytes(location)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from segue_cli.dlib_face_net import CHIP_SIZE, chip_matrix, extract_chips, load_dlib_face_net, read_dlib_network
-from segue_cli.embedding import CHIP_PADDING, DlibEmbedder
+from segue_cli.embedding import DlibEmbedder
 from segue_cli.errors import ArtifactError, ConfigError
 
 
@@ -53,7 +53,7 @@ def test_chip_extraction_equals_dlibs_get_face_chip(webface10, astronaut, embedd
     crops = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((webface10 / "train" / "3").glob("*.jpg"))[:12]]
     for rgb in crops + [astronaut]:
         shape = embedder.locate(rgb)[0]
-        details = embedder._dlib.get_face_chip_details(shape, CHIP_SIZE, CHIP_PADDING)
+        details = embedder.chip_details(shape)
         photo = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].double()
         ours = extract_chips(photo, torch.from_numpy(chip_matrix(details))[None])[0].permute(1, 2, 0).numpy()
         # dlib truncates its bilinear values to 8 bits; the same truncation gives its chip exactly.

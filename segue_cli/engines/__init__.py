@@ -7,7 +7,9 @@ where the work happens differs.
 
 Planning (which inputs, which outputs, which codes, what is skipped, the settings record
 and the lock) happens before an engine is chosen, in ``protect.protect``; an engine only
-turns planned files into results. Adding one is one entry here.
+turns planned files into results. Adding one is a name here and a branch at the end of
+``protect.protect`` that hands it the planned files (URIs go to ``engines.object_store``,
+which plans them, before any local planning).
 """
 
 from __future__ import annotations

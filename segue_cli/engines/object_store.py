@@ -23,7 +23,7 @@ from ..errors import ConfigError, OutputError
 from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, is_image_path
 from ..outputs import (OUTPUT_MARKER, SETTINGS_FILE, InputSet, PlannedFile, checked_plan, output_relative,
                        parse_record, updated_record)
-from ..storage import Location, is_uri, list_files, locate, read_bytes, write_bytes
+from ..storage import Location, exists, list_files, locate, read_if_file, write_bytes
 from . import ray_engine
 
 MARKER_TEXT = "Written by `segue protect`: photos here are protected copies.\n"
@@ -49,7 +49,8 @@ def protect_remote(config: Any, emit: Any) -> Any:
     listed = list_files(source)
     images = [(rel, size, mtime) for rel, size, mtime in listed
               if is_image_path(Path(rel)) and not posixpath.basename(rel).startswith("._")]
-    existing = {rel: size for rel, size, _ in list_files_or_none(out)}
+    # An OUT that exists but cannot be listed stops the job: treated as empty, its outputs would be redone.
+    existing = {rel: size for rel, size, _ in (list_files(out) if exists(out) else [])}
     fingerprints = {rel: {"size": size, "mtime_ns": mtime} for rel, size, mtime in images}
     planned: list[PlannedFile] = []
     claimed: set[str] = set()
@@ -68,7 +69,7 @@ def protect_remote(config: Any, emit: Any) -> Any:
     root_name = PurePosixPath(source.path).name
     side = side_information(config, InputSet("folder", Path(root_name or "bucket"), ()), info.code_bits)
     settings = output_settings(config, side, info.model_sha256)
-    record = parse_record(_read_text(out.join(SETTINGS_FILE)), out.join(SETTINGS_FILE).uri, out.uri)
+    record = parse_record(read_if_file(out.join(SETTINGS_FILE)), out.join(SETTINGS_FILE).uri, out.uri)
     planned = checked_plan(record, planned, settings, lambda item: item.output.as_posix(),
                            lambda item, made_from: made_from is not None and made_from != fingerprints.get(
                                item.source.as_posix()), out.uri)
@@ -102,35 +103,8 @@ def protect_remote(config: Any, emit: Any) -> Any:
     started = time.perf_counter()
     rows = ray_engine.planned_rows(planned, side.code_of, lambda item, status, reason, code: finish(
         uri_result(item.source.as_posix(), item.output.as_posix(), status=status, reason=reason, code=code)))
-    for row in rows:  # planned_rows gives str(Path); object keys are posix already
-        row["source"], row["output"] = PurePosixPath(row["source"]).as_posix(), PurePosixPath(row["output"]).as_posix()
     if rows:
         ray_engine.run_rows(config, rows, source, out, lambda row: finish(
             uri_result(row["source"], row["output"], **ray_engine.result_fields(row))), progress=config.engine_progress)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def list_files_or_none(location: Location) -> list[tuple[str, int, int | None]]:
-    from ..errors import InputError
-
-    try:
-        return list_files(location)
-    except InputError:
-        return []  # OUT does not exist yet
-
-
-def _read_text(location: Location) -> bytes | None:
-    try:
-        return read_bytes(location)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
-            return None
-        raise
-
-
-def uses_uri(config: Any) -> bool:
-    return is_uri(str(config.input)) or (config.out is not None and is_uri(str(config.out)))
-

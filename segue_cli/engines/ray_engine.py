@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError, InputError
@@ -76,6 +75,8 @@ class ProtectWorker:
         engine batches); a per-sample result, so batching never changes a file's bytes."""
         import numpy as np
 
+        from ..protect import generator_failure
+
         by_shape: dict[tuple[int, ...], list[tuple[dict[str, Any], int]]] = {}
         for row in rows:
             row["deltas"] = [None] * len(row["plan"].inputs)
@@ -88,30 +89,25 @@ class ProtectWorker:
                 deltas = self.protector.backend.perturb(images, codes)
             except Exception as exc:  # noqa: BLE001
                 for row, _ in entries:
-                    row.update(status="failed", reason=f"the generator failed on this batch ({exc.__class__.__name__}: {exc})")
+                    row.update(status="failed", reason=generator_failure(exc))
                 continue
             for position, (row, index) in enumerate(entries):
                 row["deltas"][index] = deltas[position]
 
     def _written(self, row: dict[str, Any]) -> RowResult:
-        from ..protect import encode_protected, failure_reason
+        from ..protect import encode_protected, write_failure
 
         image, plan = row.pop("image"), row.pop("plan")
         deltas = row.pop("deltas")
-        row["notes"] = json.dumps(list(image.notes) + list(plan.notes))
-        row["status"] = "failed"
+        notes = list(image.notes) + list(plan.notes)
         try:
             encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon)
-            row["notes"] = json.dumps(notes)
-        except Exception as exc:  # noqa: BLE001
-            row["reason"] = failure_reason(exc, row["source"])
-            return row
-        try:
             write_bytes(self.output_root.join(row["output"]), encoded)
-        except Exception as exc:  # noqa: BLE001
-            row["reason"] = f"cannot write {row['output']}: {getattr(exc, 'strerror', None) or exc}"
-            return row
-        row["status"] = "written"
+        except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)
+            row.update(status="failed", reason=write_failure(exc, row["source"], row["output"]))
+        else:
+            row["status"] = "written"
+        row["notes"] = json.dumps(notes)
         return row
 
 
@@ -198,7 +194,7 @@ def planned_rows(planned_files: Iterable[Any], code_of: Callable[[Any], int], fi
 
             finish_local(planned, "failed", failure_reason(exc, planned.source), None)
             continue
-        rows.append({"source": str(planned.source), "output": str(planned.output), "code": code})
+        rows.append({"source": planned.source.as_posix(), "output": planned.output.as_posix(), "code": code})
     return rows
 
 
@@ -215,6 +211,3 @@ def result_fields(row: RowResult) -> dict[str, Any]:
                 notes=tuple(json.loads(row["notes"])), code=int(row["code"]), size=size,
                 details=json.loads(row["details"]))
 
-
-def as_path(text: str) -> Path | str:
-    return text if "://" in text else Path(text)
