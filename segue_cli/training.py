@@ -358,15 +358,19 @@ def protected_photo(config: TrainConfig, generator: SegueGenerator, photos: torc
     return delta, _round_to_8_bits((photos + upsampled).clamp(0, 1))
 
 
-def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
-                  signs: torch.Tensor, rng: torch.Generator,
-                  protected: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
-    delta, full = protected if protected is not None else protected_photo(config, generator, photos, signs)
-    view = _resize(full, config.image_size)
+def seen_by_attacker(config: TrainConfig, protected: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """A protected photo as the attacker sees it: at the working size, ``gray_p`` of them in grayscale."""
+    view = _resize(protected, config.image_size)
     if config.gray_p > 0:
         view = distortions.grayscale(view, torch.rand(len(view), generator=rng) < config.gray_p)
-    return delta, view
+    return view
+
+
+def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
+                  signs: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(delta at the working size, the protected photo as the attacker sees it at the working size)."""
+    delta, protected = protected_photo(config, generator, photos, signs)
+    return delta, seen_by_attacker(config, protected, rng)
 
 
 def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None, identity=None,
@@ -396,8 +400,8 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     surrogate.eval()
     surrogate.requires_grad_(False)
     try:
-        protected = protected_photo(config, generator, x, signs)
-        delta, perturbed = attacker_view(config, generator, x, signs, rng, protected)
+        delta, protected = protected_photo(config, generator, x, signs)
+        perturbed = seen_by_attacker(config, protected, rng)
         params = distortions.sample(len(y), config.distortion, rng)
 
         def distort(batch: torch.Tensor) -> torch.Tensor:
@@ -426,7 +430,7 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
         if identity is not None:
             # Through the same distortions, but not the flips: the chip's place is the clean photo's.
             unflipped = replace(params, hflip=torch.zeros_like(params.hflip), vflip=torch.zeros_like(params.vflip))
-            similarity = identity.similarity(distortions.apply(protected[1], unflipped, config.distortion), index, y)
+            similarity = identity.similarity(distortions.apply(protected, unflipped, config.distortion), index, y)
             loss = loss + config.identity_weight * similarity
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
