@@ -39,7 +39,7 @@ from .imageio import OUTPUT_FORMATS, discover_images, looks_like_image
 
 OUTPUT_MARKER = ".segue-output"
 SETTINGS_FILE = ".segue-protect.json"
-_MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
+MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
 InputKind = Literal["folder", "file", "list"]
 
 
@@ -127,7 +127,7 @@ def mark_out_dir(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / OUTPUT_MARKER
     if not marker.is_file() or marker.stat().st_size == 0:
-        atomic_write(marker, lambda tmp: tmp.write_text(_MARKER_TEXT, encoding="utf-8"))
+        atomic_write(marker, lambda tmp: tmp.write_text(MARKER_TEXT, encoding="utf-8"))
 
 
 def default_out_dir(inputs: InputSet) -> Path:

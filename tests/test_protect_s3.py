@@ -43,10 +43,14 @@ def test_s3_round_trip(tmp_path, s3_server):
     s3.create_bucket(Bucket="uploads")
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         s3.upload_file(str(path), "uploads", f"photos/{path.relative_to(root).as_posix()}")
+    # An earlier run's output inside INPUT (its marker beside it) is left out, as locally.
+    s3.put_object(Bucket="uploads", Key="photos/old-protected/.segue-output", Body=b"marker")
+    s3.upload_file(str(root / "alice" / "0.png"), "uploads", "photos/old-protected/0.png")
     # Ray starts its own local instance here (no fixture), so workers get the AWS_* variables.
     summary = protect(ProtectConfig(input="s3://uploads/photos", out="s3://uploads/protected", by_folder=True,
                                     engine="ray", actors=2, engine_progress=False))
     assert (summary.written, summary.failed) == (6, 1)
+    assert any("left out 1 output folder" in w and "old-protected" in w for w in summary.warnings), summary.warnings
     protect(ProtectConfig(input=root, out=tmp_path / "local", by_folder=True, workers=2))
     listed = s3.list_objects_v2(Bucket="uploads", Prefix="protected/")["Contents"]
     keys = sorted(item["Key"].removeprefix("protected/") for item in listed)

@@ -2,7 +2,7 @@
 
 The same rules as a local folder (``outputs``), on what an object store has: objects
 under INPUT's prefix with an image suffix are the inputs (sorted), ``._*`` files are
-macOS metadata and not read, camera raw and the like are reported as unsupported; the
+macOS metadata and not read, prefixes with an earlier run's marker are left out, camera raw and the like are reported as unsupported; the
 output of ``photos/a/b.jpg`` is ``OUT/a/b.png``; an output object that exists (and is not
 empty) is skipped before anything is decoded; OUT's ``.segue-protect.json`` records the
 settings and each input's size and mtime, with the same check as locally (a re-run under
@@ -21,12 +21,11 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, OutputError
 from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, is_image_path
-from ..outputs import (OUTPUT_MARKER, SETTINGS_FILE, InputSet, PlannedFile, checked_plan, output_relative,
+from ..outputs import (MARKER_TEXT, OUTPUT_MARKER, SETTINGS_FILE, InputSet, PlannedFile, checked_plan, output_relative,
                        parse_record, updated_record)
 from ..storage import Location, exists, list_files, locate, read_if_file, write_bytes
 from . import ray_engine
 
-MARKER_TEXT = "Written by `segue protect`: photos here are protected copies.\n"
 
 
 def default_out(source: Location) -> str:
@@ -47,8 +46,11 @@ def protect_remote(config: Any, emit: Any) -> Any:
         raise OutputError(f"output {out.uri} is inside the input {source.uri}",
                           f"write elsewhere, e.g. the default {default_out(source)}")
     listed = list_files(source)
+    # As locally: prefixes an earlier run wrote (its marker inside) are not inputs.
+    marked = sorted(rel[: -len(OUTPUT_MARKER)] for rel, _, _ in listed if rel.endswith("/" + OUTPUT_MARKER))
     images = [(rel, size, mtime) for rel, size, mtime in listed
-              if is_image_path(Path(rel)) and not posixpath.basename(rel).startswith("._")]
+              if is_image_path(Path(rel)) and not posixpath.basename(rel).startswith("._")
+              and not any(rel.startswith(prefix) for prefix in marked)]
     # An OUT that exists but cannot be listed stops the job: treated as empty, its outputs would be redone.
     existing = {rel: size for rel, size, _ in (list_files(out) if exists(out) else [])}
     fingerprints = {rel: {"size": size, "mtime_ns": mtime} for rel, size, mtime in images}
@@ -82,6 +84,9 @@ def protect_remote(config: Any, emit: Any) -> Any:
                           "fix": "convert it to JPEG, PNG or HEIC first"} for rel in unsupported]
     if unsupported:
         summary.warnings.append(f"skipped {len(unsupported)} file(s) in formats segue cannot read (all in --json)")
+    if marked:
+        summary.warnings.append(f"left out {len(marked)} output folder(s) of earlier runs ({OUTPUT_MARKER} inside): "
+                                + ", ".join(source.join(prefix.rstrip("/")).uri for prefix in marked))
     if not planned:
         summary.warnings.append(f"no images found under {source.uri}")
     if config.lossy_warning:
