@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write
 from .errors import InputError
 
 
 def is_uri(target: str | Path) -> bool:
+    """Whether ``target`` names an object store (``scheme://...``). Light on purpose: the
+    CLI asks before importing anything heavy."""
     return "://" in str(target)
 
 
@@ -62,6 +63,8 @@ def read_bytes(location: Location) -> bytes:
 
 def write_bytes(location: Location, data: bytes) -> None:
     if location.local:
+        from .artifacts import atomic_write
+
         atomic_write(Path(location.path), lambda tmp: tmp.write_bytes(data))
         return
     with location.filesystem.open_output_stream(location.path) as stream:

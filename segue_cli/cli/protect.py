@@ -38,6 +38,7 @@ from rich.markup import escape
 
 from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
 from ..errors import InputError, input_not_found
+from ..storage import is_uri
 from .options import DeviceOption, JsonOption, ModelOption
 from .render import print_json, progress, stderr_console
 
@@ -78,7 +79,7 @@ def protect(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    if (input_path not in (None, "-") and not example and "://" not in input_path
+    if (input_path not in (None, "-") and not example and not is_uri(input_path)
             and not os.path.exists(os.path.expanduser(input_path))):
         raise input_not_found(input_path)  # before importing the pipeline: a usage error comes back at once
     from ..protect import ProtectConfig, default_workers, protect as run_protect
@@ -99,7 +100,7 @@ def protect(
     chatty_terminal = not (quiet or json_output) and sys.stderr.isatty()
     config = ProtectConfig(
         input=input_path, paths=_stdin_paths() if input_path == "-" else (),
-        out=None if out is None else (out if "://" in out else Path(out)), identity=identity, label=label,
+        out=None if out is None else (out if is_uri(out) else Path(out)), identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
