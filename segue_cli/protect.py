@@ -501,6 +501,9 @@ def protect(
         from .extras import require
 
         require("protect --engine ray")
+        from .engines.ray_engine import check_address
+
+        check_address(config.ray_address)
         if planner is not None:
             raise ConfigError("a custom planner runs in this process only", "use the local engine with a planner")
         if remote:

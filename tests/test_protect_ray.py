@@ -103,7 +103,8 @@ def test_a_killed_worker_loses_nothing(tmp_path, ray_instance):
 def test_engine_options_are_checked_before_any_work(tmp_path):
     root = people(tmp_path / "photos", per_person=1)
     for args, words in ((["--actors", "2"], "--engine ray"), (["--out", "s3://bucket/x"], "add --engine ray"),
-                        (["--engine", "spark"], "unknown engine")):
+                        (["--engine", "spark"], "unknown engine"),
+                        (["--engine", "ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers")):
         result = runner.invoke(app, ["protect", str(root), *args])
         assert result.exit_code == 2, result.output
         assert words in result.stderr, result.stderr

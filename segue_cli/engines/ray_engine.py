@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import socket
 from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError, InputError
@@ -121,6 +122,20 @@ def _bound_worker(config: Any, source_root: Location, output_root: Location) -> 
             super().__init__(config, source_root, output_root)
 
     return BoundProtectWorker
+
+
+def check_address(address: str | None) -> None:
+    """Refuse a HOST:PORT nothing listens on, at once and before anything is written (Ray
+    itself retries an unreachable head for minutes). ``auto`` and ``ray://`` are left to Ray."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no Ray cluster answers at --ray-address {address} ({exc})",
+                          "check the head's HOST:PORT (ray start --head prints it), pass auto on a cluster node, "
+                          "or leave --ray-address out to start a local Ray") from exc
 
 
 def start_ray(address: str | None) -> bool:
