@@ -136,8 +136,8 @@ def markdown(rows: list[dict[str, object]], args: argparse.Namespace, command: s
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str, backend: str) -> None:
-    start, end = markers(backend)
+def write_docs(section: str, start: str, end: str) -> None:
+    """Replace the section between the markers ``start`` and ``end`` (or append it)."""
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nEach figure names the command that produced it.\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -182,7 +182,7 @@ def main() -> None:
     section = markdown(rows, args, command.strip())
     print(section)
     if args.write_docs:
-        write_docs(section, str(rows[1]["backend"]))
+        write_docs(section, *markers(str(rows[1]["backend"])))
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ def export_model(config: ExportConfig, on_stage: Callable[[str], None] | None = 
     metadata = OnnxMetadata(
         epsilon=meta.epsilon, code_bits=meta.code_bits, image_size=meta.image_size,
         source_sha256=meta.content_sha256, segue_version=__version__, precision="fp16" if config.fp16 else "fp32",
+        decoys=int(meta.architecture.get("decoys", 0)),
     )
     stage("exporting to ONNX")
     proto = build_onnx(loaded.model, metadata, config.opset)

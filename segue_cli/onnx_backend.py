@@ -98,6 +98,7 @@ class OnnxBackend:
             code_bits=self.metadata.code_bits,
             model_sha256=self.metadata.source_sha256,
             file_sha256=file_sha256(path),
+            decoys=self.metadata.decoys,
         )
 
     def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ KEY_IMAGE_SIZE = "segue.image_size"
 KEY_PRECISION = "segue.precision"
 KEY_SOURCE_SHA256 = "segue.source_content_sha256"
 KEY_SEGUE_VERSION = "segue.segue_version"
+KEY_DECOYS = "segue.decoys"  # absent in files written before decoy models: 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class OnnxMetadata:
     source_sha256: str  # content_sha256 of the checkpoint it was exported from
     segue_version: str
     precision: str = "fp32"  # arithmetic inside the graph; inputs and outputs stay float32
+    decoys: int = 0  # > 0: the generator knows codes 0..decoys-1 only (side_info.CodeSpace)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -84,6 +86,7 @@ class OnnxMetadata:
             KEY_PRECISION: self.precision,
             KEY_SOURCE_SHA256: self.source_sha256,
             KEY_SEGUE_VERSION: self.segue_version,
+            KEY_DECOYS: str(self.decoys),
         }
 
     @classmethod
@@ -109,6 +112,7 @@ class OnnxMetadata:
                 source_sha256=props[KEY_SOURCE_SHA256],
                 segue_version=props[KEY_SEGUE_VERSION],
                 precision=props.get(KEY_PRECISION, "fp32"),
+                decoys=int(props.get(KEY_DECOYS, "0")),
             )
         except (KeyError, ValueError) as exc:
             raise ArtifactError(f"{path} has incomplete or malformed segue metadata ({exc})",

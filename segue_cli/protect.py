@@ -38,7 +38,7 @@ from .face_detectors import DETECTOR_CHOICES, open_detector
 from .plans import (AUTO_FACES_FACTOR, FACE_MODES, FaceMode, PhotoPlan, Planner, face_planner, luma_delta,
                     whole_image_plan, within_limit)
 from .runtime import BACKEND_CHOICES, PerturbationBackend, open_backend
-from .side_info import folder_code, identity_code, label_code
+from .side_info import CodeSpace
 from .engines import ENGINE_CHOICES
 from .storage import is_uri
 
@@ -216,15 +216,15 @@ class SideInformation:
     code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
 
 
-def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) -> SideInformation:
+def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) -> SideInformation:
     """Where each file's code comes from. The default identity and --identity with the
     input folder's name give the same codes, and the same key."""
     if config.identity is not None:
-        code = identity_code(config.identity, code_bits)
+        code = space.identity(config.identity)
         return SideInformation(f"identity {config.identity!r} (code {code})", f"identity {config.identity}",
                                lambda planned: code)
     if config.label is not None:
-        code = label_code(config.label, code_bits)
+        code = space.label(config.label)
         return SideInformation(f"label {config.label} (code {code})", f"label {config.label}", lambda planned: code)
     if config.labels is not None:
         listed = read_labels_csv(config.labels)
@@ -234,7 +234,7 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
             identity = by_path.get(os.path.realpath(planned.source))
             if identity is None:
                 raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
-            return folder_code(identity, code_bits)
+            return space.folder(identity)
 
         return SideInformation(f"labels from {config.labels} ({len(listed.identities)} identities)",
                                f"labels file sha256 {file_sha256(config.labels)}", from_csv)
@@ -242,17 +242,17 @@ def side_information(config: ProtectConfig, inputs: InputSet, code_bits: int) ->
 
         def from_folder(planned: PlannedFile) -> int:
             if inputs.kind == "file":
-                return folder_code(inputs.root.name, code_bits)
+                return space.folder(inputs.root.name)
             if len(planned.relative.parts) < 2:
                 raise InputError("is not inside an identity sub-folder (--by-folder)",
                                  "move it into <identity>/, or protect it with --identity NAME")
-            return folder_code(planned.relative.parts[0], code_bits)
+            return space.folder(planned.relative.parts[0])
 
         return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
     name = inputs.root.name
     if not name:
         raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
-    code = identity_code(name, code_bits)
+    code = space.identity(name)
     return SideInformation(f"identity {name!r} (code {code}), the default: the input folder's name; "
                            "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)
 
@@ -514,7 +514,7 @@ def protect(
     out_dir = check_out_dir(inputs, Path(config.out) if config.out is not None else default_out_dir(inputs))
     planned_files = plan_outputs(inputs, out_dir, config.image_format, config.overwrite)
     backend = backend or open_backend(config.model, config.backend, config.device, threads=inference_threads(config.workers))
-    side = side_information(config, inputs, backend.info.code_bits)
+    side = side_information(config, inputs, backend.info.code_space)
     info = backend.info
     if planner is None:
         planner, protection = default_planner(config.faces, config.detector, info.image_size)

@@ -27,7 +27,7 @@ from .errors import InputError
 from .imageio import OUTPUT_FORMATS, LoadedImage, encode_image, format_of_pillow, load_image
 from .plans import FACE_MODES, FaceMode, PhotoPlan
 from .runtime import open_backend
-from .side_info import identity_code, label_code
+from .side_info import label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
 
@@ -54,8 +54,10 @@ class Protector:
             raise InputError("give exactly one of identity=, label= or code=" + (f" (got {', '.join(given)})" if given else ""),
                              'who is in the photo decides the perturbation: protect(image, identity="Ada Lovelace")')
         if identity is not None:
-            return identity_code(identity, self.info.code_bits)
-        return label_code(int(label if label is not None else code), self.info.code_bits)  # type: ignore[arg-type]
+            return self.info.code_space.identity(identity)
+        if label is not None:
+            return self.info.code_space.label(label)
+        return label_code(int(code), self.info.code_bits)  # type: ignore[arg-type]  # a raw code: not reduced
 
     def protect(self, image: ImageLike, *, identity: str | None = None, label: int | None = None,
                 code: int | None = None, image_format: str | None = None) -> Any:

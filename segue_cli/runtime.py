@@ -15,6 +15,7 @@ import numpy as np
 
 from .artifacts import MODELS_DIR, file_sha256, load_generator, read_metadata, resolve_model_path, untrained_reason
 from .errors import ArtifactError, ConfigError
+from .side_info import CodeSpace
 
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 
@@ -29,6 +30,11 @@ class BackendInfo:
     code_bits: int
     model_sha256: str  # content sha256 of the checkpoint the weights come from (the model's identity)
     file_sha256: str = ""  # sha256 of the file actually run (the checkpoint, or its ONNX export)
+    decoys: int = 0  # > 0: a model trained on decoy codes 0..decoys-1 (side_info.CodeSpace)
+
+    @property
+    def code_space(self) -> CodeSpace:
+        return CodeSpace(self.code_bits, self.decoys)
 
 
 class PerturbationBackend(Protocol):
@@ -58,6 +64,7 @@ class TorchBackend:
             code_bits=meta.code_bits,
             model_sha256=meta.content_sha256,
             file_sha256=file_sha256(model_path),
+            decoys=int(meta.architecture.get("decoys", 0)),
         )
 
     def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -119,6 +126,13 @@ def _twin_holds_weights(twin_model: Any, checkpoint: Path) -> bool:
     return matched >= len(weights) // 2
 
 
+def _card_pins_both(checkpoint: Path, twin: Path) -> bool:
+    """Whether ``checkpoint`` and ``twin`` are one shipped model's two files, each with the
+    bytes its model card pins."""
+    pins = shipped_sha256(checkpoint), shipped_sha256(twin)
+    return None not in pins and (file_sha256(checkpoint), file_sha256(twin)) == pins
+
+
 def exported_twin(checkpoint: Path) -> Path | None:
     """``checkpoint`` with suffix .onnx, if that file was exported from exactly these weights:
     its metadata names the checkpoint's content sha256 and its initialisers hold the
@@ -127,6 +141,8 @@ def exported_twin(checkpoint: Path) -> Path | None:
     twin = checkpoint.with_suffix(".onnx")
     if not twin.is_file():
         return None
+    if _card_pins_both(checkpoint, twin):
+        return twin  # a shipped pair: the card vouches for it, and reading the graph costs 0.7 s of imports
     import onnx  # noqa: PLC0415
 
     from .onnx_format import OnnxMetadata  # noqa: PLC0415

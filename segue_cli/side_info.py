@@ -10,6 +10,11 @@ codes). There are exactly two ways to get a code:
   bytes, big-endian, of ``sha256("segue-identity-v1:" + NFC(name))``, reduced modulo
   ``2**code_bits``. It is the same on every machine, Python version and run.
 
+A model trained with decoys (``segue train --decoys K``) only knows codes 0..K-1: its
+:class:`CodeSpace` reduces every label and every name's code modulo K, so a name never
+seen in training gets a code the generator learned (people who share a decoy share
+their perturbation's shortcut).
+
 The generator sees codes as +/-1 vectors (bit 1 -> +1, bit 0 -> -1) so that a zero bit
 still carries a signal.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
@@ -64,6 +70,29 @@ def folder_code(folder_name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
     return identity_code(stripped, code_bits)
 
 
+@dataclass(frozen=True)
+class CodeSpace:
+    """The codes one model understands: ``bits``-bit codes, or only 0..decoys-1."""
+
+    bits: int = DEFAULT_CODE_BITS
+    decoys: int = 0  # 0: every bits-bit code
+
+    def _reduced(self, code: int) -> int:
+        return code % self.decoys if self.decoys else code
+
+    def label(self, label: int) -> int:
+        return self._reduced(label_code(label, self.bits))
+
+    def identity(self, name: str) -> int:
+        return self._reduced(identity_code(name, self.bits))
+
+    def folder(self, folder_name: str) -> int:
+        return self._reduced(folder_code(folder_name, self.bits))
+
+    def describe(self) -> str:
+        return f"{self.decoys} decoy codes" if self.decoys else f"{self.bits}-bit codes"
+
+
 def code_signs(codes: np.ndarray | list[int] | int, code_bits: int = DEFAULT_CODE_BITS) -> np.ndarray:
     """Codes (shape [B] or scalar) -> float32 array [B, code_bits] of +/-1, MSB first."""
     codes_a = np.asarray(codes, dtype=np.int64).reshape(-1)
@@ -80,6 +109,15 @@ def code_to_signs(codes: torch.Tensor | list[int] | int, code_bits: int = DEFAUL
 
     plain = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else codes
     return torch.from_numpy(code_signs(plain, code_bits))
+
+
+def signs_to_codes(signs: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`code_to_signs`: +/-1 rows (MSB first) -> int64 codes, on their device."""
+    import torch
+
+    bits = (signs > 0).long()
+    weights = 2 ** torch.arange(bits.shape[1] - 1, -1, -1, device=bits.device)
+    return (bits * weights).sum(dim=1)
 
 
 def random_codes(count: int, code_bits: int, generator: torch.Generator) -> list[int]:

@@ -45,7 +45,7 @@ from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
 from .nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
 from .nn.surrogate import build_surrogate, pgd_noise
-from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes
+from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes, signs_to_codes
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")
 # error-minimizing: the paper's unlearnable objective (the surrogate learns the perturbed
@@ -87,6 +87,7 @@ class TrainConfig:
     luma: bool = False  # one-channel perturbation on R, G and B (GeneratorConfig.luma)
     objective: str = "error-minimizing"  # or "targeted" (see OBJECTIVES)
     identity_weight: float = 0.0  # > 0: also move dlib's embedding away from the identity (identity_objective.py)
+    decoys: int = 0  # > 0 (targeted only): codes 0..decoys-1 only, code d aims at identity d + 1 (see module docstring)
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -123,6 +124,8 @@ class TrainConfig:
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
             (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),
             (self.identity_weight >= 0, "--identity-weight must be >= 0 (0: no identity term)"),
+            (self.decoys == 0 or (self.objective == "targeted" and self.decoys >= 2),
+             "--decoys needs --objective targeted and at least 2 decoys (0: off)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -155,7 +158,7 @@ class EpochRecord:
     delta_l2: float
     delta_linf: float
     seconds: float
-    codes: str  # "labels" or "random"
+    codes: str  # "labels", "random" or "decoys"
     identity_similarity: float | None = None  # with --identity-weight: mean cosine to the identity (generator epochs)
 
 
@@ -213,6 +216,15 @@ def _batches(count: int, batch_size: int, rng: torch.Generator, limit: int | Non
     return batches[:limit] if limit else batches
 
 
+def decoy_codes(labels: torch.Tensor, decoys: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
+    """A random decoy code in 0..decoys-1 per photo; code d aims at identity (d + 1) mod
+    num_classes, so the draw leaves out d = label - 1, which would aim at the photo's own."""
+    own = (labels - 1) % num_classes  # the one code that would aim at the photo's own identity
+    any_code = torch.randint(0, decoys, labels.shape, generator=rng)
+    other = torch.randint(0, decoys - 1, labels.shape, generator=rng)
+    return torch.where(own < decoys, other + (other >= own).long(), any_code)
+
+
 def _code_signs(codes: list[int], targets: torch.Tensor, code_bits: int) -> torch.Tensor:
     return code_to_signs([codes[t] for t in targets.tolist()], code_bits)
 
@@ -235,11 +247,14 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit("decoded", {}),
     )
     targets = torch.tensor(dataset.targets)[kept]
+    if config.decoys > len(dataset.identities):
+        raise ConfigError(f"--decoys {config.decoys} is more than the {len(dataset.identities)} identities in {config.data}",
+                          "each decoy aims at a training identity: give at most that many")
     if problems:
         emit("skipped_images", {"problems": problems})
 
     generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
-                                                 luma=config.luma)).to(device)
+                                                 luma=config.luma, decoys=config.decoys)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
     identity = None
     if config.identity_weight > 0:
@@ -291,6 +306,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         codes, code_kind = identity_codes(dataset, config.code_assignment, period, config.code_bits, config.seed)
         if keyed is not None:
             code_kind = "random"
+        elif config.decoys:
+            code_kind = "decoys"
         stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
         batches = _batches(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
         emit("epoch_start", {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)})
@@ -300,7 +317,9 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         for index in batches:
             x = images[index].to(device).float().div_(255.0)
             y = targets[index].to(device)
-            if keyed is None:
+            if config.decoys:  # a fresh decoy per photo, never one that aims at its own identity
+                signs = code_to_signs(decoy_codes(y.cpu(), config.decoys, len(dataset.identities), rng), config.code_bits).to(device)
+            elif keyed is None:
                 signs = _code_signs(codes, targets[index], config.code_bits).to(device)
             else:  # every code is a key: fresh ones every step, so none at protect time is new
                 signs = random_code_signs(len(y), config.code_bits, rng).to(device)
@@ -418,6 +437,8 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
         else:
             if config.objective == "error-minimizing":
                 wanted = y
+            elif config.objective == "targeted" and config.decoys:
+                wanted = (signs_to_codes(signs) + 1) % surrogate.fc.out_features
             elif config.objective == "targeted":
                 wanted = (y + 1) % surrogate.fc.out_features
             else:

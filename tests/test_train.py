@@ -354,3 +354,36 @@ def test_identity_term_reaches_the_generator_through_dlibs_twin(webface10, tmp_p
     assert 0.8 < float(similarity) <= 1.0  # clean photos sit close to their own identity
     similarity.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_decoy_codes_never_aim_at_the_photos_own_identity():
+    from segue_cli.training import decoy_codes
+
+    labels = torch.arange(10).repeat(200)
+    codes = decoy_codes(labels, 10, 10, torch.Generator().manual_seed(0))
+    assert not ((codes + 1) % 10 == labels).any()  # code d aims at identity d + 1
+    assert sorted(set(codes.tolist())) == list(range(10))
+    few = decoy_codes(labels, 4, 10, torch.Generator().manual_seed(1))  # fewer decoys than identities
+    assert sorted(set(few.tolist())) == [0, 1, 2, 3] and not ((few + 1) % 10 == labels).any()
+
+
+def test_a_decoy_model_maps_every_name_into_its_decoys_through_torch_and_onnx(tiny_faces, tmp_path):
+    from segue_cli.export import ExportConfig, export_model
+    from segue_cli.protector import Protector
+    from segue_cli.side_info import identity_code
+
+    with pytest.raises(ConfigError, match="--decoys needs --objective targeted"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", decoys=3)
+    with pytest.raises(ConfigError, match="more than the 3 identities"):
+        train(TrainConfig(data=tiny_faces, out=tmp_path / "too-many", objective="targeted", decoys=4, **TINY))
+    result = train(TrainConfig(data=tiny_faces, out=tmp_path / "decoys", objective="targeted", decoys=2, **TINY))
+    assert [record.codes for record in result.history] == ["decoys"] * 3
+    assert load_generator(result.generator_path).metadata.architecture["decoys"] == 2
+    onnx_path = tmp_path / "decoys.onnx"
+    export_model(ExportConfig(out=onnx_path, model=result.generator_path))
+    names = ["alice", "bob", "carol", "dave", "eve"]
+    for backend, model in (("torch", result.generator_path), ("onnx", onnx_path)):
+        protector = Protector(model=model, backend=backend)
+        assert protector.info.decoys == 2
+        assert [protector.code_for(identity=n) for n in names] == [identity_code(n) % 2 for n in names]
+        assert protector.code_for(label=5) == 1 and protector.code_for(code=5) == 5  # a raw code is the expert's

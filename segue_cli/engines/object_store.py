@@ -69,7 +69,7 @@ def protect_remote(config: Any, emit: Any) -> Any:
     backend = open_backend(config.model, config.backend, config.device, threads=1)
     info = backend.info
     root_name = PurePosixPath(source.path).name
-    side = side_information(config, InputSet("folder", Path(root_name or "bucket"), ()), info.code_bits)
+    side = side_information(config, InputSet("folder", Path(root_name or "bucket"), ()), info.code_space)
     settings = output_settings(config, side, info.model_sha256)
     record = parse_record(read_if_file(out.join(SETTINGS_FILE)), out.join(SETTINGS_FILE).uri, out.uri)
     planned = checked_plan(record, planned, settings, lambda item: item.output.as_posix(),

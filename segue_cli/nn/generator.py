@@ -49,6 +49,7 @@ class GeneratorConfig:
     pattern_hidden: int = 64
     pattern_strength: float = 2.0  # RMS of the code pattern before the tanh
     luma: bool = False  # one channel, the same on R, G and B (see module docstring)
+    decoys: int = 0  # > 0: trained on codes 0..decoys-1 only; side_info maps every identity into them
 
     @property
     def out_channels(self) -> int:
@@ -60,7 +61,7 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, record: dict[str, int | float | bool]) -> "GeneratorConfig":
         # Checkpoints written before the code pattern (or luma output) existed have no such key.
-        return cls(**{"pattern_grid": 0, "luma": False, **record})  # type: ignore[arg-type]
+        return cls(**{"pattern_grid": 0, "luma": False, "decoys": 0, **record})  # type: ignore[arg-type]
 
 
 def _conv_norm_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
