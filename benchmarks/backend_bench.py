@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 from segue_cli.artifacts import atomic_write, save_generator  # noqa: E402
 from segue_cli.export import ExportConfig, export_model  # noqa: E402
 from segue_cli.nn.generator import SegueGenerator  # noqa: E402
-from segue_cli.onnx_backend import OnnxBackend  # noqa: E402
-from segue_cli.runtime import PerturbationBackend, TorchBackend  # noqa: E402
+from segue_cli.backends.onnx_backend import OnnxBackend  # noqa: E402
+from segue_cli.backends.base import PerturbationBackend  # noqa: E402
+from segue_cli.backends.torch_backend import TorchBackend  # noqa: E402
 
 HEADING = "## Generator backends (torch vs ONNX Runtime)"
 DOC = ROOT / "docs" / "benchmarks.md"

@@ -33,7 +33,7 @@ def main() -> None:
 
     import torch
 
-    from segue_cli.embedding import DlibEmbedder
+    from segue_cli.faces.embedding import DlibEmbedder
     from segue_cli.imageio import load_image
 
     if args.threads:

@@ -4,7 +4,7 @@ For each photo (scikit-image's astronaut upscaled 4x to 2048 px, and the portrai
 ship in the face-recognition 1.3.0 sdist) a fixed random pattern stands in for the
 generator (``attacker_pipeline.probe_pattern``; structure at 112/grid px of the crop):
 
-* face-aware: ``face_aware_delta`` with YuNet, the pattern made on each aligned crop;
+* face-aware: ``segue protect``'s face planner with YuNet, the pattern made on each aligned crop;
 * whole-image, resized: the pattern made at 112 px for the whole photo and upscaled to
   it (a generator run on the photo resized to its working size);
 * whole-image, native: the pattern tiled over the photo at 1:1 (a fully convolutional
@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segue_cli.attacker_pipeline import attacker_crop_correlation, probe_pattern  # noqa: E402
-from segue_cli.face_detectors import DlibDetector, YuNetDetector  # noqa: E402
-from segue_cli.faces import face_aware_delta  # noqa: E402
+from segue_cli.faces.detectors import DlibDetector, YuNetDetector  # noqa: E402
 from segue_cli.imageio import discover_images, load_image  # noqa: E402
+from segue_cli.protect.plans import face_planner  # noqa: E402
 
 EPSILON = 8 / 255
 
@@ -44,11 +44,11 @@ def protect(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
 def protections(rgb: np.ndarray, pattern: np.ndarray, detector: YuNetDetector) -> dict[str, np.ndarray]:
     height, width = rgb.shape[:2]
     hwc = pattern.transpose(1, 2, 0)
-    result = face_aware_delta(rgb, detector, lambda crops, idx: np.repeat(pattern[None], len(idx), 0), epsilon=EPSILON)
-    assert result is not None, "no face found"
+    plan = face_planner(detector, "on")(rgb, 112, EPSILON)
+    assert plan.details["faces_found"], "no face found"
     tiles = np.tile(hwc, (height // hwc.shape[0] + 1, width // hwc.shape[1] + 1, 1))[:height, :width]
     return {
-        "face-aware": protect(rgb, result.delta),
+        "face-aware": plan.compose([pattern] * len(plan.inputs)),
         "whole-resized": protect(rgb, cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)),
         "whole-native": protect(rgb, tiles),
     }

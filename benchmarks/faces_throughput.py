@@ -3,10 +3,11 @@
 The photo is scikit-image's astronaut upscaled (bicubic) to 4000 x 4000 and cut to
 4000 x 3000 (one face, ~700 px wide). The generator is freshly initialised (speed does
 not depend on training), saved with ``artifacts.save_generator`` and opened through
-``runtime.TorchBackend``, as ``segue protect`` will. Each repeat times detection plus
-alignment, the generator and the warp back (``face_aware_delta``), and separately adding
-the delta to the photo and rounding to 8 bits. Decoding and encoding the file are not
-included (they depend on the format, not on --faces).
+``backends.torch_backend.TorchBackend``, as ``segue protect`` does. Each repeat times the
+steps of ``segue protect``'s face planner: the plan (detection and alignment), the
+generator on the crops, and composing (the warp back, adding the delta, rounding to 8
+bits). Decoding and encoding the file are not included (they depend on the format, not
+on --faces).
 
     python benchmarks/faces_throughput.py --repeats 5 --detector yunet
 
@@ -41,10 +42,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segue_cli.artifacts import save_generator  # noqa: E402
-from segue_cli.face_detectors import open_detector  # noqa: E402
-from segue_cli.faces import backend_perturb_fn, face_aware_delta  # noqa: E402
+from segue_cli.faces.detectors import open_detector  # noqa: E402
+from segue_cli.protect.plans import face_planner  # noqa: E402
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator  # noqa: E402
-from segue_cli.runtime import TorchBackend  # noqa: E402
+from segue_cli.backends.torch_backend import TorchBackend  # noqa: E402
 from segue_cli.side_info import identity_code  # noqa: E402
 
 
@@ -56,8 +57,8 @@ def twelve_megapixel_photo() -> np.ndarray:
 
 def pipeline_stages(photo: Path, repeats: int, detector_name: str) -> dict:
     from segue_cli.imageio import load_image, save_image
-    from segue_cli.plans import face_planner, whole_image_plan, within_limit
-    from segue_cli.runtime import open_backend
+    from segue_cli.protect.plans import face_planner, whole_image_plan, within_limit
+    from segue_cli.backends.opening import open_backend
 
     backend = open_backend(None, "auto", "cpu")
     info = backend.info
@@ -119,30 +120,35 @@ def main() -> None:
                        training={"note": "freshly initialised, for timing only"})
         backend = TorchBackend(checkpoint, device="cpu")
     detector = open_detector(args.detector)
-    perturb = backend_perturb_fn(backend, identity_code("benchmark"))
-    face_aware_delta(photo, detector, perturb, epsilon=epsilon)  # warm-up: first calls load code and caches
-    detect_s, delta_s, apply_s = [], [], []
+    planner = face_planner(detector, "on")
+    codes = np.array([identity_code("benchmark")])
+
+    def protect_once() -> tuple[np.ndarray, list[float]]:
+        times = [time.perf_counter()]
+        plan = planner(photo, 112, epsilon)
+        times.append(time.perf_counter())
+        deltas = backend.perturb(np.stack(plan.inputs), np.repeat(codes, len(plan.inputs)))
+        times.append(time.perf_counter())
+        protected = plan.compose(list(deltas))
+        times.append(time.perf_counter())
+        return protected, [b - a for a, b in zip(times, times[1:])]
+
+    protect_once()  # warm-up: first calls load code and caches
+    steps: list[list[float]] = []
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        faces = detector.detect(photo)
-        detect_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        result = face_aware_delta(photo, detector, perturb, epsilon=epsilon)
-        delta_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        protected = np.clip(photo + np.rint(result.delta * 255.0), 0, 255).astype(np.uint8)
-        apply_s.append(time.perf_counter() - start)
-    assert result is not None and np.abs(protected.astype(int) - photo).max() <= 8
+        protected, seconds = protect_once()
+        steps.append(seconds)
+    assert np.abs(protected.astype(int) - photo).max() <= 8
+    plan_s, generator_s, compose_s = ([row[i] for row in steps] for i in range(3))
     print(json.dumps({
         "photo": f"{photo.shape[1]}x{photo.shape[0]}",
         "detector": detector.name,
-        "faces": len(faces),
         "repeats": args.repeats,
         "median_s": {
-            "detect": round(statistics.median(detect_s), 3),
-            "face_aware_delta_including_detection": round(statistics.median(delta_s), 3),
-            "add_delta_and_round": round(statistics.median(apply_s), 3),
-            "total": round(statistics.median(delta_s) + statistics.median(apply_s), 3),
+            "plan_detect_and_align": round(statistics.median(plan_s), 3),
+            "generator": round(statistics.median(generator_s), 3),
+            "compose_warp_add_round": round(statistics.median(compose_s), 3),
+            "total": round(statistics.median([sum(row) for row in steps]), 3),
         },
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor() or platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2),

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segue_cli.face_detectors import DlibDetector, YuNetDetector, _iou  # noqa: E402
-from segue_cli.faces import ARCFACE_TEMPLATE_112, alignment_matrix, similarity_transform  # noqa: E402
+from segue_cli.faces.detectors import DlibDetector, YuNetDetector, _iou  # noqa: E402
+from segue_cli.faces.geometry import ARCFACE_TEMPLATE_112, alignment_matrix, similarity_transform  # noqa: E402
 from segue_cli.imageio import discover_images, load_image  # noqa: E402
 
 

@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch.nn.functional as F
 
-    from segue_cli.dlib_face_net import extract_chips
+    from segue_cli.faces.dlib_face_net import extract_chips
     from segue_cli.identity_objective import prepare
     from segue_cli.imageio import load_image
 

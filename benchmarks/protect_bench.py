@@ -38,8 +38,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from segue_cli.protect import ProtectConfig, default_workers, inference_threads, protect  # noqa: E402
-from segue_cli.runtime import BackendInfo, open_backend  # noqa: E402
+from segue_cli.protect.config import ProtectConfig, default_workers  # noqa: E402
+from segue_cli.protect.pipeline import inference_threads  # noqa: E402
+from segue_cli.protect.job import protect  # noqa: E402
+from segue_cli.backends.base import BackendInfo  # noqa: E402
+from segue_cli.backends.opening import open_backend  # noqa: E402
 
 # The data sits in shared/ beside the checkout (or beside the worktrees' parent).
 DEFAULT_DATA = next((p / "shared" / "data" / "WebFace10" for p in (REPO.parent, REPO.parent.parent)

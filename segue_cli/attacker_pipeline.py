@@ -18,7 +18,7 @@ import numpy as np
 
 from .datasets import scan_image_folder
 from .errors import InputError, OutputError
-from .faces import ARCFACE_TEMPLATE_112, FaceDetector, align_face, alignment_matrix
+from .faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, align_face, alignment_matrix
 from .imageio import load_image, save_image
 
 

@@ -8,7 +8,10 @@ a command runs.
 
 from __future__ import annotations
 
-DETECTOR_CHOICES = ("auto", "yunet", "dlib")
+from typing import Literal
+
+FaceMode = Literal["auto", "on", "off"]
+FACE_MODES: tuple[FaceMode, ...] = ("auto", "on", "off")
 ATTACKER_PIPELINES = ("none", "detect-align")
 # Order is the order `segue evaluate --help` lists them; segue_cli.nn.attackers builds each.
 ATTACKER_NAMES = (
@@ -19,13 +22,6 @@ ATTACKER_NAMES = (
 # elsewhere and match. Named with --arch beside the from-scratch architectures.
 EMBEDDING_ATTACKER_NAMES = ("embedding-dlib",)
 EMBEDDING_METHODS = ("ncm", "1nn", "linear")  # nearest class mean, nearest neighbour, logistic regression
-COUNTERMEASURE_HELP = (
-    "none, jpeg-Q (quality 1-100), gray, blur (kernel 5, sigma 1) or blur-S (sigma S), down-P (downscale to P% "
-    "then back), cutout, mixup, cutmix, at-R or at-R-S (PGD adversarial training, budget R/255, S steps, "
-    "default 5), estimate-remove or estimate-remove-R (subtract each identity's mean deviation from the "
-    "all-identity mean, clipped to R/255, default 8: the attacker estimates a class-wise pattern); join several "
-    "with '+', e.g. jpeg-10+gray"
-)
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
 

@@ -10,7 +10,7 @@ Choices a user should know about:
   out of the CSV, listed in the result, and make the run "failed" (exit 1): a single bad
   file should not cost a long embedding run, but nothing is skipped silently.
 * Photos where no face is detected are embedded from a centred box (see
-  :mod:`segue_cli.embedding`) and flagged ``face=centre`` in the CSV.
+  :mod:`segue_cli.faces.embedding`) and flagged ``face=centre`` in the CSV.
 * ``k=None`` (``--k auto``) estimates K with dlib's 0.6 same-person distance: average-
   linkage agglomerative clustering cut at 0.6, then count the clusters holding at least
   ``auto_min_share`` of the photos (default 5 %, and at least 2 photos); smaller clusters
@@ -26,12 +26,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .datasets import MIN_IMAGE_SIDE, write_labels_csv
-from .embedding import SAME_PERSON_DISTANCE, DlibEmbedder
+from .datasets import too_small, write_labels_csv
+from .faces.embedding import SAME_PERSON_DISTANCE, DlibEmbedder
+from .progress import ProgressCallback, ProgressEvent, ignore, start_task, step
 from .errors import ConfigError, InputError, OutputError
 from .imageio import discover_images, load_image
 
@@ -39,7 +40,6 @@ AUTO_SAMPLE_LIMIT = 4000  # agglomerative clustering is O(n^2) in memory; estima
 CSV_EXTRA_COLUMNS = ("distance", "face", "faces")
 FACE_DETECTED, FACE_CENTRE = "detected", "centre"
 
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -205,29 +205,30 @@ def _embed_all(paths: list[Path], embedder: DlibEmbedder, emit: ProgressCallback
     for index, path in enumerate(paths):
         try:
             rgb = load_image(path).rgb
-            if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
-                raise InputError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too small (need {MIN_IMAGE_SIDE} px a side)")
+            problem = too_small(*rgb.shape[:2])
+            if problem:
+                raise InputError(f"{path}: {problem}")
         except InputError as exc:
             problems.append(exc.message)
-            emit("problem", {"path": str(path), "message": exc.message})
+            emit(step("problem", "embed", data={"path": str(path), "message": exc.message}))
             continue
         face = embedder.embed(rgb)
         kept.append(index)
         vectors.append(face.vector)
         flags.append((face.face_found, face.faces))
-        emit("embedded", {"path": str(path), "face_found": face.face_found})
+        emit(step("embedded", "embed", data={"path": str(path), "face_found": face.face_found}))
     return kept, np.stack(vectors) if vectors else np.empty((0, 128), np.float32), flags, problems
 
 
 def cluster(config: ClusterConfig, progress: ProgressCallback | None = None) -> ClusterResult:
-    emit = progress or (lambda event, payload: None)
+    emit = progress or ignore
     started = time.perf_counter()
     paths = _check_paths(config)
     if config.k is not None and config.k > len(paths):
         raise ConfigError(f"--k {config.k} is more than the {len(paths)} images under {config.source}", "lower --k or use --k auto")
     embedder = DlibEmbedder(weights_dir=config.weights_dir, jitter=config.jitter)
 
-    emit("embed_start", {"images": len(paths)})
+    emit(start_task("embed_start", "embed", "embedding faces", len(paths), {"images": len(paths)}))
     embed_started = time.perf_counter()
     kept, embeddings, flags, problems = _embed_all(paths, embedder, emit)
     embed_seconds = time.perf_counter() - embed_started
@@ -238,7 +239,7 @@ def cluster(config: ClusterConfig, progress: ProgressCallback | None = None) -> 
     if config.k is not None and config.k > len(kept):
         raise ConfigError(f"--k {config.k} is more than the {len(kept)} usable images", "lower --k or use --k auto")
 
-    emit("clustering", {"images": len(kept)})
+    emit(ProgressEvent("clustering", {"images": len(kept)}))
     auto: dict[str, Any] = {}
     k = config.k
     if k is None:

@@ -22,6 +22,13 @@ from .imageio import discover_images, is_image_path, load_image, resize_rgb
 MIN_IMAGE_SIDE = 16
 
 
+def too_small(height: int, width: int) -> str | None:
+    """Why a photo of this size is refused (by every command alike), or None."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        return f"{width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
+    return None
+
+
 @dataclass(frozen=True)
 class LabelledImage:
     path: Path
@@ -160,9 +167,9 @@ def decode_images(
     def decode(path: Path) -> torch.Tensor | str:
         try:
             loaded = load_image(path)
-            height, width = loaded.size
-            if min(height, width) < MIN_IMAGE_SIDE:
-                return f"{path}: {width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
+            problem = too_small(*loaded.size)
+            if problem:
+                return f"{path}: {problem}"
             rgb = loaded.rgb if transform is None else transform(loaded.rgb)
             return resize_rgb(rgb if prepare is None else prepare(path, rgb), size)
         except InputError as exc:

@@ -28,8 +28,8 @@ from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_
 from .choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
 from .errors import ArtifactError, ConfigError, OutputError
 from .nn.generator import SegueGenerator
-from .onnx_backend import OnnxBackend
-from .onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from .backends.onnx_backend import OnnxBackend
+from .backends.onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
 
 # Parity sizes (height, width) besides the model's working size: odd, non-square, and
 # sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).

@@ -3,7 +3,7 @@
 A face-recognition system matches a photo by its embedding: the unlearnable term does
 nothing against one that was trained elsewhere. This term pushes the embedding of each
 protected photo away from its identity: the cosine similarity between dlib's descriptor
-of the protected face (through its PyTorch twin, :mod:`segue_cli.dlib_face_net`) and the
+of the protected face (through its PyTorch twin, :mod:`segue_cli.faces.dlib_face_net`) and the
 mean descriptor of that identity's clean training photos, which the generator lowers.
 
 What the twin sees is what dlib would: each training photo's 150 px chip is located once,
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dlib_face_net import DlibFaceNet, chip_matrix, extract_chips
+from .faces.dlib_face_net import DlibFaceNet, chip_matrix, extract_chips
 
 
 @dataclass
@@ -44,7 +44,7 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
     """Locate every training photo's chip (uint8 photos [N, 3, H, W]) and embed the clean
     chips once. A photo whose face is not found uses the centred box, as the embedding
     attacker does."""
-    from .embedding import DlibEmbedder
+    from .faces.embedding import DlibEmbedder
 
     embedder = DlibEmbedder(engine="twin")
     net: DlibFaceNet = embedder.twin

@@ -24,11 +24,11 @@ from .artifacts import atomic_write
 from .choices import DEFAULT_MAX_PIXELS
 
 from .errors import InputError
+from .formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_QUALITY = 95  # JPEG/WebP, when --quality is not given
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
                               ".heic", ".heif", ".avif"})
@@ -288,29 +288,6 @@ def resize_to(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.shape[:2] == (height, width):
         return rgb
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    """A format protect writes: its Pillow name, the suffixes that name it (the first is
-    given to outputs), and whether it is lossy (which weakens protection)."""
-
-    pillow: str
-    suffixes: tuple[str, ...]
-    lossy: bool
-
-
-#: The one registry of output formats (--format, Protector(image_format=), output names).
-OUTPUT_FORMATS: dict[str, OutputFormat] = {
-    "png": OutputFormat("PNG", (".png",), lossy=False),
-    "jpeg": OutputFormat("JPEG", (".jpg", ".jpeg"), lossy=True),
-    "webp": OutputFormat("WEBP", (".webp",), lossy=True),
-}
-
-
-def format_of_pillow(pillow_name: str | None) -> str | None:
-    """The output format Pillow calls ``pillow_name`` (``"JPEG"`` -> ``"jpeg"``), if segue writes it."""
-    return next((name for name, fmt in OUTPUT_FORMATS.items() if fmt.pillow == pillow_name), None)
 
 
 def encode_image(

@@ -24,9 +24,11 @@ from PIL import Image
 
 from .choices import DEFAULT_MAX_PIXELS
 from .errors import InputError
-from .imageio import OUTPUT_FORMATS, LoadedImage, encode_image, format_of_pillow, load_image
-from .plans import FACE_MODES, FaceMode, PhotoPlan
-from .runtime import open_backend
+from .formats import OUTPUT_FORMATS, format_of_pillow
+from .imageio import LoadedImage, encode_image, load_image
+from .choices import FACE_MODES, FaceMode
+from .protect.plans import PhotoPlan
+from .backends.opening import open_backend
 from .side_info import label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
@@ -38,7 +40,7 @@ class Protector:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
                  threads: int | None = None) -> None:
-        from .protect import default_planner
+        from .protect.pipeline import default_planner
 
         if faces not in FACE_MODES:
             raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
@@ -75,7 +77,7 @@ class Protector:
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
-        from .protect import compose_protected
+        from .protect.pipeline import compose_protected
 
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon)

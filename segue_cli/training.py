@@ -30,14 +30,14 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from . import __version__
 from .artifacts import atomic_write, save_generator
-from .choices import MAX_EPSILON
+from .choices import IMAGE_SIZE_RANGE, MAX_EPSILON
 from .datasets import LabelledSet, decode_images, load_labelled, require_identities
 from .devices import resolve_device
 from .errors import ConfigError, InputError, OutputError
@@ -45,6 +45,7 @@ from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
 from .nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
 from .nn.surrogate import build_surrogate, pgd_noise
+from .progress import ProgressCallback, ProgressEvent, ignore, say, start_task, step
 from .side_info import DEFAULT_CODE_BITS, code_to_signs, folder_code, random_codes, signs_to_codes
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")
@@ -100,7 +101,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.image_size >= 16, "--image-size must be at least 16"),
+            (self.image_size >= IMAGE_SIZE_RANGE[0], f"--image-size must be at least {IMAGE_SIZE_RANGE[0]}"),
             (self.epochs >= 2, "--epochs must be at least 2: epoch 1 trains the surrogate only, so one epoch "
                                "would leave the generator untrained"),
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs it)"),
@@ -172,7 +173,6 @@ class TrainResult:
     seconds: float
 
 
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 def prepare_run_dir(out: Path, resume: bool) -> Path:
@@ -230,7 +230,7 @@ def _code_signs(codes: list[int], targets: torch.Tensor, code_bits: int) -> torc
 
 
 def train(config: TrainConfig, progress: ProgressCallback | None = None) -> TrainResult:
-    emit = progress or (lambda event, payload: None)
+    emit = progress or ignore
     started = time.perf_counter()
     if config.resume:
         config = resumed_config(config)
@@ -239,19 +239,23 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     dataset = load_labelled(config.data)
     require_identities(dataset)
     run_dir = prepare_run_dir(config.out, config.resume)
-    emit("run_dir", {"path": str(run_dir), "requested": str(config.out)})
+    emit(say("run_dir", f"run folder: {run_dir}" + (f" ({config.out} exists and is never overwritten)"
+                                                    if run_dir != config.out else ""),
+             {"path": str(run_dir), "requested": str(config.out)}))
 
-    emit("decode_start", {"images": len(dataset.items), "identities": len(dataset.identities)})
+    emit(start_task("decode_start", "decode", f"decoding ({len(dataset.identities)} identities)", len(dataset.items),
+                    {"images": len(dataset.items), "identities": len(dataset.identities)}))
     images, kept, problems = decode_images(
         [item.path for item in dataset.items], photo_size(config),
-        skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit("decoded", {}),
+        skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit(step("decoded", "decode")),
     )
     targets = torch.tensor(dataset.targets)[kept]
     if config.decoys > len(dataset.identities):
         raise ConfigError(f"--decoys {config.decoys} is more than the {len(dataset.identities)} identities in {config.data}",
                           "each decoy aims at a training identity: give at most that many")
     if problems:
-        emit("skipped_images", {"problems": problems})
+        for problem in problems:
+            emit(say("skipped_image", f"skipped: {problem}", {"problem": problem}, warning=True))
 
     generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
                                                  luma=config.luma, decoys=config.decoys)).to(device)
@@ -260,8 +264,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     if config.identity_weight > 0:
         from .identity_objective import prepare as prepare_identity
 
-        emit("identity_start", {"images": len(targets)})
-        identity = prepare_identity(images, targets, len(dataset.identities), on_photo=lambda: emit("identity_photo", {}))
+        emit(start_task("identity_start", "identity", "locating faces (identity term)", len(targets)))
+        identity = prepare_identity(images, targets, len(dataset.identities), on_photo=lambda: emit(step("identity_photo", "identity")))
     keyed = (KeyedTargets(generator, len(dataset.identities), int(getattr(surrogate.fc, "in_features")))
              if config.objective in KEYED_OBJECTIVES else None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
@@ -310,7 +314,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
             code_kind = "decoys"
         stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
         batches = _batches(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
-        emit("epoch_start", {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)})
+        emit(start_task("epoch_start", "epoch", f"epoch {epoch}/{config.epochs} {stage:9}", len(batches),
+                        {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)}))
         epoch_started = time.perf_counter()
         step_fn = _surrogate_step if stage == "surrogate" else _generator_step
         totals = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "seen": 0.0, "l2": 0.0, "linf": 0.0, "identity": 0.0}
@@ -329,7 +334,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
             totals["correct"] += stats["correct"]
             totals["seen"] += len(y)
             totals["linf"] = max(totals["linf"], stats["linf"])
-            emit("step", {"epoch": epoch, "stage": stage, "loss": stats["loss"], "ce": stats["ce"]})
+            emit(step("step", "epoch", f"loss {stats['loss']:.4f} ce {stats['ce']:.4f}",
+                      {"epoch": epoch, "stage": stage, "loss": stats["loss"], "ce": stats["ce"]}))
         if stage == "surrogate":
             sched_f.step()
         seen = max(totals["seen"], 1)
@@ -343,11 +349,11 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         summary = _training_summary(config, dataset, history, time.perf_counter() - started, len(targets))
         save_generator(generator_path, generator, epsilon=config.epsilon, image_size=config.image_size, training=summary)
         _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record, rng)
-        emit("epoch_end", asdict(record))
+        emit(_epoch_end(record))
         # Never stop before the generator has trained once: its checkpoint would be random.
         if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
             stopped_early = True
-            emit("early_stop", {"epoch": epoch, "ce": record.ce})
+            emit(say("early_stop", f"early stop at epoch {epoch}: surrogate loss {record.ce:.5f}", {"epoch": epoch, "ce": record.ce}))
             break
     return TrainResult(run_dir, generator_path, len(history), stopped_early, history, time.perf_counter() - started)
 
@@ -462,6 +468,15 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
     if identity is not None:
         stats["identity"] = float(similarity.detach())
     return stats
+
+
+def _epoch_end(record: EpochRecord) -> ProgressEvent:
+    figures = (f"ce {record.ce:.4f} acc {record.accuracy:.2f} |d|2 {record.delta_l2:.3f} "
+               + (f"identity cos {record.identity_similarity:.3f} " if record.identity_similarity is not None else "")
+               + f"{record.seconds:.0f}s")
+    # One permanent line per epoch, so logs of unattended runs show progress too.
+    return ProgressEvent("epoch_end", asdict(record), task="epoch", text=figures,
+                         line=f"epoch {record.epoch} {record.stage} ({record.codes} codes): {figures}")
 
 
 def _stats(loss, ce, logits, y, delta) -> dict[str, float]:

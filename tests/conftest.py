@@ -138,6 +138,6 @@ def astronaut():
 @pytest.fixture(scope="session")
 def yunet():
     """One YuNet face detector for the session (safe to share between threads)."""
-    from segue_cli.face_detectors import YuNetDetector
+    from segue_cli.faces.detectors import YuNetDetector
 
     return YuNetDetector()

@@ -93,3 +93,26 @@ def test_a_command_whose_extra_is_missing_names_the_pip_line(command, module, mo
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert module in result.output and "pip install 'segue[train]'" in result.output
+
+
+def test_one_renderer_draws_every_jobs_progress_events_in_a_log():
+    """Bars, the text beside them and permanent lines come from the events alone, with
+    plain lines where stderr is not a terminal (cron, nohup)."""
+    import io
+
+    from rich.console import Console
+
+    from segue_cli.cli.render import LogProgress, ProgressRenderer
+    from segue_cli.progress import ProgressEvent, say, start_task, step
+
+    stream = io.StringIO()
+    draw = ProgressRenderer(LogProgress(Console(file=stream, width=200)))
+    draw(start_task("decode_start", "decode", "decoding", 20))
+    for _ in range(20):
+        draw(step("decoded", "decode", "a.jpg"))
+    draw(ProgressEvent("epoch_end", {"epoch": 1}, task="decode", text="done", line="epoch 1: ce 0.5"))
+    draw(say("skipped_image", "skipped: b.jpg", warning=True))
+    draw(ProgressEvent("clustering", {"images": 3}))  # a record only: nothing drawn
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("decoding: 2/20 a.jpg") and lines[9].startswith("decoding: 20/20")
+    assert lines[10:] == ["epoch 1: ce 0.5", "skipped: b.jpg"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from segue_cli.dlib_face_net import CHIP_SIZE, chip_matrix, extract_chips, load_dlib_face_net, read_dlib_network
-from segue_cli.embedding import DlibEmbedder
+from segue_cli.faces.dlib_face_net import CHIP_SIZE, chip_matrix, extract_chips, load_dlib_face_net, read_dlib_network
+from segue_cli.faces.embedding import DlibEmbedder
 from segue_cli.errors import ArtifactError, ConfigError
 
 

@@ -19,7 +19,7 @@ from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError, InputError
 from segue_cli.evaluation import P112, p112, parse_scenario
 from segue_cli.evaluation.countermeasures import (
-    adversarial_examples, augment_batch, cutmix, cutout, decode_transform, jpeg_reencode, mixup, to_gray,
+    adversarial_examples, at_step_size, augment_batch, cutmix, cutout, decode_transform, jpeg_reencode, mixup, to_gray,
 )
 from segue_cli.evaluation.data import load_evaluation_data
 from segue_cli.evaluation.quality import measure_quality, ms_ssim_any_size, ms_ssim_scales, ssim_and_cs
@@ -64,10 +64,10 @@ def make_photo_tree(root: Path, layout: dict[str, list[str]], size: int = 24, su
 def test_scenarios_parse_to_canonical_names_and_reject_nonsense():
     assert parse_scenario("none").name == "none"
     combined = parse_scenario("at-4+JPEG-10+gray")
-    assert combined.name == "gray+jpeg-10+at-4" and combined.gray and combined.jpeg_quality == 10
-    assert combined.at_budget == 4 and combined.at_steps == 5
-    assert combined.at_step_size == pytest.approx(1 / 255)  # P112: 5 steps of R/4 / 255
-    assert parse_scenario("blur").blur_sigma == 1.0 and parse_scenario("blur-2").name == "blur-2"
+    assert combined.name == "gray+jpeg-10+at-4" and combined.get("gray") and combined.get("jpeg") == 10
+    assert combined.get("at") == (4, 5) and combined.get("blur") is None
+    assert at_step_size(4, 5) == pytest.approx(1 / 255)  # P112: 5 steps of R/4 / 255
+    assert parse_scenario("blur").get("blur") == 1.0 and parse_scenario("blur-2").name == "blur-2"
     assert parse_scenario("at-8-10").name == "at-8-10"
     for bad in ("jpeg-0", "jpeg-101", "mixup+cutmix", "gray+gray", "none+gray", "sharpen", "down-100", "at-0", ""):
         with pytest.raises(ConfigError):
@@ -126,8 +126,7 @@ def test_pgd_adversarial_examples_stay_within_budget_and_restore_train_mode():
     running_before = model[1].running_mean.clone()
     x = torch.rand(5, 3, 16, 16)
     y = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1])]
-    scenario = parse_scenario("at-4")
-    adv = adversarial_examples(model, x, y, scenario)
+    adv = adversarial_examples(model, x, y, *parse_scenario("at-4").get("at"))
     assert (adv - x).abs().max() <= 4 / 255 + 1e-6 and (adv - x).abs().max() > 1 / 255
     assert adv.min() >= 0 and adv.max() <= 1
     assert model.training and torch.equal(model[1].running_mean, running_before)
@@ -245,7 +244,7 @@ def test_cli_rejects_a_bad_counter_measure_before_any_work(tmp_path):
     out = tmp_path / "runs" / "eval"
     result = runner.invoke(app, ["evaluate", "--train-protected", str(tmp_path), "--train-clean", str(tmp_path),
                                  "--test", str(tmp_path), "--attack", "jpeg-200", "--out", str(out)])
-    assert result.exit_code == 2 and "unknown counter-measure" in result.output and "hint" in result.output
+    assert result.exit_code == 2 and "jpeg-200" in result.output and "1-100" in result.output and "hint" in result.output
     assert not out.exists()
 
 
@@ -315,3 +314,24 @@ def test_a_second_evaluation_gets_a_new_run_folder(shortcut_run):
     second = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(second["run_dir"]) == root / "runs" / "eval-2" and Path(summary["run_dir"]).is_dir()
     assert "baseline=False (P112: True)" in second["departures"]
+
+
+def test_a_counter_measure_is_one_registry_entry(monkeypatch):
+    """Adding a counter-measure is one spec: parsing, the canonical name, the report's text,
+    the decode cache key and applying it all come from it."""
+    from dataclasses import replace
+
+    from segue_cli.evaluation import countermeasures as cm
+
+    invert = replace(cm.COUNTERMEASURES["gray"], head="invert", usage="invert", spell=lambda _: "invert",
+                     describe=lambda _: "colours inverted", apply=lambda rgb, _: 255 - rgb, on_test_set=False)
+    monkeypatch.setitem(cm.COUNTERMEASURES, "invert", invert)
+    scenario = parse_scenario("invert+jpeg-90")
+    assert scenario.name == "jpeg-90+invert" and scenario.get("invert") is True
+    assert "colours inverted" in scenario.describe()
+    assert scenario.decode_key(test_set=False) == "jpeg-90+invert" and scenario.decode_key(test_set=True) == "plain"
+    rgb = np.full((8, 8, 3), 10, np.uint8)
+    assert (decode_transform(scenario, test_set=False)(rgb) > 200).all()
+    assert decode_transform(scenario, test_set=True) is None
+    with pytest.raises(ConfigError, match="takes no value"):
+        parse_scenario("invert-3")

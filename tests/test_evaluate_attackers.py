@@ -36,7 +36,7 @@ def test_estimate_remove_takes_out_a_class_wise_pattern_and_keeps_per_image_cont
 
 
 def test_estimate_remove_parses_with_a_budget_and_refuses_nonsense():
-    assert parse_scenario("estimate-remove").estimate_budget == 8
+    assert parse_scenario("estimate-remove").get("estimate") == 8
     assert parse_scenario("estimate-remove-4+gray").name == "gray+estimate-remove-4"
     for bad in ("estimate-remove-0", "estimate-x", "estimate-remove-300"):
         with pytest.raises(ConfigError):

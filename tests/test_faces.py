@@ -14,19 +14,12 @@ from PIL import Image
 
 from segue_cli.attacker_pipeline import attacker_crop_correlation, detect_align_folder, probe_pattern
 from segue_cli.errors import ConfigError, OutputError
-from segue_cli.face_detectors import DLIB5_TEMPLATE_112, DlibDetector, open_detector
-from segue_cli.faces import (
-    ARCFACE_TEMPLATE_112,
-    Face,
-    align_face,
-    alignment_matrix,
-    backend_perturb_fn,
-    face_aware_delta,
-    similarity_transform,
-    template_points,
-)
+from segue_cli.faces.detectors import DLIB5_TEMPLATE_112, DlibDetector, open_detector
+from segue_cli.faces.geometry import (ARCFACE_TEMPLATE_112, Face, align_face, alignment_matrix, merge_face_deltas,
+                                      similarity_transform, template_points)
 from segue_cli.imageio import load_image
-from segue_cli.runtime import TorchBackend
+from segue_cli.backends.torch_backend import TorchBackend
+from segue_cli.protect.plans import PhotoPlan, face_planner
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
@@ -38,16 +31,36 @@ def dlib_detector() -> DlibDetector:
 
 
 def pattern_fn(pattern: np.ndarray, calls: list | None = None):
-    def perturb(crops: np.ndarray, face_indices: list[int]) -> np.ndarray:
+    """A stand-in generator: the same ``pattern`` for every crop of a batch."""
+    def perturb(crops: np.ndarray) -> np.ndarray:
         if calls is not None:
-            calls.append((crops.shape, list(face_indices)))
-        return np.repeat(pattern[None], len(face_indices), axis=0)
+            calls.append(crops.shape)
+        return np.repeat(pattern[None], len(crops), axis=0)
 
     return perturb
 
 
+def protect_faces(rgb: np.ndarray, detector, perturb, *, epsilon: float = EPS, working_size: int = 112
+                  ) -> tuple[PhotoPlan, np.ndarray]:
+    """What ``segue protect --faces`` does to one photo: the face planner's plan, the
+    generator on its inputs as one batch, and the plan's compose step."""
+    plan = face_planner(detector, "on")(rgb, working_size, epsilon)
+    return plan, plan.compose(list(perturb(np.stack(plan.inputs))))
+
+
 def protect(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return np.clip(rgb + np.rint(delta * 255.0), 0, 255).astype(np.uint8)
+
+
+class FixedFaces:
+    """A detector that "finds" the faces it is given (to place faces exactly)."""
+    name = "fixed"
+
+    def __init__(self, faces: list[Face]) -> None:
+        self.faces = faces
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        return list(self.faces)
 
 
 # --- geometry -------------------------------------------------------------------------
@@ -128,32 +141,35 @@ def test_open_detector_names() -> None:
         open_detector("retinaface")
 
 
-# --- face_aware_delta -----------------------------------------------------------------
+# --- the face planner on real photos --------------------------------------------------
 
 
-def test_delta_is_full_size_bounded_and_local(face_photos, yunet) -> None:
+def test_delta_is_bounded_and_local(face_photos, yunet) -> None:
     rgb = load_image(face_photos["biden.jpg"]).rgb
     calls: list = []
-    result = face_aware_delta(rgb, yunet, pattern_fn(probe_pattern(16, epsilon=EPS), calls), epsilon=EPS)
-    assert result is not None
-    assert calls == [((1, 3, 112, 112), [0])]
-    assert result.delta.shape == rgb.shape and result.delta.dtype == np.float32
-    assert np.abs(result.delta).max() <= EPS + 1e-7
-    assert np.abs(protect(rgb, result.delta).astype(int) - rgb).max() <= 8
-    x0, y0, x1, y1 = result.covered
+    plan, protected = protect_faces(rgb, yunet, pattern_fn(probe_pattern(16, epsilon=EPS), calls))
+    assert calls == [(1, 3, 112, 112)]
+    assert protected.shape == rgb.shape and protected.dtype == np.uint8
+    change = protected.astype(int) - rgb
+    assert np.abs(change).max() <= 8
+    changed = np.abs(change).max(axis=2) > 0
+    rows, cols = np.nonzero(changed)
     outside = np.ones(rgb.shape[:2], bool)
-    outside[y0:y1, x0:x1] = False
-    assert outside.any() and not result.delta[outside].any()
-    face = result.report.faces[0]
-    cx, cy = int((face.box[0] + face.box[2]) / 2), int((face.box[1] + face.box[3]) / 2)
-    assert np.abs(result.delta[cy - 20 : cy + 20, cx - 20 : cx + 20]).mean() > EPS / 4
-    report = result.report.to_dict()
-    assert report["faces_found"] == 1 and report["detector"] == "yunet" and len(report["faces"][0]["landmarks"]) == 5
+    outside[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = False
+    assert outside.any() and not changed[outside].any()  # nothing outside the face's feathered square
+    (face,) = plan.details["faces"]
+    x0, y0, x1, y1 = face["box"]
+    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+    assert np.abs(change[cy - 20 : cy + 20, cx - 20 : cx + 20]).mean() > 8 / 4
+    assert plan.details["faces_found"] == 1 and plan.details["detector"] == "yunet" and len(face["landmarks"]) == 5
 
 
-def test_no_face_returns_none(yunet) -> None:
+def test_no_face_falls_back_to_the_whole_image_and_says_so(yunet) -> None:
     ramp = np.tile(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 1, 3))
-    assert face_aware_delta(ramp, yunet, pattern_fn(probe_pattern(16)), epsilon=EPS) is None
+    plan, protected = protect_faces(ramp, yunet, pattern_fn(probe_pattern(16)))
+    assert plan.details["faces_found"] == 0 and plan.details["protection"] == "whole-image"
+    assert any("no face found" in note for note in plan.notes)
+    assert np.abs(protected.astype(int) - ramp).max() > 0
 
 
 def test_every_face_in_a_group_photo_is_protected(astronaut, face_photos, yunet) -> None:
@@ -162,39 +178,35 @@ def test_every_face_in_a_group_photo_is_protected(astronaut, face_photos, yunet)
     group[50:562, 20:532] = astronaut
     group[60:560, 650:1050] = obama
     calls: list = []
-    result = face_aware_delta(group, yunet, pattern_fn(probe_pattern(16), calls), epsilon=EPS)
-    assert result is not None and len(result.report.faces) == 2
-    assert calls == [((2, 3, 112, 112), [0, 1])]
-    for face in result.report.faces:
-        x0, y0, x1, y1 = (int(v) for v in face.box)
-        assert np.abs(result.delta[y0:y1, x0:x1]).mean() > EPS / 4
+    plan, protected = protect_faces(group, yunet, pattern_fn(probe_pattern(16), calls))
+    assert plan.details["faces_found"] == 2 and calls == [(2, 3, 112, 112)]
+    for face in plan.details["faces"]:
+        x0, y0, x1, y1 = (int(v) for v in face["box"])
+        assert np.abs(protected[y0:y1, x0:x1].astype(int) - group[y0:y1, x0:x1]).mean() > 8 / 4
 
 
 def test_overlapping_faces_average_and_stay_within_epsilon(astronaut, yunet) -> None:
     (face,) = yunet.detect(astronaut)
     shifted = Face(tuple(v + 6 for v in face.box), face.landmarks + 6, face.score)
 
-    def opposite(crops: np.ndarray, face_indices: list[int]) -> np.ndarray:
-        return np.stack([np.full((3, 112, 112), EPS if i == 0 else -EPS, np.float32) for i in face_indices])
+    def opposite(crops: np.ndarray) -> np.ndarray:
+        return np.stack([np.full((3, 112, 112), EPS if i == 0 else -EPS, np.float32) for i in range(len(crops))])
 
-    result = face_aware_delta(astronaut, yunet, opposite, epsilon=EPS, faces=[face, shifted])
-    assert np.abs(result.delta).max() <= EPS + 1e-7
+    _, protected = protect_faces(astronaut, FixedFaces([face, shifted]), opposite)
+    change = protected.astype(int) - astronaut
+    assert np.abs(change).max() <= 8
     cx, cy = (int(v) for v in face.landmarks[2])
-    assert abs(result.delta[cy, cx]).max() < EPS / 10  # +eps and -eps averaged
+    assert np.abs(change[cy, cx]).max() <= 1  # +eps and -eps averaged
 
 
-def test_bad_perturbation_shape_and_options_are_refused(astronaut, yunet) -> None:
-    with pytest.raises(ConfigError, match="perturb_fn returned shape"):
-        face_aware_delta(astronaut, yunet, lambda crops, idx: crops[:, :, :64, :64], epsilon=EPS)
-    with pytest.raises(ConfigError):
-        face_aware_delta(astronaut, yunet, pattern_fn(probe_pattern(16)), epsilon=0.0)
-    with pytest.raises(ConfigError):
-        face_aware_delta(astronaut.astype(np.float32), yunet, pattern_fn(probe_pattern(16)), epsilon=EPS)
+def test_merge_refuses_a_feather_outside_its_range(astronaut) -> None:
+    with pytest.raises(ConfigError, match="feather"):
+        merge_face_deltas(100, 100, np.zeros((1, 3, 112, 112), np.float32), [np.eye(2, 3)], epsilon=EPS, feather=0.8)
 
 
 def test_exif_rotated_photo_is_protected_upright(tmp_path, astronaut, yunet) -> None:
     """Stored sideways with EXIF orientation 6: load_image turns it upright, the face is
-    found, and the delta has the upright size (what protect writes)."""
+    found, and the output has the upright size (what protect writes)."""
     path = tmp_path / "sideways.jpg"
     stored = Image.fromarray(np.ascontiguousarray(np.rot90(astronaut[:, :400], k=1)))
     exif = stored.getexif()
@@ -203,19 +215,18 @@ def test_exif_rotated_photo_is_protected_upright(tmp_path, astronaut, yunet) -> 
     loaded = load_image(path)
     assert loaded.size == (512, 400)
     assert np.abs(loaded.rgb.astype(int) - astronaut[:, :400]).mean() < 4
-    result = face_aware_delta(loaded.rgb, yunet, pattern_fn(probe_pattern(16)), epsilon=EPS)
-    assert result is not None and result.delta.shape == (512, 400, 3)
+    plan, protected = protect_faces(loaded.rgb, yunet, pattern_fn(probe_pattern(16)))
+    assert plan.details["faces_found"] == 1 and protected.shape == (512, 400, 3)
 
 
-def test_real_generator_through_backend_gives_every_face_the_photo_code(tiny_generator_path, astronaut, yunet) -> None:
+def test_real_generator_through_backend_is_bounded(tiny_generator_path, astronaut, yunet) -> None:
     backend = TorchBackend(tiny_generator_path, device="cpu")
-    seen: list = []
-    original = backend.perturb
-    backend.perturb = lambda images, codes: seen.append(codes.tolist()) or original(images, codes)
-    size = backend.info.image_size
-    result = face_aware_delta(astronaut, yunet, backend_perturb_fn(backend, 4242), epsilon=backend.info.epsilon, working_size=size)
-    assert seen == [[4242]]
-    assert np.abs(result.delta).max() <= backend.info.epsilon + 1e-7 and np.abs(result.delta).max() > 0
+    size, epsilon = backend.info.image_size, backend.info.epsilon
+    plan, protected = protect_faces(astronaut, yunet, lambda crops: backend.perturb(crops, np.full(len(crops), 4242)),
+                                    epsilon=epsilon, working_size=size)
+    change = np.abs(protected.astype(int) - astronaut)
+    assert plan.details["faces_found"] == 1 and plan.inputs[0].shape == (3, size, size)
+    assert 0 < change.max() <= round(epsilon * 255)
 
 
 # --- what the attacker's crop carries ---------------------------------------------------
@@ -230,8 +241,8 @@ def test_attackers_aligned_crop_carries_the_perturbation(face_photos, astronaut,
     photos.update({name: load_image(path).rgb for name, path in face_photos.items()})
     face_aware, whole = {}, {}
     for name, rgb in photos.items():
-        result = face_aware_delta(rgb, yunet, pattern_fn(pattern), epsilon=EPS)
-        (face_aware[name],) = attacker_crop_correlation(rgb, protect(rgb, result.delta), yunet, pattern)
+        _, protected = protect_faces(rgb, yunet, pattern_fn(pattern))
+        (face_aware[name],) = attacker_crop_correlation(rgb, protected, yunet, pattern)
         upscaled = cv2.resize(pattern.transpose(1, 2, 0), rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         (whole[name],) = attacker_crop_correlation(rgb, protect(rgb, upscaled), yunet, pattern)
     print("\nattacker crop vs pattern, face-aware:", {k: round(v, 2) for k, v in face_aware.items()})

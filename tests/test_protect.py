@@ -10,13 +10,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from segue_cli import protect as protect_module
+from segue_cli.protect import pipeline as protect_pipeline
 from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError, OutputError
 from segue_cli.imageio import load_image
-from segue_cli.protect import ProtectConfig, protect
-from segue_cli.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
-from segue_cli.runtime import open_backend
+from segue_cli.protect.config import ProtectConfig
+from segue_cli.protect.results import ProtectSummary
+from segue_cli.protect.job import protect
+from segue_cli.protect.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
+from segue_cli.backends.opening import open_backend
 from segue_cli.side_info import folder_code, identity_code
 
 runner = CliRunner()
@@ -45,7 +47,7 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
-def run(config_kwargs: dict, model: Path, **extra) -> protect_module.ProtectSummary:
+def run(config_kwargs: dict, model: Path, **extra) -> ProtectSummary:
     return protect(ProtectConfig(model=str(model), workers=2, **config_kwargs), **extra)
 
 
@@ -235,7 +237,7 @@ def test_full_resolution_mapping_matches_torch_bilinear(monkeypatch):
     expected = torch.nn.functional.interpolate(torch.from_numpy(delta).permute(2, 0, 1)[None], (97, 130),
                                                mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
     whole = np.concatenate([rows for _, rows in upsample_strips(delta, 97, 130)])
-    monkeypatch.setattr("segue_cli.plans._STRIP_PIXELS", 500)  # force the strip path
+    monkeypatch.setattr("segue_cli.protect.plans._STRIP_PIXELS", 500)  # force the strip path
     strips = list(upsample_strips(delta, 97, 130))
     assert len(strips) > 1
     np.testing.assert_allclose(whole, expected, atol=1e-5)
@@ -420,7 +422,7 @@ def test_memory_budget_runs_partial_batches_without_changing_outputs(tmp_path, t
         face(i).save(root / f"{i}.png")  # 48 x 48 = 2,304 pixels each
     inner = open_backend(str(tiny_generator_path), "torch", "cpu")
     run({"input": root, "out": tmp_path / "free", "batch_size": 4}, tiny_generator_path, backend=RecordingBackend(inner))
-    monkeypatch.setattr(protect_module, "MAX_LIVE_PIXELS", 3_000)  # room for one photo
+    monkeypatch.setattr(protect_pipeline, "MAX_LIVE_PIXELS", 3_000)  # room for one photo
     tight = RecordingBackend(inner)
     summary = run({"input": root, "out": tmp_path / "tight", "batch_size": 4}, tiny_generator_path, backend=tight)
     assert summary.written == 6 and max(shape[0] for shape in tight.batches) <= 2

@@ -13,16 +13,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segue_cli import protect as protect_module
+from segue_cli.protect import pipeline as protect_pipeline
 from segue_cli.artifacts import resolve_model_path
 from segue_cli.attacker_pipeline import attacker_crop_correlation
 from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError
-from segue_cli.faces import Face, align_face, alignment_matrix
+from segue_cli.faces.geometry import Face, align_face, alignment_matrix
 from segue_cli.imageio import load_image
-from segue_cli.plans import face_planner, uses_faces
-from segue_cli.protect import ProtectConfig, protect
-from segue_cli.runtime import open_backend
+from segue_cli.protect.plans import face_planner, uses_faces
+from segue_cli.protect.config import ProtectConfig
+from segue_cli.protect.job import protect
+from segue_cli.backends.opening import open_backend
 from segue_cli.side_info import identity_code
 
 runner = CliRunner()
@@ -162,12 +163,12 @@ def test_every_face_gets_the_photo_code_and_the_detector_is_opened_once(tmp_path
     Image.fromarray(group).save(root / "group.png")
     Image.fromarray(astronaut).save(root / "single.png")
     opened: list[str] = []
-    real_open = protect_module.open_detector
-    monkeypatch.setattr(protect_module, "open_detector", lambda name: opened.append(name) or real_open(name))
+    real_open = protect_pipeline.open_detector
+    monkeypatch.setattr(protect_pipeline, "open_detector", lambda name: opened.append(name) or real_open(name))
     backend = RecordingBackend(open_backend(str(tiny_generator_path), "torch", "cpu"))
     results = {}
     summary = protect(ProtectConfig(input=root, model=str(tiny_generator_path), identity="alice", workers=2),
-                      lambda event, payload: event == "file" and results.update({payload.source.name: payload}),
+                      lambda event: event.name == "file" and results.update({event.data.source.name: event.data}),
                       backend=backend)
     assert opened == ["auto"]
     assert (summary.written, summary.face_aware, summary.faces_found) == (2, 2, 3)
@@ -221,7 +222,7 @@ def test_dlib_detector_can_be_shared_by_decode_threads(astronaut, face_photos):
     faces); DlibDetector serialises its calls so protect's decode threads can share it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from segue_cli.face_detectors import DlibDetector
+    from segue_cli.faces.detectors import DlibDetector
 
     detector = DlibDetector()
     photos = [astronaut, load_image(face_photos["obama2.jpg"]).rgb] * 3

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from segue_cli.cli.app import app
-from segue_cli.protect import ProtectConfig, protect
+from segue_cli.protect.config import ProtectConfig
+from segue_cli.protect.job import protect
 from test_protect import face, json_lines, runner, tree_digest
 
 ray = pytest.importorskip("ray")
@@ -45,9 +46,9 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path, ray_instance):
     local_events: list = []
     ray_events: list = []
     local = protect(ProtectConfig(input=root, out=tmp_path / "local", by_folder=True, workers=2),
-                    lambda *event: local_events.append(event))
+                    lambda event: local_events.append((event.name, event.data)))
     on_ray = protect(ProtectConfig(input=root, out=tmp_path / "ray", by_folder=True, engine="ray", actors=2,
-                                   engine_progress=False), lambda *event: ray_events.append(event))
+                                   engine_progress=False), lambda event: ray_events.append((event.name, event.data)))
     assert (local.written, local.failed) == (on_ray.written, on_ray.failed) == (6, 1)
     # Same names, same bytes, and the same settings record (settings and input fingerprints).
     assert tree_digest(tmp_path / "ray") == tree_digest(tmp_path / "local")
@@ -77,9 +78,9 @@ def test_a_killed_worker_loses_nothing(tmp_path, ray_instance):
         face(index, (64, 64)).save(root / f"{index:02d}.png")
     killed: list[int] = []
 
-    def kill_one_worker(kind, payload) -> None:
+    def kill_one_worker(event) -> None:
         # After the first result the job is under way: kill one protecting actor outright.
-        if kind == "file" and not killed:
+        if event.name == "file" and not killed:
             for pid in os.listdir("/proc"):
                 try:
                     command = Path(f"/proc/{pid}/cmdline").read_bytes()

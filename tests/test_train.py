@@ -14,7 +14,8 @@ from segue_cli.errors import ConfigError
 from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
-from segue_cli.protect import ProtectConfig, protect
+from segue_cli.protect.config import ProtectConfig
+from segue_cli.protect.job import protect
 from segue_cli.side_info import code_to_signs
 from segue_cli.training import TrainConfig, attacker_view, identity_codes, train
 from segue_cli.datasets import scan_image_folder
@@ -319,8 +320,8 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
     settings = {**TINY, "epochs": 4, "surrogate_period": 2}
     whole = train(TrainConfig(data=tiny_faces, out=tmp_path / "whole", **settings))
 
-    def stop_after_epoch_2(event: str, payload: dict) -> None:
-        if event == "epoch_end" and payload["epoch"] == 2:
+    def stop_after_epoch_2(event) -> None:
+        if event.name == "epoch_end" and event.data["epoch"] == 2:
             raise KeyboardInterrupt  # as Ctrl-C after the epoch's state was saved
 
     with pytest.raises(KeyboardInterrupt):

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from ..errors import ConfigError
 from .options import JsonOption, SeedOption
-from .render import print_json, progress, stderr_console
+from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
     from ..clustering import ClusterResult
@@ -68,15 +68,7 @@ def cluster(
         auto_min_share=auto_min_share,
     )
     with progress(transient=True) as bar:
-        task: list[int] = []
-
-        def on_event(event: str, payload: dict) -> None:
-            if event == "embed_start":
-                task.append(bar.add_task("embedding faces", total=payload["images"], info=""))
-            elif event in ("embedded", "problem"):
-                bar.advance(task[0])
-
-        result = run_clustering(config, on_event)
+        result = run_clustering(config, ProgressRenderer(bar))
     if json_output:
         print_json(result.to_dict())
     else:

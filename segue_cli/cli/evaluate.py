@@ -18,9 +18,11 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, COUNTERMEASURE_HELP, DETECTOR_CHOICES, EMBEDDING_ATTACKER_NAMES
+from ..faces import DETECTOR_CHOICES
+from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES
+from ..evaluation.countermeasures import COUNTERMEASURE_HELP
 from .options import DeviceOption, JsonOption
-from .render import print_json, progress, stderr_console
+from .render import ProgressRenderer, print_json, progress, stderr_console
 
 def evaluate(
     train_protected: Annotated[Path, typer.Option("--train-protected", help="Protected train set: <identity>/<images> (e.g. `segue protect` output).")],
@@ -83,42 +85,10 @@ def evaluate(
 
 
 def _run_with_progress(config):
+    from ..evaluation import run_evaluation
+
     with progress(transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_event(event: str, payload: dict[str, Any]) -> None:
-            if event == "run_dir":
-                stderr_console.print(f"run folder: {payload['path']}", highlight=False)
-            elif event == "decode_start":
-                aligned = ", detect-align" if payload.get("pipeline") == "detect-align" else ""
-                verb = f"embedding ({payload['embedding']})" if payload.get("embedding") else "decoding"
-                tasks["decode"] = bar.add_task(f"{verb} {payload['set']} ({payload['transform']}{aligned})",
-                                               total=payload["images"], info="")
-            elif event == "decoded":
-                bar.advance(tasks["decode"])
-            elif event == "quality_start":
-                tasks["quality"] = bar.add_task(f"image quality at {payload['size']} px", total=2 * payload["pairs"], info="")
-            elif event == "quality_step":
-                bar.advance(tasks["quality"])
-            elif event == "run_start":
-                tasks["name"] = f"{payload['arch']} {payload['attack']} {payload['train_set']}"
-                tasks["run"] = bar.add_task(tasks["name"], total=payload["epochs"] * payload["steps"], info="")
-                tasks["epochs"] = payload["epochs"]
-            elif event == "step":
-                bar.update(tasks["run"], advance=1, info=f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f}")
-            elif event == "embedding_result":
-                bar.console.print(f"{payload['arch']} {payload['attack']} {payload['train_set']}: "
-                                  f"{payload['final_accuracy']:.1f}%", highlight=False)
-            elif event == "epoch_end":
-                line = (f"epoch {payload['epoch']}/{tasks['epochs']} loss {payload['loss']:.3f} "
-                        f"train {payload['train_accuracy']:.0f}% test {payload['test_accuracy']:.1f}%")
-                bar.update(tasks["run"], info=line)
-                # One permanent line per epoch, so logs of non-interactive runs show progress too.
-                bar.console.print(f"{tasks['name']}: {line}", highlight=False)
-
-        from ..evaluation import run_evaluation
-
-        return run_evaluation(config, on_event)
+        return run_evaluation(config, ProgressRenderer(bar))
 
 
 def _print_summary(results: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -> None:

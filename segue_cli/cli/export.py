@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
-from ..onnx_format import DEFAULT_OPSET
+from ..backends.onnx_format import DEFAULT_OPSET
 from .options import JsonOption
 from .render import print_json, stderr_console
 

@@ -30,24 +30,26 @@ import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
 
-from ..choices import DEFAULT_MAX_PIXELS, DETECTOR_CHOICES
+from ..faces import DETECTOR_CHOICES
+from ..choices import DEFAULT_MAX_PIXELS
 from ..errors import InputError, input_not_found
 from ..storage import is_uri
 from .options import DeviceOption, JsonOption, ModelOption
-from .render import print_json, progress, stderr_console
+from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
-    from ..protect import FileResult, ProtectSummary
+    from ..progress import ProgressEvent
+    from ..protect.results import FileResult, ProtectSummary
 
 
 def _stdin_paths() -> tuple[str, ...]:
-    from ..outputs import split_path_list
+    from ..protect.outputs import split_path_list
 
     return split_path_list(sys.stdin.read())
 
@@ -82,7 +84,7 @@ def protect(
     if (input_path not in (None, "-") and not example and not is_uri(input_path)
             and not os.path.exists(os.path.expanduser(input_path))):
         raise input_not_found(input_path)  # before importing the pipeline: a usage error comes back at once
-    from ..protect import ProtectConfig, default_workers, protect as run_protect
+    from ..protect.config import ProtectConfig, default_workers
 
     if example:
         if input_path is not None:
@@ -107,33 +109,35 @@ def protect(
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
     )
+    from ..protect.job import protect as run_protect  # the pipeline's imports, once the options are known good
+
     # Human text unless --json (then stderr carries only warnings and errors) or --quiet
     # (errors only). Failed files are always named on stderr.
     chatty = not (quiet or json_output)
     with progress(transient=False) if chatty else nullcontext(None) as bar:
-        task: list[Any] = []
+        draw = ProgressRenderer(bar) if bar is not None else None
         written = [0]
 
-        def on_event(event: str, payload: Any) -> None:
-            if event == "start":
-                if bar is not None:
-                    _print_start(payload)
-                    task.append(bar.add_task("protecting", total=payload.total, info=""))
+        def on_event(event: ProgressEvent) -> None:
+            if event.name == "start":
+                if draw is not None:
+                    _print_start(event.data)
                 elif not quiet:
-                    _print_warnings(payload.warnings)
-                return
-            result: FileResult = payload
-            written[0] += result.status == "written"
-            if json_output:
-                print_json(result.to_dict())
-            if result.status == "failed":
-                stderr_console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
-                                     highlight=False, soft_wrap=True)
-            if bar is not None:
-                for note in result.notes:
-                    stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
+                    _print_warnings(event.data.warnings)
+            elif event.name == "file":
+                result: FileResult = event.data
+                written[0] += result.status == "written"
+                if json_output:
+                    print_json(result.to_dict())
+                if result.status == "failed":
+                    stderr_console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
                                          highlight=False, soft_wrap=True)
-                bar.update(task[0], advance=1, info=f"{result.status} {PurePosixPath(str(result.source)).name}")
+                if draw is not None:
+                    for note in result.notes:
+                        stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
+                                             highlight=False, soft_wrap=True)
+            if draw is not None:
+                draw(event)
 
         with _stopping_on_sigterm() as stopped:
             try:

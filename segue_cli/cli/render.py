@@ -1,5 +1,6 @@
 """Printing helpers: human text on stderr (rich), stable JSON on stdout, and one progress
-display for every command: a live bar on a terminal, plain lines in a log."""
+display for every command (a live bar on a terminal, plain lines in a log) drawn by one
+renderer of the jobs' progress events."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
+
+from ..progress import ProgressEvent
 
 stderr_console = Console(stderr=True)
 
@@ -60,6 +64,25 @@ class LogProgress:
             elapsed = time.perf_counter() - task["started"]
             self.console.print(f"{task['description']}: {int(task['done'])}/{int(total)} {info} ({elapsed:.0f} s)".rstrip(),
                                highlight=False, markup=False, soft_wrap=True)
+
+
+class ProgressRenderer:
+    """Draws any job's :class:`~segue_cli.progress.ProgressEvent` values on a progress
+    display (:func:`progress`): the one renderer of train, evaluate, cluster and protect."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self._tasks: dict[str, int] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.total is not None and event.task is not None:
+            self._tasks[event.task] = self.bar.add_task(event.text, total=event.total, info="")
+        elif event.task in self._tasks and (event.advance or event.text):
+            fields = {"info": event.text} if event.text else {}
+            self.bar.update(self._tasks[event.task], advance=event.advance, **fields)
+        if event.line is not None:
+            self.bar.console.print(Text(event.line, style="yellow" if event.warning else ""), highlight=False,
+                                   soft_wrap=True)
 
 
 def progress(transient: bool = False) -> Any:

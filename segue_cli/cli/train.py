@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import DeviceOption, JsonOption, SeedOption
-from .render import print_json, progress, stderr_console
+from .render import ProgressRenderer, print_json, progress, stderr_console
 
 
 def train(
@@ -71,42 +71,7 @@ def train(
         max_steps_per_epoch=max_steps,
     )
     with progress(transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def on_event(event: str, payload: dict) -> None:
-            if event == "run_dir":
-                moved = payload["path"] != payload["requested"]
-                stderr_console.print(f"run folder: {payload['path']}" + (
-                    f" ({payload['requested']} exists and is never overwritten)" if moved else ""), highlight=False,
-                    soft_wrap=True)
-            elif event == "decode_start":
-                tasks["decode"] = bar.add_task("decoding", total=payload["images"], info=f"{payload['identities']} identities")
-            elif event == "decoded":
-                bar.advance(tasks["decode"])
-            elif event == "identity_start":
-                tasks["identity"] = bar.add_task("locating faces (identity term)", total=payload["images"], info="")
-            elif event == "identity_photo":
-                bar.advance(tasks["identity"])
-            elif event == "skipped_images":
-                for problem in payload["problems"]:
-                    stderr_console.print(f"[yellow]skipped:[/] {problem}", highlight=False, markup=False)
-            elif event == "epoch_start":
-                tasks["epoch"] = bar.add_task(f"epoch {payload['epoch']}/{payload['epochs']} {payload['stage']:9}",
-                                              total=payload["steps"], info="")
-            elif event == "step":
-                bar.update(tasks["epoch"], advance=1, info=f"loss {payload['loss']:.4f} ce {payload['ce']:.4f}")
-            elif event == "epoch_end":
-                line = (f"ce {payload['ce']:.4f} acc {payload['accuracy']:.2f} |d|2 {payload['delta_l2']:.3f} "
-                        + (f"identity cos {payload['identity_similarity']:.3f} "
-                           if payload.get("identity_similarity") is not None else "") + f"{payload['seconds']:.0f}s")
-                bar.update(tasks["epoch"], info=line)
-                # One permanent line per epoch, so logs of non-interactive runs show progress too.
-                bar.console.print(f"epoch {payload['epoch']} {payload['stage']} ({payload['codes']} codes): {line}",
-                                  highlight=False)
-            elif event == "early_stop":
-                stderr_console.print(f"early stop at epoch {payload['epoch']}: surrogate loss {payload['ce']:.5f}")
-
-        result = run_training(config, on_event)
+        result = run_training(config, ProgressRenderer(bar))
     summary = {
         "run_dir": str(result.run_dir), "generator": str(result.generator_path), "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "seconds": round(result.seconds, 1),

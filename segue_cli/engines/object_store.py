@@ -21,8 +21,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, OutputError
 from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, is_image_path
-from ..outputs import (MARKER_TEXT, OUTPUT_MARKER, SETTINGS_FILE, InputSet, PlannedFile, checked_plan, output_relative,
-                       parse_record, updated_record)
+from ..protect.outputs import MARKER_TEXT, OUTPUT_MARKER, SETTINGS_FILE, InputSet, PlannedFile, checked_plan, output_relative, parse_record, updated_record
 from ..storage import Location, exists, list_files, locate, read_if_file, write_bytes
 from . import ray_engine
 
@@ -34,8 +33,9 @@ def default_out(source: Location) -> str:
 
 def protect_remote(config: Any, emit: Any) -> Any:
     """Plan and run a job whose INPUT or OUT is a URI (``protect.protect`` hands it here)."""
-    from ..protect import FileResult, ProtectSummary, output_settings, side_information
-    from ..runtime import open_backend
+    from ..protect.results import FileResult, ProtectSummary, file_finished, run_started
+    from ..protect.side_information import output_settings, side_information
+    from ..backends.opening import open_backend
 
     if str(config.input) == "-" or config.labels is not None:
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
@@ -96,11 +96,11 @@ def protect_remote(config: Any, emit: Any) -> Any:
         text = updated_record(record, planned, settings, __version__, lambda item: item.output.as_posix(),
                               lambda item: fingerprints.get(item.source.as_posix()))
         write_bytes(out.join(SETTINGS_FILE), text.encode())
-    emit("start", summary)
+    emit(run_started(summary))
 
     def finish(result: Any) -> None:
         summary.count(result)
-        emit("file", result)
+        emit(file_finished(result))
 
     def uri_result(rel_source: str, rel_output: str, **fields: Any) -> Any:
         return FileResult(source.join(rel_source).uri, out.join(rel_output).uri, **fields)

@@ -55,7 +55,7 @@ class ProtectWorker:
         return {key: [result[key] for result in results] for key in RESULT_KEYS}
 
     def _decoded(self, source: str, output: str, code: int) -> dict[str, Any]:
-        from ..protect import decode_photo, failure_reason
+        from ..protect.pipeline import decode_photo, failure_reason
 
         info = self.protector.info
         row: dict[str, Any] = {"source": source, "output": output, "code": code, "status": "failed", "reason": None,
@@ -76,7 +76,7 @@ class ProtectWorker:
         engine batches); a per-sample result, so batching never changes a file's bytes."""
         import numpy as np
 
-        from ..protect import generator_failure
+        from ..protect.pipeline import generator_failure
 
         by_shape: dict[tuple[int, ...], list[tuple[dict[str, Any], int]]] = {}
         for row in rows:
@@ -96,7 +96,7 @@ class ProtectWorker:
                 row["deltas"][index] = deltas[position]
 
     def _written(self, row: dict[str, Any]) -> RowResult:
-        from ..protect import encode_protected, write_failure
+        from ..protect.pipeline import encode_protected, write_failure
 
         image, plan = row.pop("image"), row.pop("plan")
         deltas = row.pop("deltas")
@@ -205,7 +205,7 @@ def planned_rows(planned_files: Iterable[Any], code_of: Callable[[Any], int], fi
         try:
             code = code_of(planned)
         except InputError as exc:
-            from ..protect import failure_reason
+            from ..protect.pipeline import failure_reason
 
             finish_local(planned, "failed", failure_reason(exc, planned.source), None)
             continue

@@ -25,7 +25,7 @@ import torch
 
 from ..attacker_pipeline import align_largest
 from ..datasets import decode_images
-from ..faces import FaceDetector
+from ..faces.geometry import FaceDetector
 from ..imageio import resize_to
 
 ALIGN_SIZE = 112  # the canonical ArcFace crop a scraper aligns to

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..nn.attackers import ATTACKER_NAMES
-from ..choices import ATTACKER_PIPELINES, DETECTOR_CHOICES, EMBEDDING_ATTACKER_NAMES
+from ..faces import DETECTOR_CHOICES
+from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE
 from .countermeasures import Scenario, parse_scenario
 
 # p112-screen: P112 with fewer epochs (cosine-annealed over its own, shorter schedule), to
@@ -75,8 +76,8 @@ class EvaluateConfig:
             (self.attacker_pipeline in ATTACKER_PIPELINES,
              f"unknown --attacker-pipeline {self.attacker_pipeline!r}; known: {', '.join(ATTACKER_PIPELINES)}"),
             (self.detector in DETECTOR_CHOICES, f"unknown --detector {self.detector!r}; known: {', '.join(DETECTOR_CHOICES)}"),
-            (self.image_size >= 16, "--image-size must be at least 16"),
-            (self.quality_size >= 16, "--quality-size must be at least 16"),
+            (self.image_size >= IMAGE_SIZE_RANGE[0], f"--image-size must be at least {IMAGE_SIZE_RANGE[0]}"),
+            (self.quality_size >= IMAGE_SIZE_RANGE[0], f"--quality-size must be at least {IMAGE_SIZE_RANGE[0]}"),
             (self.epochs >= 1, "--epochs must be at least 1"),
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs two samples)"),
             (self.lr > 0, "--lr must be positive"),
@@ -92,7 +93,7 @@ class EvaluateConfig:
                 raise ConfigError(f"unknown --arch {arch!r}",
                                   f"use one of {', '.join(ATTACKER_NAMES + EMBEDDING_ATTACKER_NAMES)}")
         if any(arch in EMBEDDING_ATTACKER_NAMES for arch in self.archs):
-            unfit = [s.name for s in self.scenarios if s.per_batch or s.estimate_budget is not None]
+            unfit = [s.name for s in self.scenarios if not s.decode_only]
             if unfit:
                 raise ConfigError(
                     f"--attack {', '.join(unfit)} changes training batches, and an embedding attacker trains nothing",

@@ -1,19 +1,25 @@
-"""The attacker's counter-measures, as P112 defines them.
+"""The attacker's counter-measures, as P112 defines them: one registry, one spec each.
 
 A scenario is one or more counter-measures joined by ``+`` (``jpeg-10+gray``); ``none``
 is the plain attack. They apply to the TRAINING images of the run (protected, or clean
 for the baseline), except ``gray``, which the protocol applies to train and test alike.
 
-Three kinds, applied in a fixed order whatever the spelling:
-- full resolution, while decoding, before the resize to the attacker's size:
-  ``gray`` then ``jpeg-Q`` (P112: "re-encode as JPEG quality Q before resizing");
-- on the whole resized training set, once: ``estimate-remove[-R]`` (pattern estimation:
-  an attacker who knows segue exists estimates what each identity's photos share and
-  subtracts it, see :func:`estimate_remove`);
-- per batch, on the resized float images: ``blur[-S]``, ``down-P``, ``cutout``, then
-  ``mixup`` or ``cutmix``, then ``at-R[-S]`` (PGD on the augmented batch).
+Each :class:`Countermeasure` in :data:`COUNTERMEASURES` says how it is spelled and
+parsed, where it acts (its stage), what it does, how the report describes it and the
+``--help`` text; the registry's order is the order they apply and are spelled in, whatever
+the order given. Adding one is one entry here. The stages:
 
-Random draws take an explicit ``torch.Generator`` so a run repeats exactly.
+- ``decode``: full resolution, while decoding, before the resize to the attacker's size
+  (``gray`` then ``jpeg-Q``: P112 re-encodes as JPEG before resizing); the decoded-set
+  cache is keyed by these;
+- ``train-set``: on the whole resized training set, once (``estimate-remove[-R]``: an
+  attacker who knows segue exists estimates what each identity's photos share and
+  subtracts it, see :func:`estimate_remove`);
+- ``batch``: per batch, on the resized float images (``blur[-S]``, ``down-P``, ``cutout``,
+  ``mixup`` or ``cutmix``, then ``at-R[-S]``: PGD on the augmented batch).
+
+Nothing heavy is imported at module level (``--help`` reads the registry); random draws
+take an explicit ``torch.Generator`` so a run repeats exactly.
 """
 
 from __future__ import annotations
@@ -22,125 +28,90 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import nn
-
-from ..choices import COUNTERMEASURE_HELP
 from ..errors import ConfigError
-from ..nn.distortions import gaussian_blur, resize_down_up
-from ..nn.surrogate import pgd_noise
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
 
 CUTOUT_HOLES = 2  # paper: 2 patches of half the image size
 AT_DEFAULT_STEPS = 5
 ESTIMATE_DEFAULT_BUDGET = 8  # segue's documented epsilon, 8/255: what an informed attacker assumes
 
+Stage = Literal["decode", "train-set", "batch"]
+STAGES: tuple[Stage, ...] = ("decode", "train-set", "batch")
+
 
 @dataclass(frozen=True)
-class Scenario:
-    """One attacker set-up; ``name`` is the canonical spelling used in reports."""
+class Countermeasure:
+    """One counter-measure. ``parse`` gets the text after ``head-`` ("" for none) and
+    returns the parameter or raises ValueError with the reason; ``apply`` takes, by stage:
+    decode ``(rgb uint8 HxWx3, p) -> rgb``; train-set ``(images uint8, targets, p) -> images``;
+    batch ``(x float, soft targets, rng, model, p) -> (x, soft targets)``."""
 
-    name: str = "none"
-    gray: bool = False
-    jpeg_quality: int | None = None
-    blur_sigma: float | None = None
-    down_percent: int | None = None
-    cutout: bool = False
-    mix: str | None = None  # "mixup" or "cutmix"
-    at_budget: int | None = None  # R, in 1/255 units
-    at_steps: int = AT_DEFAULT_STEPS
-    estimate_budget: int | None = None  # R of estimate-remove-R, in 1/255 units
-
-    @property
-    def per_batch(self) -> bool:
-        """Whether the scenario changes training batches (so it needs a trained attacker)."""
-        return (self.blur_sigma is not None or self.down_percent is not None or self.cutout or self.mix is not None
-                or self.at_budget is not None)
-
-    @property
-    def changes_decoding(self) -> bool:
-        return self.gray or self.jpeg_quality is not None
-
-    @property
-    def at_step_size(self) -> float:
-        """P112: 5 steps of R/4 / 255; other step counts keep the same total travel (1.25 R)."""
-        assert self.at_budget is not None
-        return 1.25 * self.at_budget / 255 / self.at_steps
+    head: str
+    stage: Stage
+    usage: str  # for --help
+    parse: Callable[[str], Any]
+    spell: Callable[[Any], str]
+    describe: Callable[[Any], str]
+    apply: Callable[..., Any]
+    on_test_set: bool = False  # the protocol applies it to the test photos too
+    exclusive: str = ""  # at most one counter-measure of the same group per scenario (default: the head)
 
 
-def _number(text: str, spec: str) -> float:
+def _flag(head: str) -> Callable[[str], bool]:
+    def parse(rest: str) -> bool:
+        if rest:
+            raise ValueError(f"{head} takes no value")
+        return True
+    return parse
+
+
+def _integer(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(rest: str) -> int:
+        if not re.fullmatch(r"\d+", rest) or not low <= int(rest) <= high:
+            raise ValueError(f"{what} must be a whole number {low}-{high}")
+        return int(rest)
+    return parse
+
+
+def _sigma(rest: str) -> float:
+    if not rest:
+        return 1.0
     try:
-        return float(text)
-    except ValueError as exc:
-        raise ConfigError(f"counter-measure {spec!r}: {text!r} is not a number", COUNTERMEASURE_HELP) from exc
+        sigma = float(rest)
+    except ValueError:
+        raise ValueError(f"{rest!r} is not a number") from None
+    if not sigma > 0:
+        raise ValueError("sigma must be > 0")
+    return sigma
 
 
-def parse_scenario(spec: str) -> Scenario:
-    """``jpeg-75+gray`` -> Scenario; raises ConfigError naming the bad part."""
-    values: dict[str, object] = {}
-    parts = [p.strip().lower() for p in spec.split("+") if p.strip()]
-    if not parts:
-        raise ConfigError("empty counter-measure", COUNTERMEASURE_HELP)
-    for part in parts:
-        head, _, rest = part.partition("-")
-        key = {"jpeg": "jpeg_quality", "blur": "blur_sigma", "down": "down_percent", "at": "at_budget",
-               "estimate": "estimate_budget"}.get(head, head)
-        if key in values or (head in ("mixup", "cutmix") and "mix" in values):
-            raise ConfigError(f"counter-measure {spec!r} names {head} twice (or mixup with cutmix)", COUNTERMEASURE_HELP)
-        if part == "none":
-            if len(parts) > 1:
-                raise ConfigError(f"counter-measure {spec!r}: 'none' cannot be combined", COUNTERMEASURE_HELP)
-        elif part in ("gray", "cutout"):
-            values[part] = True
-        elif part in ("mixup", "cutmix"):
-            values["mix"] = part
-        elif head == "jpeg" and re.fullmatch(r"\d+", rest) and 1 <= int(rest) <= 100:
-            values[key] = int(rest)
-        elif head == "blur" and (not rest or _number(rest, spec) > 0):
-            values[key] = _number(rest, spec) if rest else 1.0
-        elif head == "down" and re.fullmatch(r"\d+", rest) and 1 <= int(rest) < 100:
-            values[key] = int(rest)
-        elif head == "at" and re.fullmatch(r"\d+(-\d+)?", rest):
-            budget, _, steps = rest.partition("-")
-            if int(budget) < 1 or (steps and int(steps) < 1):
-                raise ConfigError(f"counter-measure {spec!r}: budget and steps must be at least 1", COUNTERMEASURE_HELP)
-            values[key] = int(budget)
-            values["at_steps"] = int(steps) if steps else AT_DEFAULT_STEPS
-        elif head == "estimate" and re.fullmatch(r"remove(-\d+)?", rest):
-            estimate_budget = int(rest.partition("-")[2] or ESTIMATE_DEFAULT_BUDGET)
-            if not 1 <= estimate_budget <= 255:
-                raise ConfigError(f"counter-measure {spec!r}: the budget must be 1-255 (in 1/255)", COUNTERMEASURE_HELP)
-            values[key] = estimate_budget
-        else:
-            raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", COUNTERMEASURE_HELP)
-    return Scenario(name=_canonical_name(values), **values)  # type: ignore[arg-type]
+def _at(rest: str) -> tuple[int, int]:
+    if not re.fullmatch(r"\d+(-\d+)?", rest):
+        raise ValueError("give at-R or at-R-S (budget R/255, S steps)")
+    budget, _, steps = rest.partition("-")
+    if int(budget) < 1 or (steps and int(steps) < 1):
+        raise ValueError("budget and steps must be at least 1")
+    return int(budget), int(steps) if steps else AT_DEFAULT_STEPS
 
 
-def _canonical_name(values: dict[str, object]) -> str:
-    names = []
-    if values.get("gray"):
-        names.append("gray")
-    if values.get("jpeg_quality") is not None:
-        names.append(f"jpeg-{values['jpeg_quality']}")
-    if values.get("blur_sigma") is not None:
-        sigma = float(values["blur_sigma"])  # type: ignore[arg-type]
-        names.append("blur" if sigma == 1.0 else f"blur-{sigma:g}")
-    if values.get("estimate_budget") is not None:
-        budget = values["estimate_budget"]
-        names.append("estimate-remove" + ("" if budget == ESTIMATE_DEFAULT_BUDGET else f"-{budget}"))
-    if values.get("down_percent") is not None:
-        names.append(f"down-{values['down_percent']}")
-    if values.get("cutout"):
-        names.append("cutout")
-    if values.get("mix"):
-        names.append(str(values["mix"]))
-    if values.get("at_budget") is not None:
-        steps = values.get("at_steps", AT_DEFAULT_STEPS)
-        names.append(f"at-{values['at_budget']}" + ("" if steps == AT_DEFAULT_STEPS else f"-{steps}"))
-    return "+".join(names) or "none"
+def _estimate(rest: str) -> int:
+    if not re.fullmatch(r"remove(-\d+)?", rest):
+        raise ValueError("give estimate-remove or estimate-remove-R")
+    budget = int(rest.partition("-")[2] or ESTIMATE_DEFAULT_BUDGET)
+    if not 1 <= budget <= 255:
+        raise ValueError("the budget must be 1-255 (in 1/255)")
+    return budget
+
+
+def at_step_size(budget: int, steps: int) -> float:
+    """P112: 5 steps of R/4 / 255; other step counts keep the same total travel (1.25 R)."""
+    return 1.25 * budget / 255 / steps
 
 
 # --- full resolution, while decoding -----------------------------------------------------
@@ -148,34 +119,23 @@ def _canonical_name(values: dict[str, object]) -> str:
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """PIL's ITU-R 601-2 luma ("L"), copied back to 3 channels (torchvision Grayscale(3))."""
+    import numpy as np
+    from PIL import Image
+
     luma = np.asarray(Image.fromarray(rgb).convert("L"))
     return np.repeat(luma[:, :, None], 3, axis=2)
 
 
 def jpeg_reencode(rgb: np.ndarray, quality: int) -> np.ndarray:
     """Encode with PIL at ``quality`` (its default 4:2:0 subsampling) and decode again."""
+    import numpy as np
+    from PIL import Image
+
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("RGB")).copy()
-
-
-def decode_transform(scenario: Scenario, *, test_set: bool) -> Callable[[np.ndarray], np.ndarray] | None:
-    """What to do to each full-resolution photo before resizing (None: nothing)."""
-    gray = scenario.gray
-    quality = None if test_set else scenario.jpeg_quality
-    if not gray and quality is None:
-        return None
-
-    def transform(rgb: np.ndarray) -> np.ndarray:
-        if gray:
-            rgb = to_gray(rgb)
-        if quality is not None:
-            rgb = jpeg_reencode(rgb, quality)
-        return rgb
-
-    return transform
 
 
 # --- on the whole resized training set ---------------------------------------------------
@@ -192,6 +152,8 @@ def estimate_remove(images: torch.Tensor, targets: torch.Tensor, budget: int) ->
     up to that budget is removed whatever its frequency or colour; a per-image one is not.
     Applied to the protected set and, in the baseline, to the clean set, so its cost to a
     clean attacker is measured too."""
+    import torch
+
     x = images.float() / 255.0
     classes = targets.unique()
     means = torch.stack([x[targets == c].mean(dim=0) for c in classes])
@@ -201,13 +163,6 @@ def estimate_remove(images: torch.Tensor, targets: torch.Tensor, budget: int) ->
         pattern = (mean - overall).clamp(-budget / 255.0, budget / 255.0)
         cleaned[targets == c] -= pattern
     return (cleaned.clamp(0, 1) * 255.0).round().to(torch.uint8)
-
-
-def prepare_train_set(images: torch.Tensor, targets: torch.Tensor, scenario: Scenario) -> torch.Tensor:
-    """The scenario's whole-set counter-measures on a decoded training set (None: as is)."""
-    if scenario.estimate_budget is not None:
-        return estimate_remove(images, targets, scenario.estimate_budget)
-    return images
 
 
 # --- per batch, on resized float images ---------------------------------------------------
@@ -220,6 +175,8 @@ def blur_kernel(sigma: float) -> int:
 
 def cutout(x: torch.Tensor, rng: torch.Generator, holes: int = CUTOUT_HOLES) -> torch.Tensor:
     """DeVries & Taylor's Cutout: ``holes`` squares of half the side, centres uniform, clipped."""
+    import torch
+
     batch, _, height, width = x.shape
     side = max(1, min(height, width) // 2)
     mask = torch.ones(batch, 1, height, width, dtype=x.dtype, device=x.device)
@@ -234,6 +191,8 @@ def cutout(x: torch.Tensor, rng: torch.Generator, holes: int = CUTOUT_HOLES) -> 
 
 def mixup(x: torch.Tensor, targets: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Zhang et al.'s Mixup with lambda ~ Beta(1, 1), i.e. uniform. ``targets`` are soft [B, K]."""
+    import torch
+
     lam = float(torch.rand((), generator=rng))
     order = torch.randperm(len(x), generator=rng).to(x.device)
     return lam * x + (1 - lam) * x[order], lam * targets + (1 - lam) * targets[order]
@@ -242,6 +201,8 @@ def mixup(x: torch.Tensor, targets: torch.Tensor, rng: torch.Generator) -> tuple
 def cutmix(x: torch.Tensor, targets: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Yun et al.'s CutMix, lambda ~ Beta(1, 1): a box of area (1 - lambda) from a shuffled
     partner; the label weight is the box's actual (clipped) area."""
+    import torch
+
     height, width = x.shape[-2:]
     lam = float(torch.rand((), generator=rng))
     order = torch.randperm(len(x), generator=rng).to(x.device)
@@ -256,38 +217,160 @@ def cutmix(x: torch.Tensor, targets: torch.Tensor, rng: torch.Generator) -> tupl
     return mixed, kept * targets + (1 - kept) * targets[order]
 
 
-def adversarial_examples(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, scenario: Scenario) -> torch.Tensor:
+def adversarial_examples(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, budget: int, steps: int) -> torch.Tensor:
     """PGD (random start, sign steps) within the L-inf budget R/255, clamped to [0, 1].
 
     The noise is computed with the model in eval mode so the extra forward passes do not
     move BatchNorm's running statistics; training then resumes on the returned batch.
     """
-    assert scenario.at_budget is not None
+    from ..nn.surrogate import pgd_noise
+
     was_training = model.training
     model.eval()
     try:
-        noise = pgd_noise(model, x, targets, scenario.at_budget / 255, scenario.at_steps, step_size=scenario.at_step_size)
+        noise = pgd_noise(model, x, targets, budget / 255, steps, step_size=at_step_size(budget, steps))
     finally:
         model.train(was_training)
     return (x + noise).clamp(0, 1)
+
+
+def _blur_batch(x, targets, rng, model, sigma):
+    from ..nn.distortions import gaussian_blur
+
+    return gaussian_blur(x, blur_kernel(sigma), sigma), targets
+
+
+def _down_batch(x, targets, rng, model, percent):
+    from ..nn.distortions import resize_down_up
+
+    return resize_down_up(x, percent / 100).clamp(0, 1), targets
+
+
+def _at_batch(x, targets, rng, model, parameter):
+    if model is None:
+        raise ValueError("adversarial training needs the model")
+    return adversarial_examples(model, x, targets, *parameter), targets
+
+
+#: The one registry of counter-measures, in the order they apply and are spelled.
+COUNTERMEASURES: dict[str, Countermeasure] = {spec.head: spec for spec in (
+    Countermeasure("gray", "decode", "gray", _flag("gray"), lambda _: "gray",
+                   lambda _: "grayscale (ITU-R 601-2 luma, 3 channels), train and test",
+                   lambda rgb, _: to_gray(rgb), on_test_set=True),
+    Countermeasure("jpeg", "decode", "jpeg-Q (quality 1-100)", _integer(1, 100, "the JPEG quality"), lambda q: f"jpeg-{q}",
+                   lambda q: f"JPEG re-encoding (PIL, quality {q}) at full resolution before resizing, train only",
+                   jpeg_reencode),
+    Countermeasure("estimate", "train-set", "estimate-remove or estimate-remove-R (subtract each identity's mean "
+                   "deviation from the all-identity mean, clipped to R/255, default 8: the attacker estimates a "
+                   "class-wise pattern)", _estimate,
+                   lambda r: "estimate-remove" + ("" if r == ESTIMATE_DEFAULT_BUDGET else f"-{r}"),
+                   lambda r: "pattern estimation: each identity's mean minus the mean of all identities' means, "
+                             f"clipped to {r}/255, subtracted from that identity's train photos",
+                   estimate_remove),
+    Countermeasure("blur", "batch", "blur (kernel 5, sigma 1) or blur-S (sigma S)", _sigma,
+                   lambda s: "blur" if s == 1.0 else f"blur-{s:g}",
+                   lambda s: f"Gaussian blur, kernel {blur_kernel(s)}, sigma {s:g}", _blur_batch),
+    Countermeasure("down", "batch", "down-P (downscale to P% then back)", _integer(1, 99, "the percentage"),
+                   lambda p: f"down-{p}", lambda p: f"downscale to {p}% (bilinear, antialias) and back up (bilinear)",
+                   _down_batch),
+    Countermeasure("cutout", "batch", "cutout", _flag("cutout"), lambda _: "cutout",
+                   lambda _: "Cutout, 2 patches of half the image side", lambda x, t, rng, m, _: (cutout(x, rng), t)),
+    Countermeasure("mixup", "batch", "mixup", _flag("mixup"), lambda _: "mixup", lambda _: "Mixup, lambda ~ Beta(1, 1)",
+                   lambda x, t, rng, m, _: mixup(x, t, rng), exclusive="mix"),
+    Countermeasure("cutmix", "batch", "cutmix", _flag("cutmix"), lambda _: "cutmix", lambda _: "CutMix, lambda ~ Beta(1, 1)",
+                   lambda x, t, rng, m, _: cutmix(x, t, rng), exclusive="mix"),
+    Countermeasure("at", "batch", "at-R or at-R-S (PGD adversarial training, budget R/255, S steps, default 5)", _at,
+                   lambda p: f"at-{p[0]}" + ("" if p[1] == AT_DEFAULT_STEPS else f"-{p[1]}"),
+                   lambda p: f"PGD adversarial training, L-inf budget {p[0]}/255, {p[1]} steps of "
+                             f"{at_step_size(*p) * 255:.3g}/255, random start", _at_batch),
+)}
+COUNTERMEASURE_HELP = (", ".join(["none", *(spec.usage for spec in COUNTERMEASURES.values())])
+                       + "; join several with '+', e.g. jpeg-10+gray")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One attacker set-up: counter-measures with their parameters, in registry order."""
+
+    steps: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The canonical spelling used in reports (``none`` for the plain attack)."""
+        return "+".join(COUNTERMEASURES[head].spell(p) for head, p in self.steps) or "none"
+
+    def get(self, head: str) -> Any:
+        """The parameter of counter-measure ``head``, or None when the scenario has none."""
+        return next((p for h, p in self.steps if h == head), None)
+
+    def at_stage(self, stage: Stage) -> list[tuple[Countermeasure, Any]]:
+        return [(COUNTERMEASURES[h], p) for h, p in self.steps if COUNTERMEASURES[h].stage == stage]
+
+    @property
+    def decode_only(self) -> bool:
+        """Whether every counter-measure acts while decoding (an embedding attacker trains nothing else)."""
+        return not self.at_stage("train-set") and not self.at_stage("batch")
+
+    def describe(self) -> str:
+        return "; ".join(COUNTERMEASURES[h].describe(p) for h, p in self.steps) or "no counter-measure"
+
+    def decode_key(self, test_set: bool) -> str:
+        """What the decode stage does to this set: the decoded-set cache's key."""
+        return "+".join(spec.spell(p) for spec, p in self.at_stage("decode") if spec.on_test_set or not test_set) or "plain"
+
+
+def parse_scenario(spec: str) -> Scenario:
+    """``jpeg-75+gray`` -> Scenario; raises ConfigError naming the bad part."""
+    parts = [p.strip().lower() for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise ConfigError("empty counter-measure", COUNTERMEASURE_HELP)
+    if "none" in parts:
+        if len(parts) > 1:
+            raise ConfigError(f"counter-measure {spec!r}: 'none' cannot be combined", COUNTERMEASURE_HELP)
+        return Scenario()
+    found: dict[str, Any] = {}
+    groups: set[str] = set()
+    for part in parts:
+        head, _, rest = part.partition("-")
+        chosen = COUNTERMEASURES.get(head)
+        if chosen is None:
+            raise ConfigError(f"unknown counter-measure {part!r} in {spec!r}", COUNTERMEASURE_HELP)
+        group = chosen.exclusive or head
+        if group in groups:
+            raise ConfigError(f"counter-measure {spec!r} names {head} twice (or mixup with cutmix)", COUNTERMEASURE_HELP)
+        groups.add(group)
+        try:
+            found[head] = chosen.parse(rest)
+        except ValueError as exc:
+            raise ConfigError(f"counter-measure {part!r} in {spec!r}: {exc}", COUNTERMEASURE_HELP) from exc
+    return Scenario(tuple((head, found[head]) for head in COUNTERMEASURES if head in found))
+
+
+def decode_transform(scenario: Scenario, *, test_set: bool) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What to do to each full-resolution photo before resizing (None: nothing)."""
+    steps = [(spec, p) for spec, p in scenario.at_stage("decode") if spec.on_test_set or not test_set]
+    if not steps:
+        return None
+
+    def transform(rgb: np.ndarray) -> np.ndarray:
+        for spec, parameter in steps:
+            rgb = spec.apply(rgb, parameter)
+        return rgb
+
+    return transform
+
+
+def prepare_train_set(images: torch.Tensor, targets: torch.Tensor, scenario: Scenario) -> torch.Tensor:
+    """The scenario's whole-set counter-measures on a decoded training set."""
+    for spec, parameter in scenario.at_stage("train-set"):
+        images = spec.apply(images, targets, parameter)
+    return images
 
 
 def augment_batch(
     x: torch.Tensor, targets: torch.Tensor, scenario: Scenario, rng: torch.Generator, model: nn.Module | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the scenario's per-batch counter-measures. ``targets`` soft [B, K] in and out."""
-    if scenario.blur_sigma is not None:
-        x = gaussian_blur(x, blur_kernel(scenario.blur_sigma), scenario.blur_sigma)
-    if scenario.down_percent is not None:
-        x = resize_down_up(x, scenario.down_percent / 100).clamp(0, 1)
-    if scenario.cutout:
-        x = cutout(x, rng)
-    if scenario.mix == "mixup":
-        x, targets = mixup(x, targets, rng)
-    elif scenario.mix == "cutmix":
-        x, targets = cutmix(x, targets, rng)
-    if scenario.at_budget is not None:
-        if model is None:
-            raise ValueError("adversarial training needs the model")
-        x = adversarial_examples(model, x, targets, scenario)
+    for spec, parameter in scenario.at_stage("batch"):
+        x, targets = spec.apply(x, targets, rng, model, parameter)
     return x, targets

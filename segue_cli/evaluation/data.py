@@ -19,9 +19,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..progress import ProgressCallback, ignore, start_task, step
 from ..datasets import LabelledImage, LabelledSet, decode_images, scan_image_folder
 from ..errors import InputError
-from ..faces import FaceDetector
+from ..faces.geometry import FaceDetector
 from .alignment import AlignmentCounts, detect_align_images
 
 SET_NAMES = ("protected", "clean", "test")
@@ -48,7 +49,7 @@ class EvaluationData:
 
     def tensors(
         self, name: str, size: int, transform: Callable[[np.ndarray], np.ndarray] | None = None, key: str = "plain",
-        progress: Callable[[str, dict[str, Any]], None] | None = None, detector: FaceDetector | None = None,
+        progress: ProgressCallback | None = None, detector: FaceDetector | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 images [N, 3, size, size], targets [N]) of one set, decoded once per ``key``
         (the name of ``transform``). With ``detector`` each image is the attacker's aligned
@@ -57,16 +58,18 @@ class EvaluationData:
         pipeline = "plain" if detector is None else "detect-align"
         cache_key = (name, f"{size}:{key}:{pipeline}")
         if cache_key not in self._cache:
-            emit = progress or (lambda event, payload: None)
+            emit = progress or ignore
             labelled = self.sets[name]
             paths = [item.path for item in labelled.items]
-            emit("decode_start", {"set": name, "images": len(paths), "transform": key, "pipeline": pipeline})
+            aligned = ", detect-align" if pipeline == "detect-align" else ""
+            emit(start_task("decode_start", "decode", f"decoding {name} ({key}{aligned})", len(paths),
+                            {"set": name, "images": len(paths), "transform": key, "pipeline": pipeline}))
             if detector is None:
-                images, _, _ = decode_images(paths, size, workers=self.workers, on_done=lambda: emit("decoded", {}),
+                images, _, _ = decode_images(paths, size, workers=self.workers, on_done=lambda: emit(step("decoded", "decode")),
                                              transform=transform)
             else:
                 images, counts = detect_align_images(paths, size, detector, transform=transform, workers=self.workers,
-                                                     on_done=lambda: emit("decoded", {}))
+                                                     on_done=lambda: emit(step("decoded", "decode")))
                 self.alignment[name if key == "plain" else f"{name} ({key})"] = counts
             self._cache[cache_key] = (images, torch.tensor(labelled.targets))
         return self._cache[cache_key]
@@ -76,27 +79,28 @@ class EvaluationData:
 
     def embeddings(
         self, name: str, embedder: Any, transform: Callable[[np.ndarray], np.ndarray] | None = None, key: str = "plain",
-        progress: Callable[[str, dict[str, Any]], None] | None = None, pipeline: str = "none",
+        progress: ProgressCallback | None = None, pipeline: str = "none",
     ) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings [N, D] float32, targets [N]) of one set: every full-resolution photo
         (after ``transform``) embedded once per ``key`` and pipeline by ``embedder``
-        (:class:`~segue_cli.embedding.DlibEmbedder`), which finds and aligns the face
+        (:class:`~segue_cli.faces.embedding.DlibEmbedder`), which finds and aligns the face
         itself. How many faces its detector found is kept in ``embedding_faces``."""
         cache_key = (name, f"{embedder.name}:{key}:{pipeline}")
         if cache_key not in self._embedding_cache:
             from ..imageio import load_image
 
-            emit = progress or (lambda event, payload: None)
+            emit = progress or ignore
             labelled = self.sets[name]
-            emit("decode_start", {"set": name, "images": len(labelled.items), "transform": key, "pipeline": pipeline,
-                                  "embedding": embedder.name})
+            emit(start_task("decode_start", "decode", f"embedding ({embedder.name}) {name} ({key})", len(labelled.items),
+                            {"set": name, "images": len(labelled.items), "transform": key, "pipeline": pipeline,
+                             "embedding": embedder.name}))
             vectors, found = [], 0
             for start in range(0, len(labelled.items), self.EMBED_BATCH):
                 photos = [load_image(item.path).rgb for item in labelled.items[start : start + self.EMBED_BATCH]]
                 for face in embedder.embed_many([transform(rgb) if transform is not None else rgb for rgb in photos]):
                     vectors.append(face.vector)
                     found += int(face.face_found)
-                    emit("decoded", {})
+                    emit(step("decoded", "decode"))
             self.embedding_faces[name if key == "plain" else f"{name} ({key})"] = {
                 "images": len(vectors), "face_found": found, "no_face": len(vectors) - found}
             self._embedding_cache[cache_key] = (np.stack(vectors).astype(np.float32), np.asarray(labelled.targets))

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..choices import EMBEDDING_ATTACKER_NAMES, EMBEDDING_METHODS
 from ..errors import ConfigError
-from ..faces import FaceDetector
+from ..faces.geometry import FaceDetector
 
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass
@@ -59,7 +58,7 @@ def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
     (None: dlib's tight-crop detector, whose miss on a crop falls back to a centred box)."""
     if name not in EMBEDDING_ATTACKER_NAMES:
         raise ConfigError(f"unknown embedding attacker {name!r}", f"use one of {', '.join(EMBEDDING_ATTACKER_NAMES)}")
-    from ..embedding import DlibEmbedder
+    from ..faces.embedding import DlibEmbedder
 
     return DlibEmbedder(detector=detector)
 

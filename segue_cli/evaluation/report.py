@@ -13,7 +13,7 @@ from typing import Any
 
 from ..artifacts import atomic_write
 from . import figures
-from .countermeasures import blur_kernel, parse_scenario
+from .countermeasures import parse_scenario
 from .quality import LPIPS_NOTE
 
 RESULTS_FILE = "results.json"
@@ -24,21 +24,6 @@ FIGURES = {
     "by_countermeasure": "accuracy_by_countermeasure.png",
     "strip": "clean_protected_residual.png",
 }
-SCENARIO_TEXT = {
-    "none": "no counter-measure",
-    "gray": "grayscale (ITU-R 601-2 luma, 3 channels), train and test",
-    "jpeg": "JPEG re-encoding (PIL, quality {q}) at full resolution before resizing, train only",
-    "blur": "Gaussian blur, kernel {k}, sigma {s:g}",
-    "down": "downscale to {p}% (bilinear, antialias) and back up (bilinear)",
-    "cutout": "Cutout, 2 patches of half the image side",
-    "mixup": "Mixup, lambda ~ Beta(1, 1)",
-    "cutmix": "CutMix, lambda ~ Beta(1, 1)",
-    "estimate": "pattern estimation: each identity's mean minus the mean of all identities' means, clipped to "
-                "{r}/255, subtracted from that identity's train photos",
-    "at": "PGD adversarial training, L-inf budget {r}/255, {n} steps of {step:.3g}/255, random start",
-}
-
-
 def _finite(value: Any) -> Any:
     """NaN and infinities are not JSON: they become null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -68,26 +53,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def describe_scenario(name: str) -> str:
-    scenario = parse_scenario(name)
-    parts = []
-    if scenario.gray:
-        parts.append(SCENARIO_TEXT["gray"])
-    if scenario.jpeg_quality is not None:
-        parts.append(SCENARIO_TEXT["jpeg"].format(q=scenario.jpeg_quality))
-    if scenario.blur_sigma is not None:
-        parts.append(SCENARIO_TEXT["blur"].format(k=blur_kernel(scenario.blur_sigma), s=scenario.blur_sigma))
-    if scenario.estimate_budget is not None:
-        parts.append(SCENARIO_TEXT["estimate"].format(r=scenario.estimate_budget))
-    if scenario.down_percent is not None:
-        parts.append(SCENARIO_TEXT["down"].format(p=scenario.down_percent))
-    if scenario.cutout:
-        parts.append(SCENARIO_TEXT["cutout"])
-    if scenario.mix:
-        parts.append(SCENARIO_TEXT[scenario.mix])
-    if scenario.at_budget is not None:
-        parts.append(SCENARIO_TEXT["at"].format(r=scenario.at_budget, n=scenario.at_steps,
-                                                step=scenario.at_step_size * 255))
-    return "; ".join(parts) or SCENARIO_TEXT["none"]
+    return parse_scenario(name).describe()
 
 
 def _pct(value: float | None) -> str:

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import ProgressCallback, ProgressEvent, ignore, say, start_task, step
 from .. import __version__
 from ..choices import EMBEDDING_ATTACKER_NAMES
 from ..datasets import decode_images
 from ..devices import resolve_device
-from ..face_detectors import open_detector
-from ..faces import FaceDetector
+from ..faces.detectors import open_detector
+from ..faces.geometry import FaceDetector
 from ..training import prepare_run_dir
 from . import figures
 from .alignment import ALIGN_SIZE, ALIGN_TEMPLATE, NO_FACE_FALLBACK
@@ -39,7 +40,7 @@ from .data import EvaluationData, load_evaluation_data
 from .embedding_attack import open_embedder, score_embeddings
 from .quality import measure_quality
 from .report import FIGURES, write_report, write_results
-from .trainer import AttackRun, ProgressCallback, TrainSettings, train_attacker
+from .trainer import AttackRun, TrainSettings, train_attacker
 
 PACKAGES = ("torch", "torchvision", "numpy", "pillow", "pytorch-msssim", "matplotlib")
 SCHEMA_VERSION = 1
@@ -66,16 +67,10 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     }
 
 
-def _decode_key(scenario: Scenario, test_set: bool) -> str:
-    parts = (["gray"] if scenario.gray else []) + ([] if test_set or scenario.jpeg_quality is None
-                                                     else [f"jpeg-{scenario.jpeg_quality}"])
-    return "+".join(parts) or "plain"
-
-
 def _set_tensors(data: EvaluationData, name: str, scenario: Scenario, size: int, emit: ProgressCallback,
                  detector: FaceDetector | None):
     test_set = name == "test"
-    return data.tensors(name, size, decode_transform(scenario, test_set=test_set), _decode_key(scenario, test_set), emit,
+    return data.tensors(name, size, decode_transform(scenario, test_set=test_set), scenario.decode_key(test_set), emit,
                         detector=detector)
 
 
@@ -118,7 +113,7 @@ def _embedding_runs(config: EvaluateConfig, data: EvaluationData, arch: str, sce
     def embedded(name: str) -> tuple[np.ndarray, np.ndarray]:
         test_set = name == "test"
         return data.embeddings(name, embedder, decode_transform(scenario, test_set=test_set),
-                               _decode_key(scenario, test_set), emit, pipeline=pipeline)
+                               scenario.decode_key(test_set), emit, pipeline=pipeline)
 
     started = time.perf_counter()
     test = embedded("test")
@@ -127,13 +122,13 @@ def _embedding_runs(config: EvaluateConfig, data: EvaluationData, arch: str, sce
         train = embedded(train_set)
         for run in score_embeddings(arch, scenario.name, train_set, train, test, data.identities, config.seed,
                                     seconds=time.perf_counter() - started):
-            emit("embedding_result", run.to_dict())
+            emit(say("embedding_result", f"{run.arch} {run.attack} {run.train_set}: {run.final_accuracy:.1f}%", run.to_dict()))
             records.append(run.to_dict())
     return records
 
 
 def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = None) -> EvaluationResult:
-    emit = progress or (lambda event, payload: None)
+    emit = progress or ignore
     started = time.perf_counter()
     device = resolve_device(config.device)
     threads = config.threads or os.cpu_count() or 1
@@ -143,7 +138,7 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
                                 limit_per_identity=config.limit_per_identity, workers=config.workers)
     detector = open_detector(config.detector) if config.attacker_pipeline == "detect-align" else None
     run_dir = prepare_run_dir(config.out, resume=False)
-    emit("run_dir", {"path": str(run_dir)})
+    emit(say("run_dir", f"run folder: {run_dir}", {"path": str(run_dir)}))
 
     results: dict[str, Any] = {
         "schema": "segue-evaluation", "schema_version": SCHEMA_VERSION, "status": "running",
@@ -163,8 +158,10 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     }
 
     quality_started = time.perf_counter()
-    emit("quality_start", {"pairs": len(data.pairs), "size": config.quality_size})
-    quality = measure_quality(data.pairs, config.quality_size, workers=config.workers, on_done=lambda: emit("quality_step", {}))
+    emit(start_task("quality_start", "quality", f"image quality at {config.quality_size} px", 2 * len(data.pairs),
+                    {"pairs": len(data.pairs), "size": config.quality_size}))
+    quality = measure_quality(data.pairs, config.quality_size, workers=config.workers,
+                              on_done=lambda: emit(step("quality_step", "quality")))
     results["quality"] = quality.to_dict()
     _strip(config, data, run_dir)
     results["timing"]["quality_s"] = round(time.perf_counter() - quality_started, 2)
@@ -197,5 +194,5 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     results["status"] = "complete"
     results["timing"]["total_s"] = round(time.perf_counter() - started, 1)
     write_report(run_dir, results)
-    emit("done", {"path": str(run_dir)})
+    emit(ProgressEvent("done", {"path": str(run_dir)}))
     return EvaluationResult(run_dir=run_dir, results=results)

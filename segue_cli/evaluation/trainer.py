@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import ProgressCallback, ProgressEvent, ignore, start_task, step
 from ..nn.attackers import build_attacker
 from .countermeasures import Scenario, augment_batch
 
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def train_attacker(
 ) -> AttackRun:
     """``train`` and ``test`` are (uint8 images [N, 3, S, S], targets [N]) already at the
     attacker's size, with any full-resolution counter-measure already applied."""
-    emit = progress or (lambda event, payload: None)
+    emit = progress or ignore
     started = time.perf_counter()
     images, targets = train
     test_images, test_targets = test
@@ -129,8 +129,10 @@ def train_attacker(
 
     run = AttackRun(arch=arch, attack=scenario.name, train_set=train_set, final_accuracy=0.0, peak_accuracy=0.0,
                     peak_epoch=0, per_identity={}, steps=total_steps)
-    emit("run_start", {"arch": arch, "attack": scenario.name, "train_set": train_set, "epochs": settings.epochs,
-                       "steps": steps_per_epoch})
+    name = f"{arch} {scenario.name} {train_set}"
+    emit(start_task("run_start", "run", name, settings.epochs * steps_per_epoch,
+                    {"arch": arch, "attack": scenario.name, "train_set": train_set, "epochs": settings.epochs,
+                     "steps": steps_per_epoch}))
     predicted = torch.empty(0, dtype=torch.long)
     for epoch in range(1, settings.epochs + 1):
         epoch_started = time.perf_counter()
@@ -150,7 +152,8 @@ def train_attacker(
             loss_sum += float(loss.detach()) * len(index)
             correct += float((logits.detach().argmax(1) == soft.argmax(1)).sum())
             seen += len(index)
-            emit("step", {"epoch": epoch, "loss": float(loss.detach())})
+            emit(step("step", "run", f"epoch {epoch}/{settings.epochs} loss {float(loss.detach()):.3f}",
+                      {"epoch": epoch, "loss": float(loss.detach())}))
         test_started = time.perf_counter()
         predicted = predict(model, test_images, settings)
         stats = EpochStats(
@@ -161,9 +164,13 @@ def train_attacker(
         run.history.append(stats)
         if stats.test_accuracy > run.peak_accuracy or epoch == 1:
             run.peak_accuracy, run.peak_epoch = stats.test_accuracy, epoch
-        emit("epoch_end", {"arch": arch, "attack": scenario.name, "train_set": train_set, **asdict(stats)})
+        figures = (f"epoch {epoch}/{settings.epochs} loss {stats.loss:.3f} train {stats.train_accuracy:.0f}% "
+                   f"test {stats.test_accuracy:.1f}%")
+        # One permanent line per epoch, so logs of unattended runs show progress too.
+        emit(ProgressEvent("epoch_end", {"arch": arch, "attack": scenario.name, "train_set": train_set, **asdict(stats)},
+                           task="run", text=figures, line=f"{name}: {figures}"))
     run.final_accuracy = run.history[-1].test_accuracy
     run.per_identity = per_identity_accuracy(predicted, test_targets, identities)
     run.seconds = time.perf_counter() - started
-    emit("run_end", run.to_dict())
+    emit(ProgressEvent("run_end", run.to_dict()))
     return run

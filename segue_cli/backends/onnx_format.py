@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .choices import model_limit_problem
-from .errors import ArtifactError
+from ..choices import model_limit_problem
+from ..errors import ArtifactError
 
 FORMAT_NAME = "segue-generator-onnx"
 FORMAT_VERSION = 1

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal
 
-from .artifacts import atomic_write
-from .errors import InputError, OutputError, input_not_found
-from .imageio import OUTPUT_FORMATS, discover_images, looks_like_image
+from ..artifacts import atomic_write
+from ..errors import InputError, OutputError, input_not_found
+from ..formats import OUTPUT_FORMATS
+from ..imageio import discover_images, looks_like_image
 
 OUTPUT_MARKER = ".segue-output"
 SETTINGS_FILE = ".segue-protect.json"
@@ -232,7 +233,7 @@ def input_fingerprint(source: Path, with_hash: bool = True) -> dict[str, Any]:
     stat = source.stat()
     fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     if with_hash:
-        from .artifacts import file_sha256
+        from ..artifacts import file_sha256
 
         fingerprint["sha256"] = file_sha256(source)
     return fingerprint

@@ -25,13 +25,13 @@ the generator's perturbation unchanged, whatever the photo's resolution.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: The standard five-point template of ArcFace / insightface for 112 x 112 crops, in
 #: (x, y) pixel coordinates: image-left eye, image-right eye, nose tip, image-left mouth
@@ -82,36 +82,6 @@ class FaceDetector(Protocol):
     name: str
 
     def detect(self, rgb: np.ndarray) -> list[Face]: ...
-
-
-#: ``perturb_fn(crops float32 [N, 3, S, S] in [0, 1], face_indices) -> delta [N, 3, S, S]``.
-#: ``face_indices[i]`` is the index in the photo's face list of crop ``i``, so a caller
-#: can give each face its own side-information code.
-PerturbFn = Callable[[np.ndarray, list[int]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class FaceReport:
-    detector: str
-    working_size: int
-    faces: tuple[Face, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "detector": self.detector,
-            "working_size": self.working_size,
-            "faces_found": len(self.faces),
-            "faces": [face.to_dict() for face in self.faces],
-        }
-
-
-@dataclass
-class FaceAwareResult:
-    """``delta``: float32 H x W x 3 (same layout as the photo), in [0, 1] pixel units."""
-
-    delta: np.ndarray
-    report: FaceReport
-    covered: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x0, y0, x1, y1 of nonzero delta
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -267,51 +237,3 @@ def merge_face_deltas(height: int, width: int, deltas: np.ndarray, matrices: Seq
     np.divide(total, np.maximum(weight, 1.0)[:, :, None], out=total)
     np.clip(total, -epsilon, epsilon, out=total)
     return FaceDelta(total, (x0, y0, x1, y1))
-
-
-def face_aware_delta(
-    rgb: np.ndarray,
-    detector: FaceDetector,
-    perturb_fn: PerturbFn,
-    *,
-    epsilon: float,
-    working_size: int = 112,
-    template: np.ndarray | str = ARCFACE_TEMPLATE_112,
-    feather: float = 0.25,
-    faces: Sequence[Face] | None = None,
-) -> FaceAwareResult | None:
-    """Perturbation for ``rgb`` (uint8 H x W x 3) made on each face's aligned crop.
-
-    Returns None when no face is found: the caller falls back to whole-image protection
-    and says so. ``faces`` skips detection (e.g. faces found on another copy).
-    """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ConfigError(f"face_aware_delta needs uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
-    if not 0 < epsilon <= 1:
-        raise ConfigError(f"epsilon {epsilon} is not in (0, 1]", "epsilon is in [0, 1] pixel units, e.g. 8/255")
-    if not 0 <= feather <= 0.5:
-        raise ConfigError(f"feather {feather} is not in [0, 0.5]", "feather is a fraction of the crop size")
-    found = tuple(detector.detect(rgb) if faces is None else faces)
-    if not found:
-        return None
-    matrices, crops = aligned_crops(rgb, found, working_size, template)
-    deltas = np.asarray(perturb_fn(crops, list(range(len(found)))))
-    if deltas.shape != (len(found), 3, working_size, working_size):
-        raise ConfigError(
-            f"perturb_fn returned shape {deltas.shape}, expected {(len(found), 3, working_size, working_size)}",
-            "the generator must return one perturbation per crop, at the crop's size",
-        )
-    merged = merge_face_deltas(rgb.shape[0], rgb.shape[1], deltas, matrices, epsilon=epsilon, feather=feather)
-    return FaceAwareResult(delta=merged.full_size(*rgb.shape[:2]), report=FaceReport(detector.name, working_size, found),
-                           covered=merged.region)
-
-
-def backend_perturb_fn(backend: Any, code: int) -> PerturbFn:
-    """A :data:`PerturbFn` over a ``runtime.PerturbationBackend`` that gives every face in
-    the photo the same side-information ``code`` (the photo's --identity / --label /
-    labels-file entry): see docs/faces.md for why."""
-
-    def perturb(crops: np.ndarray, face_indices: list[int]) -> np.ndarray:
-        return backend.perturb(crops, np.full(len(face_indices), code, dtype=np.int64))
-
-    return perturb

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError
-from .faces import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
-from .imageio import resize_to
+from ..choices import FACE_MODES, FaceMode
+from ..errors import ConfigError
+from ..faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
+from ..imageio import resize_to
 
 _STRIP_PIXELS = 1 << 20  # big photos are mapped in strips of about this many pixels
 
@@ -73,8 +74,6 @@ def whole_image_plan(rgb: np.ndarray, working_size: int, epsilon: float) -> Phot
                      details={"protection": "whole-image", "faces_found": None})
 
 
-FaceMode = Literal["auto", "on", "off"]
-FACE_MODES: tuple[FaceMode, ...] = ("auto", "on", "off")
 #: ``auto`` protects face-aware only photos whose shorter side is over this many times the
 #: working size. Smaller ones are taken for face crops (WebFace10's 224 px crops for the
 #: 112 px model, protocol P112): an attacker resizes those whole, which is exactly what

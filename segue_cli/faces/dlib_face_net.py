@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dlib_weights import CHIP_SIZE
-from .errors import ArtifactError
+from ..errors import ArtifactError
 
 # (channels, blocks, first block down-samples) from input to output, as in the example's alevel4..alevel0.
 LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))

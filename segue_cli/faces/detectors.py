@@ -28,9 +28,9 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
-from .choices import DETECTOR_CHOICES
-from .errors import ArtifactError, ConfigError
-from .faces import ARCFACE_TEMPLATE_112, Face, similarity_transform
+from . import DETECTOR_CHOICES, DETECTORS
+from ..errors import ArtifactError, ConfigError
+from .geometry import ARCFACE_TEMPLATE_112, Face, similarity_transform
 
 
 #: dlib's five points (outer and inner corner of the image-right eye, outer and inner
@@ -206,7 +206,7 @@ class DlibConfig:
 
 class DlibDetector:
     """dlib HOG detector; landmarks from the 5-point shape predictor at full resolution
-    (its weights sha256-checked, :mod:`segue_cli.dlib_weights`).
+    (its weights sha256-checked, :mod:`segue_cli.faces.dlib_weights`).
 
     dlib's detector object keeps scratch state between calls: two threads calling it at
     once got hundreds of false faces (measured), so calls are serialised with a lock and
@@ -277,14 +277,16 @@ class DlibDetector:
 
 def open_detector(name: str = "auto") -> YuNetDetector | DlibDetector:
     """``yunet`` (fast, finds profile and small faces), ``dlib`` (HOG, frontal faces), or
-    ``auto``: YuNet when yuface imports, else dlib."""
+    ``auto``: the first of :data:`~segue_cli.faces.DETECTORS` that can run here (YuNet
+    when yuface imports, else dlib)."""
     if name not in DETECTOR_CHOICES:
         raise ConfigError(f"unknown face detector {name!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
-    if name == "dlib":
-        return DlibDetector()
-    if name == "yunet":
-        return YuNetDetector()
-    try:
-        return YuNetDetector()
-    except ConfigError:
-        return DlibDetector()
+    if name != "auto":
+        return globals()[DETECTORS[name]]()
+    *first, last = DETECTORS.values()
+    for class_name in first:
+        try:
+            return globals()[class_name]()
+        except ConfigError:  # its package is missing: try the next
+            continue
+    return globals()[last]()

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import file_sha256
-from .errors import ArtifactError
+from ..artifacts import file_sha256
+from ..errors import ArtifactError
 
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_FILE = "dlib_face_recognition_resnet_model_v1.dat"

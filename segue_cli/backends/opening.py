@@ -1,79 +1,18 @@
-"""Inference backends behind one interface.
-
-A backend turns a batch of images in [0, 1] and their side-information codes into the
-perturbation delta (|delta| <= epsilon). Callers never touch torch modules or ONNX
-sessions directly, so ``protect`` works the same on either.
-"""
+"""Opening a model: resolve its name or path, check a shipped file against its card,
+find a checkpoint's ONNX twin, and pick the backend from the registry in
+:mod:`segue_cli.backends`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from .artifacts import MODELS_DIR, file_sha256, load_generator, read_metadata, resolve_model_path, untrained_reason
-from .errors import ArtifactError, ConfigError
-from .side_info import CodeSpace
-
-BACKEND_CHOICES = ("auto", "torch", "onnx")
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    name: str  # "torch" or "onnx"
-    device: str  # "cpu", "cuda", or the ONNX Runtime provider used
-    model_path: Path
-    epsilon: float
-    image_size: int  # the generator's working scale
-    code_bits: int
-    model_sha256: str  # content sha256 of the checkpoint the weights come from (the model's identity)
-    file_sha256: str = ""  # sha256 of the file actually run (the checkpoint, or its ONNX export)
-    decoys: int = 0  # > 0: a model trained on decoy codes 0..decoys-1 (side_info.CodeSpace)
-
-    @property
-    def code_space(self) -> CodeSpace:
-        return CodeSpace(self.code_bits, self.decoys)
-
-
-class PerturbationBackend(Protocol):
-    info: BackendInfo
-
-    def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """float32 [B, 3, H, W] in [0, 1], int64 [B] -> float32 delta [B, 3, H, W]."""
-        ...
-
-
-class TorchBackend:
-    def __init__(self, model_path: Path, device: str = "auto") -> None:
-        from .devices import resolve_device
-        from .extras import require
-
-        require("protect --backend torch")
-        self._device = resolve_device(device)
-        loaded = load_generator(model_path, self._device)
-        self._model = loaded.model
-        meta = loaded.metadata
-        self.info = BackendInfo(
-            name="torch",
-            device=str(self._device),
-            model_path=model_path,
-            epsilon=meta.epsilon,
-            image_size=meta.image_size,
-            code_bits=meta.code_bits,
-            model_sha256=meta.content_sha256,
-            file_sha256=file_sha256(model_path),
-            decoys=int(meta.architecture.get("decoys", 0)),
-        )
-
-    def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self._device)
-            delta = self._model.perturbation(batch, torch.as_tensor(codes, dtype=torch.long), self.info.epsilon)
-            return delta.float().cpu().numpy()
+from ..artifacts import MODELS_DIR, file_sha256, read_metadata, resolve_model_path, untrained_reason
+from ..errors import ArtifactError, ConfigError
+from . import BACKEND_CHOICES, BACKENDS, FILE_SUFFIXES
+from .base import PerturbationBackend
 
 
 def shipped_sha256(path: Path) -> str | None:
@@ -166,7 +105,7 @@ def _runs_on_cpu(device: str) -> bool:
         return True
     if device == "auto" and not Path("/dev/nvidiactl").exists():
         return True
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     return resolve_device(device).type == "cpu"
 
@@ -202,11 +141,9 @@ def open_backend(
         if twin is not None and (backend == "onnx" or _runs_on_cpu(device)):
             verify_shipped(twin)
             path, is_onnx, backend = twin, True, "onnx"
-    if backend == "onnx" or (backend == "auto" and is_onnx):
-        from .onnx_backend import OnnxBackend  # noqa: PLC0415 (onnxruntime is only needed here)
-
-        return OnnxBackend(path, device=device, threads=threads)
-    if is_onnx:
+    if backend == "auto":
+        backend = "onnx" if is_onnx else "torch"
+    if path.suffix.lower() != FILE_SUFFIXES[backend]:
         raise ConfigError(f"{path} is an ONNX file; the torch backend needs a .safetensors checkpoint",
                           "use --backend onnx, or pass the checkpoint")
-    return TorchBackend(path, device=device)
+    return BACKENDS[backend](path, device, threads)

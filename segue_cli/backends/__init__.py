@@ -1,0 +1,50 @@
+"""Inference backends: the registry, and how a model is opened.
+
+* ``base``: :class:`BackendInfo` and the :class:`PerturbationBackend` interface;
+* ``torch_backend`` / ``onnx_backend``: the two backends (torch needs the train extra;
+  ONNX Runtime is in the core install);
+* ``onnx_format``: the ONNX file's inputs, outputs and metadata, shared with ``export``;
+* ``opening``: :func:`open_backend` (model names, shipped-file checks, the ONNX twin of a
+  checkpoint, the choice of backend).
+
+Adding a backend is one entry in :data:`BACKENDS`. This module imports nothing heavy, so
+``--help`` and option checks can read the choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .base import PerturbationBackend
+
+
+def _torch(path: Path, device: str, threads: int | None) -> PerturbationBackend:
+    from .torch_backend import TorchBackend
+
+    return TorchBackend(path, device=device)  # torch's thread count is process-wide: callers set it
+
+
+def _onnx(path: Path, device: str, threads: int | None) -> PerturbationBackend:
+    from .onnx_backend import OnnxBackend
+
+    return OnnxBackend(path, device=device, threads=threads)
+
+
+#: name -> opener(model path, device, threads); the file kind each reads is in ``FILE_SUFFIXES``.
+BACKENDS: dict[str, Callable[[Path, str, int | None], PerturbationBackend]] = {"torch": _torch, "onnx": _onnx}
+FILE_SUFFIXES = {"torch": ".safetensors", "onnx": ".onnx"}
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+def __getattr__(name: str) -> Any:  # open_backend and friends without importing numpy here
+    if name in ("open_backend", "exported_twin", "shipped_sha256", "verify_shipped"):
+        from . import opening
+
+        return getattr(opening, name)
+    if name in ("BackendInfo", "PerturbationBackend"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,96 @@
+"""``segue protect``'s settings: one frozen dataclass, checked when made.
+
+Imports nothing heavy (no numpy, Pillow or model runtime), so that a bad option is
+reported before any of them load (docs/benchmarks.md "A small run")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..backends import BACKEND_CHOICES
+from ..faces import DETECTOR_CHOICES
+from ..choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
+from ..engines import ENGINE_CHOICES
+from ..errors import ConfigError, InputError
+from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS
+
+FORMATS = tuple(OUTPUT_FORMATS)
+
+
+def default_workers() -> int:
+    """Half the cores (at most 8) decode and encode; the generator gets the other half:
+    per photo both sides cost about the same CPU time (docs/benchmarks.md)."""
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    input: Path | str  # a folder, an image file, or "-" (the paths are in ``paths``)
+    paths: tuple[str, ...] = ()
+    out: Path | str | None = None  # default: <input root>-protected beside the input root; a URI for --engine ray
+    identity: str | None = None
+    label: int | None = None
+    labels: Path | None = None
+    by_folder: bool = False
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    image_format: str = "png"
+    quality: int | None = None  # jpeg/webp only; default 95
+    keep_metadata: bool = False
+    overwrite: bool = False
+    workers: int = field(default_factory=default_workers)
+    batch_size: int = 16
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (plans.uses_faces); on; off
+    detector: str = "auto"  # face detector: auto (YuNet, else dlib), yunet, dlib
+    wait: bool = False  # wait for another run that holds OUT instead of refusing
+    engine: str = "local"  # local (this machine's threads) or ray (engines/ray_engine.py)
+    ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join a cluster
+    actors: int | None = None  # Ray actors (None: one per CPU of the cluster)
+    engine_progress: bool = True  # the Ray engine's own progress bars (off for --quiet and --json)
+
+    def __post_init__(self) -> None:
+        chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
+                                           ("--labels", self.labels is not None), ("--by-folder", self.by_folder)) if given]
+        if len(chosen) > 1:
+            raise ConfigError(f"{' and '.join(chosen)} cannot be combined", "give at most one source of side information")
+        if self.image_format not in FORMATS:
+            raise ConfigError(f"unknown format {self.image_format!r}", f"use one of {', '.join(FORMATS)}")
+        if self.quality is not None:
+            if not OUTPUT_FORMATS[self.image_format].lossy:
+                lossy = " and ".join(name for name, fmt in OUTPUT_FORMATS.items() if fmt.lossy)
+                raise ConfigError(f"--quality applies to {lossy} only", f"{self.image_format.upper()} is lossless; drop --quality")
+            if not 1 <= self.quality <= 100:
+                raise ConfigError(f"--quality {self.quality} is out of range", "use 1..100")
+        if self.faces not in FACE_MODES:
+            raise ConfigError(f"unknown face mode {self.faces!r}", f"use one of {', '.join(FACE_MODES)}")
+        if self.detector not in DETECTOR_CHOICES:
+            raise ConfigError(f"unknown face detector {self.detector!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"unknown backend {self.backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
+        if self.engine not in ENGINE_CHOICES:
+            raise ConfigError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
+        if self.engine != "ray" and (self.ray_address is not None or self.actors is not None):
+            raise ConfigError("--ray-address and --actors apply to --engine ray only", "add --engine ray")
+        if self.actors is not None and self.actors < 1:
+            raise ConfigError(f"--actors must be at least 1 (got {self.actors})")
+        for name, value in (("--workers", self.workers), ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {value})")
+        if str(self.input) == "-" and not self.paths:
+            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
+
+    @property
+    def output_quality(self) -> int | None:
+        """The JPEG/WebP quality the outputs get; None for lossless PNG."""
+        return (self.quality or DEFAULT_QUALITY) if OUTPUT_FORMATS[self.image_format].lossy else None
+
+    @property
+    def lossy_warning(self) -> str | None:
+        if self.output_quality is None:
+            return None
+        return (f"{self.image_format.upper()} at quality {self.output_quality} is lossy: compression removes part of "
+                "the perturbation and weakens protection; PNG (the default) keeps all of it")

@@ -1,0 +1,98 @@
+"""What a ``segue protect`` run reports: one :class:`FileResult` per file and the run's
+:class:`ProtectSummary` (both also as the ``--json`` records)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from ..progress import ProgressEvent, start_task, step
+
+
+@dataclass(frozen=True)
+class FileResult:
+    source: Path | str  # a str for an object (s3://...)
+    output: Path | str
+    status: Literal["written", "skipped", "failed"]
+    reason: str | None = None
+    notes: tuple[str, ...] = ()
+    code: int | None = None
+    size: tuple[int, int] | None = None  # width, height
+    details: dict[str, Any] = field(default_factory=dict)  # from the planner (e.g. faces found)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "file", "input": str(self.source), "output": str(self.output), "status": self.status,
+                "reason": self.reason, "notes": list(self.notes), "code": self.code,
+                "width": self.size[0] if self.size else None, "height": self.size[1] if self.size else None,
+                "details": self.details}
+
+
+@dataclass
+class ProtectSummary:
+    out_dir: Path | str
+    side_information: str
+    model: str
+    model_sha256: str
+    backend: str
+    device: str
+    image_format: str
+    epsilon: float = 0.0  # the model's L-inf bound, [0, 1] units
+    file_sha256: str = ""  # of the model file actually run (checkpoint or its ONNX export)
+    protection: str = "whole-image"
+    total: int = 0
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    # Among the written photos: protected face by face (and how many faces), and
+    # protected as a whole image because no face was found / as a face crop or --no-faces.
+    face_aware: int = 0
+    faces_found: int = 0
+    no_face: int = 0
+    whole_image: int = 0
+    warnings: list[str] = field(default_factory=list)
+    # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
+    not_read: list[dict[str, str]] = field(default_factory=list)
+    failures: list[FileResult] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def count(self, result: FileResult) -> None:
+        setattr(self, result.status, getattr(self, result.status) + 1)
+        if result.status == "failed":
+            self.failures.append(result)
+        elif result.status == "written":
+            if result.details.get("protection") == "faces":
+                self.face_aware += 1
+                self.faces_found += int(result.details.get("faces_found") or 0)
+            elif result.details.get("faces_found") == 0:
+                self.no_face += 1
+            else:
+                self.whole_image += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
+                "model": self.model, "model_sha256": self.model_sha256, "model_file_sha256": self.file_sha256,
+                "epsilon": self.epsilon,
+                "backend": self.backend, "device": self.device,
+                "format": self.image_format, "protection": self.protection, "total": self.total,
+                "written": self.written, "skipped": self.skipped, "failed": self.failed,
+                "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
+                "whole_image": self.whole_image, "seconds": round(self.seconds, 3),
+                "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
+                "not_read": self.not_read}
+
+
+MAX_NAMED = 20  # files named in one warning line; --json lists them all
+
+def run_started(summary: ProtectSummary) -> ProgressEvent:
+    """The run's first event: its plan is known (``data``: the summary so far)."""
+    return start_task("start", "files", "protecting", summary.total, summary)
+
+
+def file_finished(result: FileResult) -> ProgressEvent:
+    """One event per file, in the order files finish (``data``: its result)."""
+    return step("file", "files", f"{result.status} {PurePosixPath(str(result.source)).name}", result)

@@ -1,0 +1,75 @@
+"""The side-information policy: which code each file gets (``--identity``, ``--label``,
+``--labels``, ``--by-folder`` or the input folder's name), and the settings record that
+makes a re-run under other settings refuse instead of skipping.
+
+The mapping from a name or label to a code is :class:`segue_cli.side_info.CodeSpace`'s;
+this module only decides which name or label applies to a file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..artifacts import file_sha256
+from ..datasets import read_labels_csv
+from ..errors import ConfigError, InputError
+from ..side_info import CodeSpace
+from .config import ProtectConfig
+from .outputs import InputSet, PlannedFile
+
+
+@dataclass(frozen=True)
+class SideInformation:
+    description: str  # for the summary
+    key: str  # what the codes depend on, for the output folder's settings record
+    code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
+
+
+def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) -> SideInformation:
+    """Where each file's code comes from. The default identity and --identity with the
+    input folder's name give the same codes, and the same key."""
+    if config.identity is not None:
+        code = space.identity(config.identity)
+        return SideInformation(f"identity {config.identity!r} (code {code})", f"identity {config.identity}",
+                               lambda planned: code)
+    if config.label is not None:
+        code = space.label(config.label)
+        return SideInformation(f"label {config.label} (code {code})", f"label {config.label}", lambda planned: code)
+    if config.labels is not None:
+        listed = read_labels_csv(config.labels)
+        by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
+
+        def from_csv(planned: PlannedFile) -> int:
+            identity = by_path.get(os.path.realpath(planned.source))
+            if identity is None:
+                raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
+            return space.folder(identity)
+
+        return SideInformation(f"labels from {config.labels} ({len(listed.identities)} identities)",
+                               f"labels file sha256 {file_sha256(config.labels)}", from_csv)
+    if config.by_folder:
+
+        def from_folder(planned: PlannedFile) -> int:
+            if inputs.kind == "file":
+                return space.folder(inputs.root.name)
+            if len(planned.relative.parts) < 2:
+                raise InputError("is not inside an identity sub-folder (--by-folder)",
+                                 "move it into <identity>/, or protect it with --identity NAME")
+            return space.folder(planned.relative.parts[0])
+
+        return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
+    name = inputs.root.name
+    if not name:
+        raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
+    code = space.identity(name)
+    return SideInformation(f"identity {name!r} (code {code}), the default: the input folder's name; "
+                           "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)
+
+
+def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: str) -> dict[str, Any]:
+    """What decides a protected photo's pixels, recorded in OUT so that a re-run under
+    other settings is not silently skipped."""
+    return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
+            "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
+            "quality": config.output_quality, "keep_metadata": config.keep_metadata}
