@@ -3,7 +3,8 @@
 A thread pool decodes photos ahead of the generator and encodes finished ones behind it,
 while the calling thread batches generator inputs of the same shape through the backend.
 Memory stays bounded whatever the folder size: at most ``prefetch()`` decodes (fewer
-for big photos) and ``2 * workers`` encodes are in flight, and once the photos decoded
+for big photos) and ``2 * max(workers, batch_size)`` encodes are in flight (so the
+generator runs the next batch while the last one is encoded), and once the photos decoded
 but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run and
 encodes waited for before anything else is decoded.
 
@@ -113,7 +114,7 @@ class Pipeline:
     def prefetch(self) -> int:
         """Decodes kept in flight: enough to feed a batch while the generator runs, fewer
         for big photos (and for the first ones, whose size is not known yet)."""
-        most = max(2 * self.config.workers, self.config.batch_size)
+        most = max(2 * self.config.workers, 2 * self.config.batch_size)
         if not self.recent_pixels:
             return self.config.workers
         return max(self.config.workers, min(most, MAX_LIVE_PIXELS // self.recent_pixels))
@@ -201,7 +202,7 @@ class Pipeline:
 
     def _encode(self, job: _Job) -> None:
         self.encoding.append((job.pixels, self.pool.submit(_encode, job, self.config, self.backend.info.epsilon)))
-        while len(self.encoding) > 2 * self.config.workers:
+        while len(self.encoding) > 2 * max(self.config.workers, self.config.batch_size):
             self._take_encoded()
 
     def _take_encoded(self) -> None:
