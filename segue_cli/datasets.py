@@ -193,3 +193,14 @@ def decode_images(
     if not kept:
         raise InputError("no usable images", "check the files listed above")
     return torch.stack([r for r in results if not isinstance(r, str)]), kept, problems
+
+
+def batch_order(count: int, batch_size: int, rng: torch.Generator, limit: int | None = None) -> list[torch.Tensor]:
+    """One shuffled epoch of ``count`` items (train's and the attackers'); a last batch of
+    one item is dropped (BatchNorm cannot train on it); ``limit``: at most that many batches."""
+    import torch
+
+    order = torch.randperm(count, generator=rng)
+    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
+    batches = [b for b in batches if len(b) >= 2]
+    return batches[:limit] if limit else batches

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from . import __version__
 from .artifacts import atomic_write, save_generator
 from .choices import IMAGE_SIZE_RANGE, MAX_EPSILON
-from .datasets import LabelledSet, decode_images, load_labelled, require_identities
+from .datasets import LabelledSet, batch_order, decode_images, load_labelled, require_identities
 from .devices import resolve_device
 from .errors import ConfigError, InputError, OutputError
 from .nn import distortions
@@ -209,13 +209,6 @@ def identity_codes(dataset: LabelledSet, assignment: str, period: int, code_bits
     return random_codes(len(dataset.identities), code_bits, rng), "random"
 
 
-def _batches(count: int, batch_size: int, rng: torch.Generator, limit: int | None) -> list[torch.Tensor]:
-    order = torch.randperm(count, generator=rng)
-    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
-    batches = [b for b in batches if len(b) >= 2]  # BatchNorm needs two samples
-    return batches[:limit] if limit else batches
-
-
 def decoy_codes(labels: torch.Tensor, decoys: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
     """A random decoy code in 0..decoys-1 per photo; code d aims at identity (d + 1) mod
     num_classes, so the draw leaves out d = label - 1, which would aim at the photo's own."""
@@ -313,7 +306,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         elif config.decoys:
             code_kind = "decoys"
         stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
-        batches = _batches(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
+        batches = batch_order(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
         emit(start_task("epoch_start", "epoch", f"epoch {epoch}/{config.epochs} {stage:9}", len(batches),
                         {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)}))
         epoch_started = time.perf_counter()

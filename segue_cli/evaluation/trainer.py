@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datasets import batch_order
 from ..progress import ProgressCallback, ProgressEvent, ignore, start_task, step
 from ..nn.attackers import build_attacker
 from .countermeasures import Scenario, augment_batch
@@ -63,13 +64,6 @@ class AttackRun:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def batch_order(count: int, batch_size: int, rng: torch.Generator) -> list[torch.Tensor]:
-    """A shuffled epoch; a last batch of one image is dropped (BatchNorm cannot train on it)."""
-    order = torch.randperm(count, generator=rng)
-    batches = [order[i : i + batch_size] for i in range(0, count, batch_size)]
-    return [b for b in batches if len(b) >= 2]
 
 
 def _as_input(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
