@@ -41,3 +41,11 @@ def input_not_found(target: object) -> InputError:
     """The error for an INPUT that does not exist (raised early by the CLI, before the
     heavy imports, and by the library)."""
     return InputError(f"input not found: {target}", "give an existing folder, an image file, or - to read paths from stdin")
+
+
+def check_options(checks: list[tuple[bool, str]]) -> None:
+    """Raise a ConfigError with the message of the first check that failed: every
+    command's option checks, in one form."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

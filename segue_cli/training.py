@@ -40,7 +40,7 @@ from .artifacts import atomic_write, save_generator
 from .choices import IMAGE_SIZE_RANGE, MAX_EPSILON
 from .datasets import LabelledSet, batch_order, decode_images, load_labelled, require_identities
 from .devices import resolve_device
-from .errors import ConfigError, InputError, OutputError
+from .errors import check_options, InputError, OutputError
 from .nn import distortions
 from .nn.generator import GeneratorConfig, SegueGenerator
 from .nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
@@ -88,7 +88,7 @@ class TrainConfig:
     luma: bool = False  # one-channel perturbation on R, G and B (GeneratorConfig.luma)
     objective: str = "error-minimizing"  # or "targeted" (see OBJECTIVES)
     identity_weight: float = 0.0  # > 0: also move dlib's embedding away from the identity (identity_objective.py)
-    decoys: int = 0  # > 0 (targeted only): codes 0..decoys-1 only, code d aims at identity d + 1 (see module docstring)
+    decoys: int = 0  # > 0 (targeted only): codes 0..decoys-1 only, code d aims at identity (d + 1) mod identities
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -125,12 +125,10 @@ class TrainConfig:
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
             (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),
             (self.identity_weight >= 0, "--identity-weight must be >= 0 (0: no identity term)"),
-            (self.decoys == 0 or (self.objective == "targeted" and self.decoys >= 2),
-             "--decoys needs --objective targeted and at least 2 decoys (0: off)"),
+            (self.decoys == 0 or (self.objective == "targeted" and 2 <= self.decoys <= 2**self.code_bits),
+             "--decoys needs --objective targeted and 2 to 2**code-bits decoys (0: off)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_options(checks)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -210,12 +208,15 @@ def identity_codes(dataset: LabelledSet, assignment: str, period: int, code_bits
 
 
 def decoy_codes(labels: torch.Tensor, decoys: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
-    """A random decoy code in 0..decoys-1 per photo; code d aims at identity (d + 1) mod
-    num_classes, so the draw leaves out d = label - 1, which would aim at the photo's own."""
-    own = (labels - 1) % num_classes  # the one code that would aim at the photo's own identity
-    any_code = torch.randint(0, decoys, labels.shape, generator=rng)
-    other = torch.randint(0, decoys - 1, labels.shape, generator=rng)
-    return torch.where(own < decoys, other + (other >= own).long(), any_code)
+    """A random decoy code in 0..decoys-1 per photo, never one that aims at the photo's own
+    identity: code d aims at identity (d + 1) mod num_classes (with more decoys than
+    identities, several codes share an aim but each has its own pattern)."""
+    codes = torch.randint(0, decoys, labels.shape, generator=rng)
+    while True:  # redraw the ones aimed at their own identity (at most 1 in `num_classes` a round)
+        own = (codes + 1) % num_classes == labels
+        if not own.any():
+            return codes
+        codes[own] = torch.randint(0, decoys, (int(own.sum()),), generator=rng)
 
 
 def _code_signs(codes: list[int], targets: torch.Tensor, code_bits: int) -> torch.Tensor:
@@ -243,9 +244,6 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         skip_bad=config.skip_bad_images, workers=config.workers, on_done=lambda: emit(step("decoded", "decode")),
     )
     targets = torch.tensor(dataset.targets)[kept]
-    if config.decoys > len(dataset.identities):
-        raise ConfigError(f"--decoys {config.decoys} is more than the {len(dataset.identities)} identities in {config.data}",
-                          "each decoy aims at a training identity: give at most that many")
     if problems:
         for problem in problems:
             emit(say("skipped_image", f"skipped: {problem}", {"problem": problem}, warning=True))

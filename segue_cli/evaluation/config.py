@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_options
 from ..nn.attackers import ATTACKER_NAMES
 from ..faces import DETECTOR_CHOICES
 from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE
@@ -85,9 +85,7 @@ class EvaluateConfig:
             (self.eval_batch_size >= 1 and self.strip_images >= 1, "batch and strip sizes must be positive"),
             (self.limit_per_identity is None or self.limit_per_identity >= 2, "--limit-per-identity must be at least 2"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_options(checks)
         for arch in self.archs:
             if arch not in ATTACKER_NAMES + EMBEDDING_ATTACKER_NAMES:
                 raise ConfigError(f"unknown --arch {arch!r}",

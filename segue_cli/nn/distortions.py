@@ -31,7 +31,7 @@ class DistortionConfig:
     resize_scale: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self) -> None:
-        from ..errors import ConfigError
+        from ..errors import check_options
 
         checks = [
             (self.blur_kernel >= 1 and self.blur_kernel % 2 == 1, "the blur kernel must be an odd size >= 1"),
@@ -42,9 +42,7 @@ class DistortionConfig:
             (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100, "JPEG qualities must be 1 <= low <= high <= 100"),
             (0 < self.resize_scale[0] <= self.resize_scale[1] <= 1, "resize scales must be 0 < low <= high <= 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        check_options(checks)
 
 
 @dataclass(frozen=True)

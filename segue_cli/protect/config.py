@@ -13,7 +13,7 @@ from ..backends import BACKEND_CHOICES
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
 from ..engines import ENGINE_CHOICES
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, check_options
 from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 
 FORMATS = tuple(OUTPUT_FORMATS)
@@ -75,11 +75,9 @@ class ProtectConfig:
             raise ConfigError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
         if self.engine != "ray" and (self.ray_address is not None or self.actors is not None):
             raise ConfigError("--ray-address and --actors apply to --engine ray only", "add --engine ray")
-        if self.actors is not None and self.actors < 1:
-            raise ConfigError(f"--actors must be at least 1 (got {self.actors})")
-        for name, value in (("--workers", self.workers), ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels)):
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1 (got {value})")
+        check_options([(value is None or value >= 1, f"{name} must be at least 1 (got {value})")
+                       for name, value in (("--actors", self.actors), ("--workers", self.workers),
+                                           ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels))])
         if str(self.input) == "-" and not self.paths:
             raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
 
