@@ -89,8 +89,9 @@ class CodeSpace:
     def folder(self, folder_name: str) -> int:
         return self._reduced(folder_code(folder_name, self.bits))
 
-    def describe(self) -> str:
-        return f"{self.decoys} decoy codes" if self.decoys else f"{self.bits}-bit codes"
+    def of_decoys(self) -> str:
+        """`` of K decoys`` for a decoy model's codes (said beside a code in summaries), else ""."""
+        return f" of {self.decoys} decoys" if self.decoys else ""
 
 
 def code_signs(codes: np.ndarray | list[int] | int, code_bits: int = DEFAULT_CODE_BITS) -> np.ndarray:

@@ -48,3 +48,15 @@ def test_random_codes_are_distinct_and_seeded():
     a = random_codes(50, 16, torch.Generator().manual_seed(1))
     b = random_codes(50, 16, torch.Generator().manual_seed(1))
     assert a == b and len(set(a)) == 50 and all(0 <= c < 65536 for c in a)
+
+
+def test_a_decoy_code_space_reduces_names_and_labels_into_its_decoys():
+    from segue_cli.side_info import CodeSpace
+
+    space = CodeSpace(16, 7)
+    names = [f"person-{i}" for i in range(50)]
+    assert [space.identity(n) for n in names] == [identity_code(n) % 7 for n in names]
+    assert {space.identity(n) for n in names} == set(range(7))  # every decoy is reached
+    assert space.label(9) == 2 and space.folder("9") == 2 and space.folder("ada") == identity_code("ada") % 7
+    assert space.of_decoys() == " of 7 decoys" and CodeSpace().of_decoys() == ""
+    assert CodeSpace().identity("ada") == identity_code("ada")  # the full space changes nothing

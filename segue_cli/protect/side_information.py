@@ -31,11 +31,11 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
     input folder's name give the same codes, and the same key."""
     if config.identity is not None:
         code = space.identity(config.identity)
-        return SideInformation(f"identity {config.identity!r} (code {code})", f"identity {config.identity}",
+        return SideInformation(f"identity {config.identity!r} (code {code}{space.of_decoys()})", f"identity {config.identity}",
                                lambda planned: code)
     if config.label is not None:
         code = space.label(config.label)
-        return SideInformation(f"label {config.label} (code {code})", f"label {config.label}", lambda planned: code)
+        return SideInformation(f"label {config.label} (code {code}{space.of_decoys()})", f"label {config.label}", lambda planned: code)
     if config.labels is not None:
         listed = read_labels_csv(config.labels)
         by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
@@ -63,7 +63,7 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
     if not name:
         raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
     code = space.identity(name)
-    return SideInformation(f"identity {name!r} (code {code}), the default: the input folder's name; "
+    return SideInformation(f"identity {name!r} (code {code}{space.of_decoys()}), the default: the input folder's name; "
                            "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)
 
 
