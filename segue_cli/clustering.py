@@ -41,7 +41,6 @@ CSV_EXTRA_COLUMNS = ("distance", "face", "faces")
 FACE_DETECTED, FACE_CENTRE = "detected", "centre"
 
 
-
 @dataclass(frozen=True)
 class ClusterConfig:
     source: Path

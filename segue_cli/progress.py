@@ -23,7 +23,7 @@ class ProgressEvent:
     advance: int = 0  # steps of ``task`` done by this event
     text: str = ""  # the new bar's label, or else the text beside the bar
     line: str | None = None  # a permanent line (logs of unattended runs show it too)
-    warning: bool = False  # the line is a warning: shown even when the bar is not
+    warning: bool = False  # the line is a warning (drawn in yellow)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

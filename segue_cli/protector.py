@@ -22,11 +22,10 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from .choices import DEFAULT_MAX_PIXELS
+from .choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
 from .errors import InputError
 from .formats import OUTPUT_FORMATS, format_of_pillow
 from .imageio import LoadedImage, encode_image, load_image
-from .choices import FACE_MODES, FaceMode
 from .protect.plans import PhotoPlan
 from .backends.opening import open_backend
 from .side_info import label_code

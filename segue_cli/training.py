@@ -171,8 +171,6 @@ class TrainResult:
     seconds: float
 
 
-
-
 def prepare_run_dir(out: Path, resume: bool) -> Path:
     """A new run folder, never overwriting one: ``out`` if free, else out-2, out-3, ..."""
     if resume:

@@ -13,6 +13,7 @@ Adding a backend is one entry in :data:`BACKENDS`. This module imports nothing h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -32,9 +33,14 @@ def _onnx(path: Path, device: str, threads: int | None) -> PerturbationBackend:
     return OnnxBackend(path, device=device, threads=threads)
 
 
-#: name -> opener(model path, device, threads); the file kind each reads is in ``FILE_SUFFIXES``.
-BACKENDS: dict[str, Callable[[Path, str, int | None], PerturbationBackend]] = {"torch": _torch, "onnx": _onnx}
-FILE_SUFFIXES = {"torch": ".safetensors", "onnx": ".onnx"}
+@dataclass(frozen=True)
+class BackendSpec:
+    suffix: str  # the model file it runs: ".safetensors" or ".onnx"
+    open: Callable[[Path, str, int | None], PerturbationBackend]  # (model path, device, threads) -> backend
+
+
+#: The one registry of backends: name -> what it runs and how to open it.
+BACKENDS: dict[str, BackendSpec] = {"torch": BackendSpec(".safetensors", _torch), "onnx": BackendSpec(".onnx", _onnx)}
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..artifacts import MODELS_DIR, file_sha256, read_metadata, resolve_model_path, untrained_reason
 from ..errors import ArtifactError, ConfigError
-from . import BACKEND_CHOICES, BACKENDS, FILE_SUFFIXES
+from . import BACKEND_CHOICES, BACKENDS
 from .base import PerturbationBackend
 
 
@@ -143,7 +143,7 @@ def open_backend(
             path, is_onnx, backend = twin, True, "onnx"
     if backend == "auto":
         backend = "onnx" if is_onnx else "torch"
-    if path.suffix.lower() != FILE_SUFFIXES[backend]:
+    if path.suffix.lower() != BACKENDS[backend].suffix:
         raise ConfigError(f"{path} is an ONNX file; the torch backend needs a .safetensors checkpoint",
                           "use --backend onnx, or pass the checkpoint")
-    return BACKENDS[backend](path, device, threads)
+    return BACKENDS[backend].open(path, device, threads)

@@ -27,7 +27,6 @@ from ..errors import ConfigError
 from ..faces.geometry import FaceDetector
 
 
-
 @dataclass
 class EmbeddingRun:
     """One matcher's result, shaped like a from-scratch run so reports list both alike:

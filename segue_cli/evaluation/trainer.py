@@ -22,7 +22,6 @@ from ..nn.attackers import build_attacker
 from .countermeasures import Scenario, augment_batch
 
 
-
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int

@@ -88,6 +88,7 @@ class ProtectSummary:
 
 MAX_NAMED = 20  # files named in one warning line; --json lists them all
 
+
 def run_started(summary: ProtectSummary) -> ProgressEvent:
     """The run's first event: its plan is known (``data``: the summary so far)."""
     return start_task("start", "files", "protecting", summary.total, summary)
