@@ -6,6 +6,12 @@ L_G = alpha * CE(f(T(x + delta + rho)), y) + beta * mean ||delta||_2, f frozen, 
 is the distortion layer and rho adversarial noise of budget rho_d. With ``surrogate_rho``
 > 0 the surrogate's own pass is adversarial training of that budget (as in REM).
 
+With ``surrogate_warmup`` W > 0 the run starts with W epochs that train the surrogate on
+CLEAN photos (the attacker's view of them), so that a targeted poison aims at what a
+fully trained classifier finds in a face rather than at a half-trained one; ``epochs``
+then counts the epochs after them, and the alternation starts with the generator (the
+surrogate passes fall on epochs period, 2 x period, ... after the warm-up).
+
 Side information: each surrogate period (f pass + the G passes after it) gives every
 training identity a code. Even periods use the identity's own code (label or hashed
 folder name, see side_info); odd periods draw fresh random codes. G therefore learns to
@@ -29,6 +35,7 @@ import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +84,7 @@ class TrainConfig:
     beta: float = 0.001
     epsilon: float = 8 / 255
     surrogate_period: int = 5
+    surrogate_warmup: int = 0  # epochs of clean surrogate training before the alternating ones
     stop_loss: float = 0.001
     rho_d: float = 1 / 255
     pgd_steps: int = 5
@@ -107,6 +115,7 @@ class TrainConfig:
             (self.batch_size >= 2, "--batch-size must be at least 2 (BatchNorm needs it)"),
             (0 < self.epsilon <= MAX_EPSILON, "--epsilon must be in (0, 16/255 = 0.0627] (8/255 = 0.0314 is the paper's)"),
             (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
+            (self.surrogate_warmup >= 0, "--surrogate-warmup must be >= 0 (0: none)"),
             (self.alpha > 0, "--alpha must be > 0 (the weight of the unlearnable term)"),
             (self.beta >= 0, "--beta must be >= 0 (0: no size penalty)"),
             (0 <= self.rho_d <= MAX_EPSILON and self.pgd_steps >= 0,
@@ -150,7 +159,7 @@ class TrainConfig:
 @dataclass
 class EpochRecord:
     epoch: int
-    stage: str  # "surrogate" or "generator"
+    stage: str  # "surrogate" (clean photos in a warm-up epoch: codes "clean") or "generator"
     loss: float
     ce: float
     accuracy: float  # surrogate accuracy on the perturbed (and distorted) batches
@@ -259,7 +268,9 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
              if config.objective in KEYED_OBJECTIVES else None)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
-    surrogate_epochs = math.ceil(config.epochs / config.surrogate_period)
+    total_epochs = config.surrogate_warmup + config.epochs
+    surrogate_epochs = config.surrogate_warmup + sum(
+        1 for epoch in range(1, total_epochs + 1) if epoch_stage(config, epoch)[0] == "surrogate")
     sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=max(1, surrogate_epochs))
     history: list[EpochRecord] = []
     start_epoch = 1
@@ -294,19 +305,21 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
 
     stopped_early = False
     generator_path = run_dir / GENERATOR_FILE
-    for epoch in range(start_epoch, config.epochs + 1):
-        period = (epoch - 1) // config.surrogate_period
+    for epoch in range(start_epoch, total_epochs + 1):
+        stage, period = epoch_stage(config, epoch)
         codes, code_kind = identity_codes(dataset, config.code_assignment, period, config.code_bits, config.seed)
         if keyed is not None:
             code_kind = "random"
         elif config.decoys:
             code_kind = "decoys"
-        stage = "surrogate" if (epoch - 1) % config.surrogate_period == 0 else "generator"
+        warmup = epoch <= config.surrogate_warmup
+        if warmup:
+            code_kind = "clean"
         batches = batch_order(len(targets), config.batch_size, rng, config.max_steps_per_epoch)
-        emit(start_task("epoch_start", "epoch", f"epoch {epoch}/{config.epochs} {stage:9}", len(batches),
-                        {"epoch": epoch, "epochs": config.epochs, "stage": stage, "steps": len(batches)}))
+        emit(start_task("epoch_start", "epoch", f"epoch {epoch}/{total_epochs} {stage:9}", len(batches),
+                        {"epoch": epoch, "epochs": total_epochs, "stage": stage, "steps": len(batches)}))
         epoch_started = time.perf_counter()
-        step_fn = _surrogate_step if stage == "surrogate" else _generator_step
+        step_fn = (partial(_surrogate_step, clean=warmup) if stage == "surrogate" else _generator_step)
         totals = {"loss": 0.0, "ce": 0.0, "correct": 0.0, "seen": 0.0, "l2": 0.0, "linf": 0.0, "identity": 0.0}
         for index in batches:
             x = images[index].to(device).float().div_(255.0)
@@ -340,11 +353,21 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record, rng)
         emit(_epoch_end(record))
         # Never stop before the generator has trained once: its checkpoint would be random.
-        if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
+        if record.ce < config.stop_loss and not warmup and any(r.stage == "generator" for r in history):
             stopped_early = True
             emit(say("early_stop", f"early stop at epoch {epoch}: surrogate loss {record.ce:.5f}", {"epoch": epoch, "ce": record.ce}))
             break
     return TrainResult(run_dir, generator_path, len(history), stopped_early, history, time.perf_counter() - started)
+
+
+def epoch_stage(config: TrainConfig, epoch: int) -> tuple[str, int]:
+    """(stage, surrogate period index) of a 1-based epoch, warm-up epochs included."""
+    if epoch <= config.surrogate_warmup:
+        return "surrogate", 0
+    k = epoch - config.surrogate_warmup
+    if config.surrogate_warmup:  # the surrogate is trained already: the generator goes first
+        return ("surrogate" if k % config.surrogate_period == 0 else "generator"), k // config.surrogate_period
+    return ("surrogate" if (k - 1) % config.surrogate_period == 0 else "generator"), (k - 1) // config.surrogate_period
 
 
 def photo_size(config: TrainConfig) -> int:
@@ -388,12 +411,12 @@ def attacker_view(config: TrainConfig, generator: SegueGenerator, photos: torch.
 
 
 def _surrogate_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng, keyed=None, identity=None,
-                    index=None) -> dict[str, float]:
+                    index=None, clean=False) -> dict[str, float]:
     generator.eval()
     surrogate.train()
     with torch.no_grad():
         delta, view = attacker_view(config, generator, x, signs, rng)
-        if config.objective != "error-minimizing":
+        if clean or config.objective != "error-minimizing":
             # The surrogate stands for a model trained on clean photos: it never sees delta.
             view = _resize(x, config.image_size)
     if config.surrogate_rho > 0:
@@ -517,6 +540,7 @@ def _training_summary(config: TrainConfig, dataset: LabelledSet, history: list[E
         "identities": len(dataset.identities),
         "epochs_run": len(history),
         "generator_epochs": sum(1 for record in history if record.stage == "generator"),
+        "surrogate_warmup_epochs": sum(1 for record in history if record.codes == "clean"),
         "last_epoch": asdict(last),
         "seconds": round(seconds, 1),
         "seed": config.seed,

@@ -316,6 +316,22 @@ def test_resume_from_a_bad_or_hostile_state_names_the_file(tmp_path, tiny_faces,
     assert not marker.exists()
 
 
+def test_surrogate_warmup_trains_on_clean_photos_before_the_generator_goes_first(tiny_faces, tmp_path):
+    settings = dict(image_size=32, surrogate_period=2, batch_size=6, max_steps_per_epoch=2, pgd_steps=0, workers=1, luma=True)
+    warm = train(TrainConfig(data=tiny_faces, out=tmp_path / "warm", epochs=3, surrogate_warmup=2, **settings))
+    assert [(r.stage, r.codes) for r in warm.history] == [
+        ("surrogate", "clean"), ("surrogate", "clean"), ("generator", "labels"), ("surrogate", "random"), ("generator", "random")]
+    assert load_generator(warm.generator_path).metadata.training["surrogate_warmup_epochs"] == 2
+    # Same seed and batches: an error-minimizing run's warm-up epoch sees what a targeted
+    # run's surrogate sees (clean photos), not the perturbed ones of its own first epoch.
+    targeted = train(TrainConfig(data=tiny_faces, out=tmp_path / "tap", epochs=2, objective="targeted", **settings))
+    cold = train(TrainConfig(data=tiny_faces, out=tmp_path / "cold", epochs=2, **settings))
+    assert warm.history[0].ce == pytest.approx(targeted.history[0].ce, abs=1e-6)
+    assert warm.history[0].ce != pytest.approx(cold.history[0].ce, abs=1e-6)
+    with pytest.raises(ConfigError, match="--surrogate-warmup"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", surrogate_warmup=-1)
+
+
 def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
     settings = {**TINY, "epochs": 4, "surrogate_period": 2}
     whole = train(TrainConfig(data=tiny_faces, out=tmp_path / "whole", **settings))
