@@ -31,7 +31,6 @@ not rewarded either.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields, replace

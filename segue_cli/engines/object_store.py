@@ -33,7 +33,7 @@ def default_out(source: Location) -> str:
 
 def protect_remote(config: Any, emit: Any) -> Any:
     """Plan and run a job whose INPUT or OUT is a URI (``protect.protect`` hands it here)."""
-    from ..protect.results import FileResult, ProtectSummary, file_finished, run_started
+    from ..protect.results import FileResult, ProtectSummary, result_recorder, run_started
     from ..protect.side_information import output_settings, side_information
     from ..backends.opening import open_backend
 
@@ -98,9 +98,7 @@ def protect_remote(config: Any, emit: Any) -> Any:
         write_bytes(out.join(SETTINGS_FILE), text.encode())
     emit(run_started(summary))
 
-    def finish(result: Any) -> None:
-        summary.count(result)
-        emit(file_finished(result))
+    finish = result_recorder(summary, emit)
 
     def uri_result(rel_source: str, rel_output: str, **fields: Any) -> Any:
         return FileResult(source.join(rel_source).uri, out.join(rel_output).uri, **fields)

@@ -24,7 +24,7 @@ from .outputs import (OUTPUT_MARKER, PlannedFile, check_out_dir, check_settings,
 from .pipeline import Pipeline, default_planner, inference_threads, torch_threads_for_run
 from .plans import Planner
 from ..progress import ProgressCallback, ignore
-from .results import MAX_NAMED, FileResult, ProtectSummary, file_finished, run_started
+from .results import MAX_NAMED, FileResult, ProtectSummary, result_recorder, run_started
 from .side_information import output_settings, side_information
 
 
@@ -126,10 +126,7 @@ def _run_on_ray(config: ProtectConfig, planned_files: list[PlannedFile], code_of
                 summary: ProtectSummary, emit: ProgressCallback, out_dir: Path) -> None:
     from ..engines import ray_engine
 
-    def finish(result: FileResult) -> None:
-        summary.count(result)
-        emit(file_finished(result))
-
+    finish = result_recorder(summary, emit)
     by_output = {str(planned.output): planned for planned in planned_files}
     rows = ray_engine.planned_rows(planned_files, code_of, lambda planned, status, reason, code: finish(
         FileResult(planned.source, planned.output, status, reason, code=code)))

@@ -39,7 +39,7 @@ from .outputs import PlannedFile
 from .plans import AUTO_FACES_FACTOR, PhotoPlan, Planner, face_planner, luma_delta, whole_image_plan, within_limit
 from ..choices import FaceMode
 from ..progress import ProgressCallback
-from .results import FileResult, ProtectSummary, file_finished
+from .results import FileResult, ProtectSummary, result_recorder
 
 # Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
 # waited for beyond this many pixels (one 12 MP phone photo; about 240 face crops of 224
@@ -104,6 +104,7 @@ class Pipeline:
     def __init__(self, config: ProtectConfig, backend: PerturbationBackend, planner: Planner,
                  summary: ProtectSummary, emit: ProgressCallback) -> None:
         self.config, self.backend, self.planner, self.summary, self.emit = config, backend, planner, summary, emit
+        self.record = result_recorder(summary, emit)
         self.pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="segue-io")
         self.decoding: deque[tuple[PlannedFile, int, Future]] = deque()
         self.encoding: deque[tuple[int, Future]] = deque()  # (pixels, future)
@@ -120,8 +121,7 @@ class Pipeline:
         return max(self.config.workers, min(most, MAX_LIVE_PIXELS // self.recent_pixels))
 
     def finish(self, result: FileResult) -> None:
-        self.summary.count(result)
-        self.emit(file_finished(result))
+        self.record(result)
 
     def fail(self, planned: PlannedFile, reason: str, code: int | None = None, notes: tuple[str, ...] = ()) -> None:
         self.finish(FileResult(planned.source, planned.output, "failed", reason, notes, code))

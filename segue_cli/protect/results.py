@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from ..progress import ProgressEvent, start_task, step
+from ..progress import ProgressCallback, ProgressEvent, start_task, step
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,13 @@ def run_started(summary: ProtectSummary) -> ProgressEvent:
 def file_finished(result: FileResult) -> ProgressEvent:
     """One event per file, in the order files finish (``data``: its result)."""
     return step("file", "files", f"{result.status} {PurePosixPath(str(result.source)).name}", result)
+
+
+def result_recorder(summary: ProtectSummary, emit: ProgressCallback) -> Callable[[FileResult], None]:
+    """What every engine does with a finished file: count it in the summary, then report it."""
+
+    def record(result: FileResult) -> None:
+        summary.count(result)
+        emit(file_finished(result))
+
+    return record
