@@ -14,6 +14,13 @@ optimises it (a fresh draw every step), through ``segue train``'s distortion lay
 (blur, JPEG, resize, flips), as the identity term does:
 
     python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 8 --working-size 112 --distort
+
+``--universal`` asks what a code pattern could do: ONE perturbation per identity, shared
+by all its photos (as a class-wise code pattern is), optimised on half of them and
+measured on the other half, where the nearest-class-mean attacker is then played: the
+held-out protected photos are enrolled and the identities' clean test photos matched:
+
+    python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 16 --working-size 112 --universal
 """
 
 from __future__ import annotations
@@ -36,7 +43,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--working-size", type=int, default=0, help="perturb at this size, upsampled (0: the photo's)")
     parser.add_argument("--distort", action="store_true", help="through the training distortion layer")
+    parser.add_argument("--universal", action="store_true",
+                        help="one perturbation per identity, optimised on half its photos, measured on the rest")
     args = parser.parse_args()
+    if args.universal:
+        universal_probe(args)
+        return
 
     import torch.nn.functional as F
 
@@ -86,6 +98,63 @@ def main() -> None:
         with torch.no_grad():
             moved = float(objective.similarity(seen(protected(delta)), indices, targets))
         print(f"{name}: cosine to own identity {clean:.3f} clean -> {moved:.3f} after PGD ({len(x)} photos)")
+
+
+def universal_probe(args: argparse.Namespace) -> None:
+    import torch.nn.functional as F
+
+    from segue_cli.faces.dlib_face_net import extract_chips
+    from segue_cli.identity_objective import prepare
+    from segue_cli.imageio import load_image
+
+    def load(root: Path, count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())[: args.identities]
+        paths = [(k, p) for k, folder in enumerate(folders) for p in sorted(folder.glob("*.jpg"))[:count]]
+        photos = torch.stack([torch.from_numpy(load_image(p).rgb).permute(2, 0, 1) for _, p in paths])
+        return photos, torch.tensor([k for k, _ in paths])
+
+    photos, targets = load(args.data, args.per_identity)
+    tests, test_targets = load(args.data.parent / "test", None)
+    fit = torch.cat([torch.nonzero(targets == k).flatten()[: args.per_identity // 2] for k in range(args.identities)])
+    held = torch.tensor([i for i in range(len(targets)) if i not in set(fit.tolist())])
+    objective = prepare(torch.cat([photos, tests]), torch.cat([targets, test_targets]), args.identities)
+    x = photos.float() / 255
+    size = tuple(x.shape[-2:]) if not args.working_size else (args.working_size, args.working_size)
+
+    def descriptors(batch: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        chips = extract_chips(batch * 255.0, objective.matrices[indices])
+        return F.normalize(objective.net(chips), dim=1)
+
+    def protected(delta: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        full = F.interpolate(delta, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return (x[indices] + full[targets[indices]].expand(-1, 3, -1, -1)).clamp(0, 1)
+
+    with torch.no_grad():
+        queries = descriptors(tests.float() / 255, len(photos) + torch.arange(len(tests)))
+
+    def ncm_accuracy(enrolled: torch.Tensor, labels: torch.Tensor) -> float:
+        centroids = torch.stack([F.normalize(enrolled[labels == k].mean(0), dim=0) for k in range(args.identities)])
+        return float(((queries @ centroids.T).argmax(1) == test_targets).float().mean())
+
+    with torch.no_grad():
+        clean_held = descriptors(x[held], held)
+    print(f"nearest class mean, clean held-out photos enrolled: {ncm_accuracy(clean_held, targets[held]):.1%} "
+          f"({len(tests)} clean test photos, {args.identities} identities)")
+    for name, channels in (("luminance", 1), ("colour", 3)):
+        delta = torch.zeros(args.identities, channels, *size, requires_grad=True)
+        for _ in range(args.steps):
+            moved = (descriptors(protected(delta, fit), fit) * objective.centroids[targets[fit]]).sum(1).mean()
+            (grad,) = torch.autograd.grad(moved, delta)
+            with torch.no_grad():
+                delta -= (1 / 255) * grad.sign()
+                delta.clamp_(-8 / 255, 8 / 255)
+        with torch.no_grad():
+            held_desc = descriptors(protected(delta, held), held)
+            fit_similarity = float((descriptors(protected(delta, fit), fit) * objective.centroids[targets[fit]]).sum(1).mean())
+            held_similarity = float((held_desc * objective.centroids[targets[held]]).sum(1).mean())
+        print(f"{name}, one pattern per identity: cosine to own identity {fit_similarity:.3f} (optimised photos), "
+              f"{held_similarity:.3f} (held out); nearest class mean with the held-out protected photos enrolled: "
+              f"{ncm_accuracy(held_desc, targets[held]):.1%}")
 
 
 if __name__ == "__main__":
