@@ -268,8 +268,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_generator)
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
     total_epochs = config.surrogate_warmup + config.epochs
-    surrogate_epochs = config.surrogate_warmup + sum(
-        1 for epoch in range(1, total_epochs + 1) if epoch_stage(config, epoch)[0] == "surrogate")
+    surrogate_epochs = sum(1 for epoch in range(1, total_epochs + 1) if epoch_stage(config, epoch)[0] == "surrogate")
     sched_f = torch.optim.lr_scheduler.CosineAnnealingLR(opt_f, T_max=max(1, surrogate_epochs))
     history: list[EpochRecord] = []
     start_epoch = 1
@@ -352,7 +351,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record, rng)
         emit(_epoch_end(record))
         # Never stop before the generator has trained once: its checkpoint would be random.
-        if record.ce < config.stop_loss and not warmup and any(r.stage == "generator" for r in history):
+        if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
             stopped_early = True
             emit(say("early_stop", f"early stop at epoch {epoch}: surrogate loss {record.ce:.5f}", {"epoch": epoch, "ce": record.ce}))
             break

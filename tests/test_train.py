@@ -322,6 +322,8 @@ def test_surrogate_warmup_trains_on_clean_photos_before_the_generator_goes_first
     assert [(r.stage, r.codes) for r in warm.history] == [
         ("surrogate", "clean"), ("surrogate", "clean"), ("generator", "labels"), ("surrogate", "random"), ("generator", "random")]
     assert load_generator(warm.generator_path).metadata.training["surrogate_warmup_epochs"] == 2
+    # The surrogate's cosine schedule spans its 3 passes (2 warm-up + 1), each counted once.
+    assert torch.load(warm.run_dir / "state.pt", weights_only=True)["sched_f"]["T_max"] == 3
     # Same seed and batches: an error-minimizing run's warm-up epoch sees what a targeted
     # run's surrogate sees (clean photos), not the perturbed ones of its own first epoch.
     targeted = train(TrainConfig(data=tiny_faces, out=tmp_path / "tap", epochs=2, objective="targeted", **settings))
