@@ -116,7 +116,8 @@ def universal_probe(args: argparse.Namespace) -> None:
     photos, targets = load(args.data, args.per_identity)
     tests, test_targets = load(args.data.parent / "test", None)
     fit = torch.cat([torch.nonzero(targets == k).flatten()[: args.per_identity // 2] for k in range(args.identities)])
-    held = torch.tensor([i for i in range(len(targets)) if i not in set(fit.tolist())])
+    fitted = set(fit.tolist())
+    held = torch.tensor([i for i in range(len(targets)) if i not in fitted])
     objective = prepare(torch.cat([photos, tests]), torch.cat([targets, test_targets]), args.identities)
     x = photos.float() / 255
     size = tuple(x.shape[-2:]) if not args.working_size else (args.working_size, args.working_size)
