@@ -96,6 +96,7 @@ class TrainConfig:
     objective: str = "error-minimizing"  # or "targeted" (see OBJECTIVES)
     identity_weight: float = 0.0  # > 0: also move dlib's embedding away from the identity (identity_objective.py)
     decoys: int = 0  # > 0 (targeted only): codes 0..decoys-1 only, code d aims at identity (d + 1) mod identities
+    generator_width: int = GeneratorConfig.base_channels  # channels of the generator's first layer (x2, x4 deeper)
     photo_scale: float = 2.0
     gray_p: float = 0.0
     distortion: distortions.DistortionConfig = field(default_factory=distortions.DistortionConfig)
@@ -115,7 +116,12 @@ class TrainConfig:
             (0 < self.epsilon <= MAX_EPSILON, "--epsilon must be in (0, 16/255 = 0.0627] (8/255 = 0.0314 is the paper's)"),
             (self.surrogate_period >= 2, "--surrogate-period must be at least 2"),
             (self.surrogate_warmup >= 0, "--surrogate-warmup must be >= 0 (0: none)"),
-            (self.alpha > 0, "--alpha must be > 0 (the weight of the unlearnable term)"),
+            (self.alpha > 0 or (self.alpha == 0 and self.identity_weight > 0),
+             "--alpha must be > 0 (the weight of the unlearnable term), or 0 with --identity-weight > 0 "
+             "(the identity term alone)"),
+            (self.alpha > 0 or self.surrogate_warmup == 0,
+             "--surrogate-warmup needs --alpha > 0: with --alpha 0 no surrogate is trained"),
+            (4 <= self.generator_width <= 64, "--generator-width must be between 4 and 64 (8: the paper's)"),
             (self.beta >= 0, "--beta must be >= 0 (0: no size penalty)"),
             (0 <= self.rho_d <= MAX_EPSILON and self.pgd_steps >= 0,
              "--rho-d must be between 0 and 16/255 = 0.0627 and --pgd-steps >= 0"),
@@ -254,8 +260,9 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         for problem in problems:
             emit(say("skipped_image", f"skipped: {problem}", {"problem": problem}, warning=True))
 
-    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, pattern_grid=config.pattern_grid,
-                                                 luma=config.luma, decoys=config.decoys)).to(device)
+    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, base_channels=config.generator_width,
+                                               pattern_grid=config.pattern_grid, luma=config.luma,
+                                               decoys=config.decoys)).to(device)
     surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
     identity = None
     if config.identity_weight > 0:
@@ -351,7 +358,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         _save_state(run_dir, epoch, generator, surrogate, opt_g, opt_f, sched_f, record, rng)
         emit(_epoch_end(record))
         # Never stop before the generator has trained once: its checkpoint would be random.
-        if record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
+        # With --alpha 0 there is no surrogate loss to stop on.
+        if config.alpha > 0 and record.ce < config.stop_loss and any(r.stage == "generator" for r in history):
             stopped_early = True
             emit(say("early_stop", f"early stop at epoch {epoch}: surrogate loss {record.ce:.5f}", {"epoch": epoch, "ce": record.ce}))
             break
@@ -360,6 +368,8 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
 
 def epoch_stage(config: TrainConfig, epoch: int) -> tuple[str, int]:
     """(stage, surrogate period index) of a 1-based epoch, warm-up epochs included."""
+    if config.alpha == 0:  # the identity term alone: nothing uses a surrogate, so none is trained
+        return "generator", (epoch - 1) // config.surrogate_period
     if epoch <= config.surrogate_warmup:
         return "surrogate", 0
     k = epoch - config.surrogate_warmup
@@ -450,6 +460,8 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
             moved = penultimate(surrogate, seen) - clean
             ce = 1.0 - F.cosine_similarity(moved, keyed.directions(signs), dim=1).mean()
             logits = surrogate.fc(moved + clean)
+        elif config.alpha == 0:  # the identity term alone: the surrogate is not used
+            ce, logits = torch.zeros(()), None
         else:
             if config.objective == "error-minimizing":
                 wanted = y
@@ -493,7 +505,7 @@ def _stats(loss, ce, logits, y, delta) -> dict[str, float]:
     return {
         "loss": float(loss.detach()),
         "ce": float(ce.detach()),
-        "correct": float((logits.argmax(1) == y).sum()),
+        "correct": float((logits.argmax(1) == y).sum()) if logits is not None else 0.0,
         "l2": float(delta.detach().flatten(1).norm(dim=1).mean()),
         "linf": float(delta.detach().abs().max()),
     }

@@ -13,11 +13,11 @@ from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError
 from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
-from segue_cli.nn.generator import GeneratorConfig, SegueGenerator
+from segue_cli.nn.generator import GeneratorConfig, SegueGenerator, count_parameters
 from segue_cli.protect.config import ProtectConfig
 from segue_cli.protect.job import protect
 from segue_cli.side_info import code_to_signs
-from segue_cli.training import TrainConfig, attacker_view, identity_codes, train
+from segue_cli.training import TrainConfig, attacker_view, epoch_stage, identity_codes, train
 from segue_cli.datasets import scan_image_folder
 from conftest import copy_faces
 
@@ -334,6 +334,28 @@ def test_surrogate_warmup_trains_on_clean_photos_before_the_generator_goes_first
         TrainConfig(data=tiny_faces, out=tmp_path / "x", surrogate_warmup=-1)
 
 
+def test_a_wider_generator_is_trained_saved_and_loaded_with_its_width(tiny_faces, tmp_path):
+    settings = dict(image_size=32, epochs=2, surrogate_period=2, batch_size=6, max_steps_per_epoch=1, pgd_steps=0, workers=1)
+    narrow = train(TrainConfig(data=tiny_faces, out=tmp_path / "narrow", **settings))
+    wide = train(TrainConfig(data=tiny_faces, out=tmp_path / "wide", generator_width=16, **settings))
+    loaded = load_generator(wide.generator_path).model
+    assert loaded.config.base_channels == 16
+    assert count_parameters(loaded) > 3 * count_parameters(load_generator(narrow.generator_path).model)
+    for width in (3, 65):
+        with pytest.raises(ConfigError, match="--generator-width"):
+            TrainConfig(data=tiny_faces, out=tmp_path / "x", generator_width=width)
+
+
+def test_alpha_zero_means_the_identity_term_alone_and_nothing_else(tiny_faces, tmp_path):
+    # Without the identity term nothing would train the generator but its size penalty.
+    with pytest.raises(ConfigError, match="--alpha"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0)
+    with pytest.raises(ConfigError, match="--surrogate-warmup needs --alpha"):
+        TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0, identity_weight=1, surrogate_warmup=2)
+    config = TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0, identity_weight=1, epochs=4, surrogate_period=2)
+    assert [epoch_stage(config, epoch)[0] for epoch in range(1, 5)] == ["generator"] * 4
+
+
 def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
     settings = {**TINY, "epochs": 4, "surrogate_period": 2}
     whole = train(TrainConfig(data=tiny_faces, out=tmp_path / "whole", **settings))
@@ -373,6 +395,12 @@ def test_identity_term_reaches_the_generator_through_dlibs_twin(webface10, tmp_p
     assert 0.8 < float(similarity) <= 1.0  # clean photos sit close to their own identity
     similarity.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+    # --alpha 0: every epoch trains the generator on the identity term alone, the
+    # surrogate is never trained, and a surrogate loss of 0 does not stop the run early.
+    alone = train(TrainConfig(data=faces, out=tmp_path / "alone", image_size=32, epochs=3, surrogate_period=2,
+                              batch_size=6, max_steps_per_epoch=1, pgd_steps=0, workers=1, alpha=0, identity_weight=1.0))
+    assert [r.stage for r in alone.history] == ["generator"] * 3 and not alone.stopped_early
+    assert all(r.identity_similarity is not None and r.ce == 0 for r in alone.history)
 
 
 def test_decoy_codes_never_aim_at_the_photos_own_identity():
