@@ -8,6 +8,9 @@ budget from a limit of the generator:
 
     python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 8
 
+It also plays the nearest-class-mean attacker: the protected photos are enrolled (one
+mean descriptor per identity) and every clean test photo of those identities is matched.
+
 ``--working-size 112`` makes the perturbation at 112 px and upsamples it to the photo,
 as ``segue protect`` does with the generator's output; ``--distort`` measures it, and
 optimises it (a fresh draw every step), through ``segue train``'s distortion layer
@@ -71,15 +74,23 @@ def main() -> None:
     paths = [p for folder in folders for p in sorted(folder.glob("*.jpg"))[: args.per_identity]]
     photos = torch.stack([torch.from_numpy(load_image(p).rgb).permute(2, 0, 1) for p in paths])
     targets = torch.tensor([k for k in range(len(folders)) for _ in range(args.per_identity)])
-    objective = prepare(photos, targets, len(folders))
+    tests, test_targets = test_queries(args)
+    # The test photos' chips are located with the training photos'; centroids of the clean
+    # training photos only are what the PGD lowers.
+    objective = prepare(torch.cat([photos, tests]), torch.cat([targets, test_targets]), len(folders))
+    objective.centroids = prepare_centroids(objective, photos, targets, len(folders))
     x, indices = photos.float() / 255, torch.arange(len(photos))
     with torch.no_grad():
+        queries = F.normalize(objective.net(extract_chips(tests.double(), objective.matrices[len(photos):]).float()), dim=1)
+    with torch.no_grad():
         clean = float(objective.similarity(x, indices, targets))
-        chips = extract_chips(photos.double(), objective.matrices).float()
-        to_centroids = F.normalize(objective.net(chips), dim=1) @ objective.centroids.T
-        others = to_centroids.clone()
+        chips = extract_chips(photos.double(), objective.matrices[indices]).float()
+        clean_descriptors = F.normalize(objective.net(chips), dim=1)
+        others = clean_descriptors @ objective.centroids.T
         others[indices, targets] = -2.0
-    print(f"clean: cosine to own identity {clean:.3f}, to the nearest other identity {float(others.max(1).values.mean()):.3f}")
+    clean_ncm = ncm_accuracy(clean_descriptors, targets, queries, test_targets, len(folders))
+    print(f"clean: cosine to own identity {clean:.3f}, to the nearest other identity {float(others.max(1).values.mean()):.3f}; "
+          f"nearest class mean with them enrolled: {clean_ncm:.1%}")
     size = tuple(x.shape[-2:]) if not args.working_size else (args.working_size, args.working_size)
 
     def protected(delta: torch.Tensor) -> torch.Tensor:
@@ -97,7 +108,42 @@ def main() -> None:
                 delta.clamp_(-8 / 255, 8 / 255)
         with torch.no_grad():
             moved = float(objective.similarity(seen(protected(delta)), indices, targets))
-        print(f"{name}: cosine to own identity {clean:.3f} clean -> {moved:.3f} after PGD ({len(x)} photos)")
+            enrolled_chips = extract_chips(protected(delta) * 255.0, objective.matrices[indices])
+            enrolled = F.normalize(objective.net(enrolled_chips), dim=1)
+        print(f"{name}: cosine to own identity {clean:.3f} clean -> {moved:.3f} after PGD ({len(x)} photos); "
+              f"nearest class mean with them enrolled: "
+              f"{ncm_accuracy(enrolled, targets, queries, test_targets, len(folders)):.1%} ({len(tests)} clean test photos)")
+
+
+def prepare_centroids(objective, photos: torch.Tensor, targets: torch.Tensor, identities: int) -> torch.Tensor:
+    """Unit mean clean descriptor of each identity's training photos (the first len(photos) chips)."""
+    import torch.nn.functional as F
+
+    from segue_cli.faces.dlib_face_net import extract_chips
+
+    with torch.no_grad():
+        every = F.normalize(objective.net(extract_chips(photos.double(), objective.matrices[: len(photos)]).float()), dim=1)
+    return torch.stack([F.normalize(every[targets == k].mean(0), dim=0) for k in range(identities)])
+
+
+def ncm_accuracy(enrolled: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, truth: torch.Tensor,
+                 identities: int) -> float:
+    """Nearest-class-mean attacker: enrolled unit descriptors give one centroid per identity;
+    each query (unit descriptor) is matched to the closest."""
+    import torch.nn.functional as F
+
+    centroids = torch.stack([F.normalize(enrolled[labels == k].mean(0), dim=0) for k in range(identities)])
+    return float(((queries @ centroids.T).argmax(1) == truth).float().mean())
+
+
+def test_queries(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every clean test photo of the probed identities (uint8) and its identity."""
+    from segue_cli.imageio import load_image
+
+    folders = sorted(p for p in (args.data.parent / "test").iterdir() if p.is_dir())[: args.identities]
+    paths = [(k, p) for k, folder in enumerate(folders) for p in sorted(folder.glob("*.jpg"))]
+    photos = torch.stack([torch.from_numpy(load_image(p).rgb).permute(2, 0, 1) for _, p in paths])
+    return photos, torch.tensor([k for k, _ in paths])
 
 
 def universal_probe(args: argparse.Namespace) -> None:
@@ -114,7 +160,7 @@ def universal_probe(args: argparse.Namespace) -> None:
         return photos, torch.tensor([k for k, _ in paths])
 
     photos, targets = load(args.data, args.per_identity)
-    tests, test_targets = load(args.data.parent / "test", None)
+    tests, test_targets = test_queries(args)
     fit = torch.cat([torch.nonzero(targets == k).flatten()[: args.per_identity // 2] for k in range(args.identities)])
     fitted = set(fit.tolist())
     held = torch.tensor([i for i in range(len(targets)) if i not in fitted])
@@ -133,13 +179,9 @@ def universal_probe(args: argparse.Namespace) -> None:
     with torch.no_grad():
         queries = descriptors(tests.float() / 255, len(photos) + torch.arange(len(tests)))
 
-    def ncm_accuracy(enrolled: torch.Tensor, labels: torch.Tensor) -> float:
-        centroids = torch.stack([F.normalize(enrolled[labels == k].mean(0), dim=0) for k in range(args.identities)])
-        return float(((queries @ centroids.T).argmax(1) == test_targets).float().mean())
-
     with torch.no_grad():
         clean_held = descriptors(x[held], held)
-    print(f"nearest class mean, clean held-out photos enrolled: {ncm_accuracy(clean_held, targets[held]):.1%} "
+    print(f"nearest class mean, clean held-out photos enrolled: {ncm_accuracy(clean_held, targets[held], queries, test_targets, args.identities):.1%} "
           f"({len(tests)} clean test photos, {args.identities} identities)")
     for name, channels in (("luminance", 1), ("colour", 3)):
         delta = torch.zeros(args.identities, channels, *size, requires_grad=True)
@@ -155,7 +197,7 @@ def universal_probe(args: argparse.Namespace) -> None:
             held_similarity = float((held_desc * objective.centroids[targets[held]]).sum(1).mean())
         print(f"{name}, one pattern per identity: cosine to own identity {fit_similarity:.3f} (optimised photos), "
               f"{held_similarity:.3f} (held out); nearest class mean with the held-out protected photos enrolled: "
-              f"{ncm_accuracy(held_desc, targets[held]):.1%}")
+              f"{ncm_accuracy(held_desc, targets[held], queries, test_targets, args.identities):.1%}")
 
 
 if __name__ == "__main__":

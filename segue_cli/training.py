@@ -11,6 +11,8 @@ CLEAN photos (the attacker's view of them), so that a targeted poison aims at wh
 fully trained classifier finds in a face rather than at a half-trained one; ``epochs``
 then counts the epochs after them, and the alternation starts with the generator (the
 surrogate passes fall on epochs period, 2 x period, ... after the warm-up).
+``surrogate_from`` starts the surrogate from another run's ``state.pt`` instead (its
+warm-up done once, reused by every run on the same identities), also generator first.
 
 Side information: each surrogate period (f pass + the G passes after it) gives every
 training identity a code. Even periods use the identity's own code (label or hashed
@@ -84,6 +86,7 @@ class TrainConfig:
     epsilon: float = 8 / 255
     surrogate_period: int = 5
     surrogate_warmup: int = 0  # epochs of clean surrogate training before the alternating ones
+    surrogate_from: Path | None = None  # a run's state.pt: start the surrogate from its weights
     stop_loss: float = 0.001
     rho_d: float = 1 / 255
     pgd_steps: int = 5
@@ -119,8 +122,8 @@ class TrainConfig:
             (self.alpha > 0 or (self.alpha == 0 and self.identity_weight > 0),
              "--alpha must be > 0 (the weight of the unlearnable term), or 0 with --identity-weight > 0 "
              "(the identity term alone)"),
-            (self.alpha > 0 or self.surrogate_warmup == 0,
-             "--surrogate-warmup needs --alpha > 0: with --alpha 0 no surrogate is trained"),
+            (self.alpha > 0 or (self.surrogate_warmup == 0 and self.surrogate_from is None),
+             "--surrogate-warmup and --surrogate-from need --alpha > 0: with --alpha 0 no surrogate is used"),
             (4 <= self.generator_width <= 64, "--generator-width must be between 4 and 64 (8: the paper's)"),
             (self.beta >= 0, "--beta must be >= 0 (0: no size penalty)"),
             (0 <= self.rho_d <= MAX_EPSILON and self.pgd_steps >= 0,
@@ -147,12 +150,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["data"], record["out"] = str(self.data), str(self.out)
+        record["surrogate_from"] = None if self.surrogate_from is None else str(self.surrogate_from)
         return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> "TrainConfig":
         values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
         values["data"], values["out"] = Path(values["data"]), Path(values["out"])
+        if values.get("surrogate_from") is not None:
+            values["surrogate_from"] = Path(values["surrogate_from"])
         dist = dict(values.get("distortion", {}))
         for key in ("jpeg_quality", "resize_scale"):
             if key in dist:
@@ -244,6 +250,13 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     torch.manual_seed(config.seed)
     dataset = load_labelled(config.data)
     require_identities(dataset)
+    # The generator's initial weights draw from torch's generator first, then the surrogate's.
+    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, base_channels=config.generator_width,
+                                               pattern_grid=config.pattern_grid, luma=config.luma,
+                                               decoys=config.decoys)).to(device)
+    surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
+    if config.surrogate_from is not None and not config.resume:  # checked before any run folder is made
+        load_surrogate(config.surrogate_from, surrogate, dataset.identities, device)
     run_dir = prepare_run_dir(config.out, config.resume)
     emit(say("run_dir", f"run folder: {run_dir}" + (f" ({config.out} exists and is never overwritten)"
                                                     if run_dir != config.out else ""),
@@ -260,10 +273,6 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
         for problem in problems:
             emit(say("skipped_image", f"skipped: {problem}", {"problem": problem}, warning=True))
 
-    generator = SegueGenerator(GeneratorConfig(code_bits=config.code_bits, base_channels=config.generator_width,
-                                               pattern_grid=config.pattern_grid, luma=config.luma,
-                                               decoys=config.decoys)).to(device)
-    surrogate = build_surrogate(len(dataset.identities), config.surrogate_stem).to(device)
     identity = None
     if config.identity_weight > 0:
         from .identity_objective import prepare as prepare_identity
@@ -366,6 +375,24 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
     return TrainResult(run_dir, generator_path, len(history), stopped_early, history, time.perf_counter() - started)
 
 
+def load_surrogate(state_path: Path, surrogate: torch.nn.Module, identities: list[str], device: torch.device) -> None:
+    """Load the surrogate of another run's ``state.pt`` (``--surrogate-from``). Its class k
+    must be this data's identity k, so the run's config.json beside it is checked too."""
+    fix = "give the state.pt of a segue train run on the same identities (and --surrogate-stem), or leave the option out"
+    record_path = state_path.parent / CONFIG_FILE
+    if record_path.is_file():
+        trained_on = json.loads(record_path.read_text()).get("identities")
+        if trained_on is not None and trained_on != identities:
+            raise InputError(f"--surrogate-from {state_path}: its surrogate was trained on identities {trained_on[:5]}... "
+                             f"({len(trained_on)}), this data has {identities[:5]}... ({len(identities)})", fix)
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        surrogate.load_state_dict(state["surrogate"])
+    except Exception as exc:  # noqa: BLE001 (missing file, foreign pickle, other shapes: all one answer)
+        raise InputError(f"--surrogate-from {state_path}: cannot load a surrogate from it "
+                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'})", fix) from exc
+
+
 def epoch_stage(config: TrainConfig, epoch: int) -> tuple[str, int]:
     """(stage, surrogate period index) of a 1-based epoch, warm-up epochs included."""
     if config.alpha == 0:  # the identity term alone: nothing uses a surrogate, so none is trained
@@ -373,7 +400,7 @@ def epoch_stage(config: TrainConfig, epoch: int) -> tuple[str, int]:
     if epoch <= config.surrogate_warmup:
         return "surrogate", 0
     k = epoch - config.surrogate_warmup
-    if config.surrogate_warmup:  # the surrogate is trained already: the generator goes first
+    if config.surrogate_warmup or config.surrogate_from:  # the surrogate is trained already: the generator goes first
         return ("surrogate" if k % config.surrogate_period == 0 else "generator"), k // config.surrogate_period
     return ("surrogate" if (k - 1) % config.surrogate_period == 0 else "generator"), (k - 1) // config.surrogate_period
 

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
-from segue_cli.errors import ConfigError
+from segue_cli.errors import ConfigError, InputError
 from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator, count_parameters
@@ -334,6 +335,32 @@ def test_surrogate_warmup_trains_on_clean_photos_before_the_generator_goes_first
         TrainConfig(data=tiny_faces, out=tmp_path / "x", surrogate_warmup=-1)
 
 
+def test_surrogate_from_starts_from_another_runs_surrogate_and_checks_its_identities(tiny_faces, tmp_path):
+    settings = dict(image_size=32, surrogate_period=10, batch_size=6, max_steps_per_epoch=2, pgd_steps=0, workers=1,
+                    luma=True, objective="targeted")
+    warm = train(TrainConfig(data=tiny_faces, out=tmp_path / "warm", epochs=2, surrogate_warmup=2, **settings))
+    source = warm.run_dir / "state.pt"
+    reused = train(TrainConfig(data=tiny_faces, out=tmp_path / "reused", epochs=2, surrogate_from=source, **settings))
+    assert [r.stage for r in reused.history] == ["generator", "generator"]  # trained already: generator first
+    # A period longer than the run never trains it: the surrogate is the source's, weight for weight.
+    before = torch.load(source, weights_only=True)["surrogate"]
+    after = torch.load(reused.run_dir / "state.pt", weights_only=True)["surrogate"]
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert json.loads((reused.run_dir / "config.json").read_text())["config"]["surrogate_from"] == str(source)
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_faces, other)
+    first = sorted(p for p in other.iterdir() if p.is_dir())[0]
+    first.rename(first.with_name("zz-someone-else"))
+    with pytest.raises(InputError, match="--surrogate-from .*identities"):
+        train(TrainConfig(data=other, out=tmp_path / "wrong-people", epochs=2, surrogate_from=source, **settings))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a state")
+    with pytest.raises(InputError, match="cannot load a surrogate"):
+        train(TrainConfig(data=tiny_faces, out=tmp_path / "garbage-run", epochs=2, surrogate_from=garbage, **settings))
+    assert not (tmp_path / "wrong-people").exists() and not (tmp_path / "garbage-run").exists()
+
+
 def test_a_wider_generator_is_trained_saved_and_loaded_with_its_width(tiny_faces, tmp_path):
     settings = dict(image_size=32, epochs=2, surrogate_period=2, batch_size=6, max_steps_per_epoch=1, pgd_steps=0, workers=1)
     narrow = train(TrainConfig(data=tiny_faces, out=tmp_path / "narrow", **settings))
@@ -350,7 +377,7 @@ def test_alpha_zero_means_the_identity_term_alone_and_nothing_else(tiny_faces, t
     # Without the identity term nothing would train the generator but its size penalty.
     with pytest.raises(ConfigError, match="--alpha"):
         TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0)
-    with pytest.raises(ConfigError, match="--surrogate-warmup needs --alpha"):
+    with pytest.raises(ConfigError, match="--surrogate-warmup and --surrogate-from need --alpha"):
         TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0, identity_weight=1, surrogate_warmup=2)
     config = TrainConfig(data=tiny_faces, out=tmp_path / "x", alpha=0, identity_weight=1, epochs=4, surrogate_period=2)
     assert [epoch_stage(config, epoch)[0] for epoch in range(1, 5)] == ["generator"] * 4

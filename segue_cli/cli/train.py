@@ -29,6 +29,7 @@ def train(
     beta: Annotated[float, typer.Option("--beta", help="Weight of the mean L2 norm of the perturbation (paper: 0.001).")] = 0.001,
     epsilon: Annotated[float, typer.Option("--epsilon", help="L-inf bound of the perturbation in [0,1] units (paper: 8/255 = 0.0314).")] = 8 / 255,
     surrogate_period: Annotated[int, typer.Option("--surrogate-period", help="Train the surrogate when (epoch-1) % period == 0 (paper: 5).")] = 5,
+    surrogate_from: Annotated[Optional[Path], typer.Option("--surrogate-from", metavar="<path>", help="Start the surrogate from the state.pt of another segue train run on the same identities (e.g. one made with --surrogate-warmup), instead of from scratch; the generator then goes first. Reuses one warm-up for many runs.")] = None,
     surrogate_warmup: Annotated[int, typer.Option("--surrogate-warmup", help="Epochs that train the surrogate on clean photos before the alternating ones (0: none, as the paper). --epochs then counts the epochs after them, and the generator goes first. For --objective targeted: aim at a fully trained classifier.")] = 0,
     stop_loss: Annotated[float, typer.Option("--stop-loss", help="Stop early once the surrogate's loss on perturbed data is below this (paper: 0.001).")] = 0.001,
     rho_d: Annotated[float, typer.Option("--rho-d", help="Budget of the adversarial noise in the distortion layer (paper: 1/255).")] = 1 / 255,
@@ -66,7 +67,7 @@ def train(
     config = TrainConfig(
         data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,
         lr_generator=lr_generator, lr_surrogate=lr_surrogate, alpha=alpha, beta=beta, epsilon=epsilon,
-        surrogate_period=surrogate_period, surrogate_warmup=surrogate_warmup, stop_loss=stop_loss, rho_d=rho_d, pgd_steps=pgd_steps, surrogate_rho=surrogate_rho,
+        surrogate_period=surrogate_period, surrogate_warmup=surrogate_warmup, surrogate_from=surrogate_from, stop_loss=stop_loss, rho_d=rho_d, pgd_steps=pgd_steps, surrogate_rho=surrogate_rho,
         surrogate_stem=surrogate_stem, code_assignment=code_assignment, pattern_grid=pattern_grid, luma=luma, objective=objective, identity_weight=identity_weight, decoys=decoys, generator_width=generator_width, photo_scale=photo_scale, gray_p=gray_p,
         distortion=DistortionConfig(blur_sigma=blur_sigma, sharpness=sharpness, flip_p=flip_p, jpeg_p=jpeg_p, resize_p=resize_p),
         seed=seed, device=device, workers=workers, skip_bad_images=skip_bad_images, resume=resume,
