@@ -35,6 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pgd_options import add_pgd_options, start_output  # noqa: E402
 from segue_cli.datasets import decode_images, scan_image_folder  # noqa: E402
 from segue_cli.imageio import save_image  # noqa: E402
 from segue_cli.nn import distortions  # noqa: E402
@@ -74,20 +75,12 @@ def poison_batch(surrogate: torch.nn.Module, photos: torch.Tensor, wanted: torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="folder for the protected ImageFolder tree (must not exist)")
     parser.add_argument("--surrogate", type=Path, required=True, help="state.pt of a segue train run")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--step", type=float, default=2.0, help="PGD step in 1/255 units")
-    parser.add_argument("--epsilon", type=float, default=8.0, help="L-inf budget in 1/255 units")
-    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (a smoke run)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_pgd_options(parser, steps=10, step=2.0, batch=32)
     args = parser.parse_args()
-    if args.out.exists():
-        sys.exit(f"{args.out} exists: choose a new folder (nothing is overwritten)")
-    torch.set_num_threads(args.threads)
-    rng = torch.Generator().manual_seed(0)
+    rng = start_output(args)
 
     dataset = scan_image_folder(args.data)
     items = dataset.items[: args.limit] if args.limit else dataset.items
