@@ -18,7 +18,7 @@ bits, within 8/255. It lowers the cosine similarity between the twin's descripto
 photo (through ``segue train``'s distortion layer, a fresh draw each step) and the mean
 clean descriptor of that person's own photos, which a user has. White box: the attacker's
 network is the one the cloak was made against. About 30 steps of dlib's network per photo,
-1-3 s a photo on one CPU thread: a per-photo cloak, like Fawkes, not a generator.
+1.4-1.7 s a photo on one CPU thread here: a per-photo cloak, like Fawkes, not a generator.
 """
 
 from __future__ import annotations
