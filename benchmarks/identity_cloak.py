@@ -27,7 +27,6 @@ import argparse
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -62,9 +61,8 @@ def cloak_identity(photos: torch.Tensor, args: argparse.Namespace, rng: torch.Ge
             return (x + full.expand(-1, 3, -1, -1)).clamp(0, 1)
 
         for _ in range(args.steps):
-            params = distortions.sample(len(x), layer, rng)
-            unflipped = replace(params, hflip=torch.zeros_like(params.hflip), vflip=torch.zeros_like(params.vflip))
-            similarity = objective.similarity(distortions.apply(protected(delta), unflipped, layer), indices, owner)
+            params = distortions.sample(len(x), layer, rng).without_flips()  # the chip's place is the clean photo's
+            similarity = objective.similarity(distortions.apply(protected(delta), params, layer), indices, owner)
             (grad,) = torch.autograd.grad(similarity, delta)
             with torch.no_grad():
                 delta -= (args.step / 255) * grad.sign()

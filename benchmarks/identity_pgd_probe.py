@@ -29,7 +29,6 @@ held-out protected photos are enrolled and the identities' clean test photos mat
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -66,9 +65,8 @@ def main() -> None:
     def seen(batch: torch.Tensor) -> torch.Tensor:
         if not args.distort:
             return batch
-        params = distortions.sample(len(batch), layer, rng)
-        unflipped = replace(params, hflip=torch.zeros_like(params.hflip), vflip=torch.zeros_like(params.vflip))
-        return distortions.apply(batch, unflipped, layer)  # the chip's place is the clean photo's
+        # Not flipped: the chip's place is the clean photo's.
+        return distortions.apply(batch, distortions.sample(len(batch), layer, rng).without_flips(), layer)
 
     folders = sorted(p for p in args.data.iterdir() if p.is_dir())[: args.identities]
     paths = [p for folder in folders for p in sorted(folder.glob("*.jpg"))[: args.per_identity]]

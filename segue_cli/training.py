@@ -207,8 +207,6 @@ def prepare_run_dir(out: Path, resume: bool) -> Path:
 
 def resumed_config(requested: TrainConfig) -> TrainConfig:
     """The run's own saved settings; only ``epochs`` (to extend a run) and ``device`` may change."""
-    from dataclasses import replace
-
     saved_path = requested.out / CONFIG_FILE
     if not saved_path.is_file():
         raise OutputError(f"nothing to resume in {requested.out} (no {CONFIG_FILE})", "drop --resume to start a new run")
@@ -505,8 +503,7 @@ def _generator_step(config, generator, surrogate, opt_g, opt_f, x, y, signs, rng
         loss = config.alpha * ce + config.beta * delta.flatten(1).norm(dim=1).mean()
         if identity is not None:
             # Through the same distortions, but not the flips: the chip's place is the clean photo's.
-            unflipped = replace(params, hflip=torch.zeros_like(params.hflip), vflip=torch.zeros_like(params.vflip))
-            similarity = identity.similarity(distortions.apply(protected, unflipped, config.distortion), index, y)
+            similarity = identity.similarity(distortions.apply(protected, params.without_flips(), config.distortion), index, y)
             loss = loss + config.identity_weight * similarity
         opt_g.zero_grad(set_to_none=True)
         loss.backward()

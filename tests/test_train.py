@@ -430,6 +430,15 @@ def test_identity_term_reaches_the_generator_through_dlibs_twin(webface10, tmp_p
     assert all(r.identity_similarity is not None and r.ce == 0 for r in alone.history)
 
 
+def test_without_flips_keeps_the_draw_but_drops_the_flips():
+    config = distortions.DistortionConfig(flip_p=1.0, jpeg_p=1.0, resize_p=1.0)
+    params = distortions.sample(4, config, torch.Generator().manual_seed(0))
+    kept = params.without_flips()
+    assert params.hflip.all() and params.vflip.all()
+    assert not kept.hflip.any() and not kept.vflip.any()
+    assert (kept.jpeg_quality, kept.resize_scale) == (params.jpeg_quality, params.resize_scale)
+
+
 def test_decoy_codes_never_aim_at_the_photos_own_identity():
     from segue_cli.training import decoy_codes
 

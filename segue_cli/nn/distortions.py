@@ -13,7 +13,7 @@ and an attacker resizes: we add a differentiable JPEG and a down-then-up resize.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,11 @@ class DistortionParams:
     vflip: torch.Tensor  # bool [B]
     jpeg_quality: int | None
     resize_scale: float | None
+
+    def without_flips(self) -> "DistortionParams":
+        """The same draw with no flips: for terms that need the face where the clean photo
+        has it (the identity term cuts dlib's chip at the clean photo's landmarks)."""
+        return replace(self, hflip=torch.zeros_like(self.hflip), vflip=torch.zeros_like(self.vflip))
 
 
 def sample(batch: int, config: DistortionConfig, rng: torch.Generator) -> DistortionParams:
