@@ -55,7 +55,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     from segue_cli.faces.dlib_face_net import extract_chips
-    from segue_cli.identity_objective import prepare
+    from segue_cli.identity_objective import class_centroids, prepare
     from segue_cli.imageio import load_image
     from segue_cli.nn import distortions
 
@@ -76,15 +76,14 @@ def main() -> None:
     # The test photos' chips are located with the training photos'; centroids of the clean
     # training photos only are what the PGD lowers.
     objective = prepare(torch.cat([photos, tests]), torch.cat([targets, test_targets]), len(folders))
-    objective.centroids = prepare_centroids(objective, photos, targets, len(folders))
     x, indices = photos.float() / 255, torch.arange(len(photos))
     with torch.no_grad():
         queries = F.normalize(objective.net(extract_chips(tests.double(), objective.matrices[len(photos):]).float()), dim=1)
-    with torch.no_grad():
-        clean = float(objective.similarity(x, indices, targets))
         chips = extract_chips(photos.double(), objective.matrices[indices]).float()
         clean_descriptors = F.normalize(objective.net(chips), dim=1)
+        objective.centroids = class_centroids(clean_descriptors, targets, len(folders))
         others = clean_descriptors @ objective.centroids.T
+        clean = float(others[indices, targets].mean())
         others[indices, targets] = -2.0
     clean_ncm = ncm_accuracy(clean_descriptors, targets, queries, test_targets, len(folders))
     print(f"clean: cosine to own identity {clean:.3f}, to the nearest other identity {float(others.max(1).values.mean()):.3f}; "
@@ -113,25 +112,13 @@ def main() -> None:
               f"{ncm_accuracy(enrolled, targets, queries, test_targets, len(folders)):.1%} ({len(tests)} clean test photos)")
 
 
-def prepare_centroids(objective, photos: torch.Tensor, targets: torch.Tensor, identities: int) -> torch.Tensor:
-    """Unit mean clean descriptor of each identity's training photos (the first len(photos) chips)."""
-    import torch.nn.functional as F
-
-    from segue_cli.faces.dlib_face_net import extract_chips
-
-    with torch.no_grad():
-        every = F.normalize(objective.net(extract_chips(photos.double(), objective.matrices[: len(photos)]).float()), dim=1)
-    return torch.stack([F.normalize(every[targets == k].mean(0), dim=0) for k in range(identities)])
-
-
 def ncm_accuracy(enrolled: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, truth: torch.Tensor,
                  identities: int) -> float:
     """Nearest-class-mean attacker: enrolled unit descriptors give one centroid per identity;
     each query (unit descriptor) is matched to the closest."""
-    import torch.nn.functional as F
+    from segue_cli.identity_objective import class_centroids
 
-    centroids = torch.stack([F.normalize(enrolled[labels == k].mean(0), dim=0) for k in range(identities)])
-    return float(((queries @ centroids.T).argmax(1) == truth).float().mean())
+    return float(((queries @ class_centroids(enrolled, labels, identities).T).argmax(1) == truth).float().mean())
 
 
 def test_queries(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,6 +60,10 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
         for start in range(0, len(images), 32):
             chips = extract_chips(images[start : start + 32].double(), matrix_tensor[start : start + 32])
             descriptors.append(F.normalize(net(chips.float()), dim=1))
-    every = torch.cat(descriptors)
-    centroids = torch.stack([F.normalize(every[targets == k].mean(dim=0), dim=0) for k in range(num_classes)])
-    return IdentityObjective(net, matrix_tensor, centroids)
+    return IdentityObjective(net, matrix_tensor, class_centroids(torch.cat(descriptors), targets, num_classes))
+
+
+def class_centroids(descriptors: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[K, 128] unit mean of each identity's unit descriptors (also the nearest-class-mean
+    attacker's enrolment)."""
+    return torch.stack([F.normalize(descriptors[targets == k].mean(dim=0), dim=0) for k in range(num_classes)])
