@@ -40,6 +40,7 @@ from segue_cli.datasets import decode_images, scan_image_folder  # noqa: E402
 from segue_cli.imageio import save_image  # noqa: E402
 from segue_cli.nn import distortions  # noqa: E402
 from segue_cli.nn.surrogate import build_surrogate  # noqa: E402
+from segue_cli.training import photo_with_delta  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "WebFace10" / "train"
 WORKING_SIZE = 112
@@ -49,9 +50,7 @@ def attacker_view(photos: torch.Tensor, delta: torch.Tensor, gray: torch.Tensor)
     """Photos [B, 3, H, W] in [0, 1] plus a working-size luminance delta [B, 1, 112, 112],
     as the attacker trains on them: upsampled, rounded to 8 bits (straight-through),
     resized to 112 px, and in grayscale where ``gray``."""
-    upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
-    protected = (photos + upsampled).clamp(0, 1)
-    protected = protected + (torch.round(protected * 255) / 255 - protected).detach()
+    protected = photo_with_delta(photos, delta)
     view = F.interpolate(protected, size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", antialias=True, align_corners=False)
     return distortions.grayscale(view, gray)
 
@@ -105,8 +104,7 @@ def main() -> None:
         hits["clean_true"] += int((clean == truth).sum())
         hits["poisoned_true"] += int((poisoned == truth).sum())
         hits["poisoned_wanted"] += int((poisoned == wanted).sum())
-        upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
-        protected = torch.round((photos + upsampled).clamp(0, 1) * 255).to(torch.uint8)
+        protected = torch.round(photo_with_delta(photos, delta) * 255).to(torch.uint8)
         for offset, rgb in enumerate(protected):
             item = items[start + offset]
             target = args.out / item.identity / (item.path.stem + ".png")

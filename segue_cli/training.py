@@ -420,12 +420,18 @@ def _round_to_8_bits(x: torch.Tensor) -> torch.Tensor:
 def protected_photo(config: TrainConfig, generator: SegueGenerator, photos: torch.Tensor,
                     signs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(delta at the working size, the protected photo at the photos' size, as protect writes it)."""
-    size = config.image_size
-    delta = config.epsilon * generator(_resize(photos, size), signs)
-    if photos.shape[-2:] == (size, size):  # --photo-scale 1: no round trip
-        return delta, (photos + delta).clamp(0, 1)
+    delta = config.epsilon * generator(_resize(photos, config.image_size), signs)
+    return delta, photo_with_delta(photos, delta)
+
+
+def photo_with_delta(photos: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """The protected photo as ``segue protect`` writes it: delta (at the working size, one
+    or three channels) bilinearly upsampled to the photo, added, and rounded to 8 bits
+    (straight-through, so gradients reach delta). No round trip when the sizes match."""
+    if photos.shape[-2:] == delta.shape[-2:]:  # --photo-scale 1
+        return (photos + delta).clamp(0, 1)
     upsampled = F.interpolate(delta, size=photos.shape[-2:], mode="bilinear", align_corners=False)
-    return delta, _round_to_8_bits((photos + upsampled).clamp(0, 1))
+    return _round_to_8_bits((photos + upsampled).clamp(0, 1))
 
 
 def seen_by_attacker(config: TrainConfig, protected: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
