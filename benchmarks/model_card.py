@@ -156,9 +156,7 @@ def main() -> None:
             "met": None if protected is None or inconclusive or target is None else protected["final"] <= target,
             "inconclusive": inconclusive, "command": command,
         })
-    embedding_rows = embedding_table(runs)
-    if previous and not embedding_rows:
-        embedding_rows = previous.get("embedding_attacker", [])
+    embedding_rows = embedding_table(runs, previous.get("embedding_attacker", []) if previous else [])
     card = {
         "name": args.model.stem,
         "file": args.model.name,
@@ -182,27 +180,49 @@ def main() -> None:
         "quality": quality,
         "evaluations": rows,
         "embedding_attacker": embedding_rows,
+        "cloak": cloak_figures(evals, runs, previous),
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip, args.portrait))
     print(json.dumps({"written": [f"models/{args.model.stem}.json", "docs/model-card.md"]}))
 
 
-def embedding_table(runs: dict[tuple[str, str, str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+def embedding_table(runs: dict[tuple[str, str, str, str], dict[str, Any]],
+                    previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (counter-measure, matcher) of the embedding-dlib attacker that was run:
-    clean photos enrolled, protected with labels, protected with hashed names."""
-    attacks = sorted({key[2] for key in runs if key[1].startswith("embedding-dlib/")}, key=lambda a: (a != "none", a))
+    clean photos enrolled, protected with labels, with hashed names, and with hashed names
+    and ``segue protect --cloak`` (variant ``hashed-cloak``). Cells not given now keep the
+    previous card's figure (``--keep-from-card``)."""
+    kept = {(row["attack"], row["matcher"]): row for row in previous}
+    attacks = sorted({key[2] for key in runs if key[1].startswith("embedding-dlib/")} | {a for a, _ in kept},
+                     key=lambda a: (a != "none", a))
     rows = []
     for attack in attacks:
         for matcher, name in EMBEDDING_MATCHERS.items():
             arch = f"embedding-dlib/{matcher}"
+            old = kept.get((attack, matcher), {})
             rows.append({
                 "attack": attack, "matcher": matcher, "matcher_name": name,
-                "clean": runs.get(("labels", arch, attack, "clean")) or runs.get(("hashed", arch, attack, "clean")),
-                "labels": runs.get(("labels", arch, attack, "protected")),
-                "hashed": runs.get(("hashed", arch, attack, "protected")),
+                "clean": (runs.get(("labels", arch, attack, "clean")) or runs.get(("hashed", arch, attack, "clean"))
+                          or runs.get(("hashed-cloak", arch, attack, "clean")) or old.get("clean")),
+                **{column: runs.get((column, arch, attack, "protected")) or old.get(column)
+                   for column in ("labels", "hashed", "hashed-cloak")},
             })
     return rows
+
+
+def cloak_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str, str], dict[str, Any]],
+                  previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``segue protect --cloak`` on this model (variant ``hashed-cloak``): its image quality and
+    the from-scratch attacker's figures, beside the embedding table's column."""
+    folders = [folder for variant, folder in evals if variant == "hashed-cloak"]
+    kept = (previous or {}).get("cloak") or {}
+    quality = next((q for q in (json.loads((f / "results.json").read_text()).get("quality") for f in folders) if q),
+                   kept.get("quality"))
+    from_scratch = {attack: run for (variant, arch, attack, train_set), run in runs.items()
+                    if variant == "hashed-cloak" and arch == "resnet18" and train_set == "protected"}
+    from_scratch = {**kept.get("from_scratch", {}), **from_scratch}
+    return {"quality": quality, "from_scratch": from_scratch} if quality or from_scratch else None
 
 
 def render_threat_model(card: dict[str, Any]) -> list[str]:
@@ -217,25 +237,51 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
         "**Protects against (partly, see the table above):** someone who collects the protected photos and",
         "trains a face classifier *from scratch* on them (protocol P112's attacker), including with the",
         "counter-measures measured above.", "",
-        "**Does not protect against:** matching with a face-recognition network trained elsewhere (how most",
+        "**Does not protect against, on its own:** matching with a face-recognition network trained elsewhere (how most",
         "deployed face recognition works). The protected photos are enrolled with dlib's pretrained 128-d",
         "face network (`segue evaluate --arch embedding-dlib`) and the person's clean test photos are",
         "matched against them (clean-test accuracy %, chance 10%):", "",
-        "| counter-measure | matcher | clean photos enrolled | protected, labels | protected, hashed names |",
-        "|---|---|---|---|---|",
+        "| counter-measure | matcher | clean photos enrolled | protected, labels | protected, hashed names "
+        "| protected with `--cloak`, hashed names |",
+        "|---|---|---|---|---|---|",
     ]
     if not rows:
-        lines.append("| - | - | not measured | not measured | not measured |")
+        lines.append("| - | - | not measured | not measured | not measured | not measured |")
     for row in rows:
         lines.append(f"| {row['attack']} | {row['matcher_name']} | {cell(row['clean'])} | {cell(row['labels'])} | "
-                     f"{cell(row['hashed'])} |")
-    lines += ["", f"Commands: `{EMBEDDING_COMMAND.format(variant='labels')}` (with the clean baseline) and "
-                  f"`{EMBEDDING_COMMAND.format(variant='hashed')} --skip-baseline`.", "",
-              "**What a user can do about it:** nothing in segue today. A perturbation that moves the identity in",
-              "a face network's embedding (as cloaking tools such as Fawkes and LowKey aim to) is the open issue",
-              "\"Protection against existing face recognition\"; such cloaks are known to fall to newer or robust",
-              "face networks, so no protection against every existing network should be expected.", ""]
-    return lines
+                     f"{cell(row['hashed'])} | {cell(row.get('hashed-cloak'))} |")
+    lines += ["", f"Commands: `{EMBEDDING_COMMAND.format(variant='labels')}` (with the clean baseline), "
+                  f"`{EMBEDDING_COMMAND.format(variant='hashed')} --skip-baseline` and, for the last column, "
+                  f"`{CLOAK_COMMAND}`.", ""]
+    without = next((row["protected"] for row in card["evaluations"]
+                    if (row["variant"], row["arch"], row["attack"]) == ("hashed", "resnet18", "none")), None)
+    return lines + render_cloak(card.get("cloak"), without)
+
+
+CLOAK_COMMAND = ("python benchmarks/p112.py --variant hashed --cloak 10 --out runs/p112-cloak10 --arch embedding-dlib "
+                 "--attack none --attack jpeg-75 --attack gray --skip-baseline --threads 1")
+
+
+def render_cloak(cloak: dict[str, Any] | None, without: dict[str, Any] | None) -> list[str]:
+    """``without``: the from-scratch figure of the same model and names without ``--cloak``."""
+    lines = ["**What a user can do about it:** `segue protect --cloak` (docs/protect.md) adds to this model's",
+             "perturbation a cloak made for each photo against dlib's network, within the same 8/255: the last",
+             "column above. It is a per-photo optimisation, Fawkes' route, about 0.6 s a photo on one CPU thread,",
+             "and it is **white box**: made against the very network that attacks here. Other face networks could",
+             "not be measured offline; cloaks of this kind are known to fall to newer or robust face networks, so",
+             "no protection against every existing network should be expected."]
+    if cloak and cloak.get("quality"):
+        q = cloak["quality"]
+        lines += ["", f"Image quality with `--cloak` (protected train photos at {q['size']} px): PSNR {q['psnr_db']:.2f} dB, "
+                      f"SSIM {q['ssim']:.3f}, tint {q['tint_ciede2000']:.2f}, chroma share {q['chroma_share']:.3f}."]
+    for attack, run in sorted((cloak or {}).get("from_scratch", {}).items()):
+        compared = (f", against {without['final']:.1f}% without `--cloak` (the first table): the two perturbations "
+                    "share the 8/255, and the cloak costs part of this protection"
+                    if attack == "none" and without else "")
+        lines += ["", f"The from-scratch attacker (ResNet18, P112{', ' + attack if attack != 'none' else ''}) on the "
+                      f"photos protected with `--cloak` and hashed names: {run['final']:.1f}% (`{run['results']}`)"
+                      f"{compared}."]
+    return lines + [""]
 
 
 def previous_card(card_path: Path, model: Path) -> dict[str, Any] | None:

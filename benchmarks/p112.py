@@ -16,6 +16,7 @@ re-made by hand. Results land in OUT/<variant>/eval*/results.json.
   python benchmarks/p112.py --variant labels --arch embedding-dlib          # pretrained face recognition
   python benchmarks/p112.py --variant labels --image-size 64 --skip-baseline  # a departure, recorded
   python benchmarks/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
+  python benchmarks/p112.py --variant hashed --cloak 10 --arch embedding-dlib --skip-baseline  # protect --cloak
   segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
   python benchmarks/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
@@ -42,8 +43,8 @@ def segue(*args: str) -> str:
     return completed.stdout
 
 
-def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None) -> None:
-    model_args = ["--model", model] if model else []
+def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, cloak: list[str]) -> None:
+    model_args = (["--model", model] if model else []) + cloak
     if variant == "pseudo":
         if labels is None:
             raise SystemExit("--variant pseudo needs --labels CSV (from segue cluster)")
@@ -70,13 +71,18 @@ def main() -> None:
     parser.add_argument("--protocol", default="p112", help="p112, or p112-screen to rank variants (not a P112 figure)")
     parser.add_argument("--image-size", type=int, default=None, help="attacker input size (a departure from 112)")
     parser.add_argument("--skip-baseline", action="store_true", help="do not train the clean baseline")
+    parser.add_argument("--cloak", type=int, default=None, metavar="STEPS",
+                        help="protect with --cloak --cloak-steps STEPS (the identity cloak against dlib's network)")
+    parser.add_argument("--cloak-epsilon", type=float, default=None, help="with --cloak: protect's --cloak-epsilon")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
     protected = args.out / args.variant / "protected"
     if not protected.exists():
-        protect(args.model, args.data / "train", protected, args.variant, args.labels)
+        cloak = [] if args.cloak is None else ["--cloak", "--cloak-steps", str(args.cloak)] + (
+            [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)])
+        protect(args.model, args.data / "train", protected, args.variant, args.labels, cloak)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
                      "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(args.out / args.variant / "eval"),
                      "--seed", str(args.seed), "--threads", str(args.threads), "--json"]

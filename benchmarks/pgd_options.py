@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 
 
-def add_pgd_options(parser: argparse.ArgumentParser, steps: int, step: float, batch: int) -> None:
+def add_pgd_options(parser: argparse.ArgumentParser, steps: int, step: float, batch: int | None) -> None:
+    """``batch`` None: the script works a photo at a time and takes no --batch."""
     parser.add_argument("out", type=Path, help="folder for the protected ImageFolder tree (must not exist)")
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--step", type=float, default=step, help="PGD step in 1/255 units")
     parser.add_argument("--epsilon", type=float, default=8.0, help="L-inf budget in 1/255 units")
-    parser.add_argument("--batch", type=int, default=batch)
+    if batch is not None:
+        parser.add_argument("--batch", type=int, default=batch, help="photos optimised together")
     parser.add_argument("--threads", type=int, default=1)
 
 

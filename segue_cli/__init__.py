@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-__all__ = ["Protector", "__version__"]
+__all__ = ["CloakConfig", "Protector", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from .protector import Protector
 
         return Protector
+    if name == "CloakConfig":
+        from .cloak import CloakConfig
+
+        return CloakConfig
     raise AttributeError(f"module 'segue_cli' has no attribute {name!r}")

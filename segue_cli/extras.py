@@ -19,6 +19,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "export": ("train", ("torch", "onnxscript")),
     "cluster": ("train", ("dlib", "sklearn", "face_recognition_models")),
     "protect --backend torch": ("train", ("torch",)),
+    "protect --cloak": ("train", ("torch", "dlib", "face_recognition_models")),
     "protect --engine ray": ("ray", ("ray", "pyarrow")),
 }
 

@@ -1,9 +1,10 @@
 """Protect images in memory: ``Protector`` opens the model, backend and face detector once
 and protects one image per call, the way ``segue protect`` protects each file.
 
-    from segue_cli import Protector
+    from segue_cli import CloakConfig, Protector
     protector = Protector()                       # the shipped default model
     safe = protector.protect(image, identity="Ada Lovelace")
+    cloaking = Protector(cloak=CloakConfig())     # also against dlib's face network (segue[train])
 
 ``image`` may be a PIL image, a numpy array (H x W x 3 or H x W x 4 uint8, or H x W
 gray), the bytes of an image file, or a path; what comes back is of the same kind (bytes
@@ -22,6 +23,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
+from .cloak import CloakConfig, IdentityCloak
 from .choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
 from .errors import InputError
 from .formats import OUTPUT_FORMATS, format_of_pillow
@@ -38,7 +40,7 @@ class Protector:
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cloak: CloakConfig | None = None) -> None:
         from .protect.pipeline import default_planner
 
         if faces not in FACE_MODES:
@@ -47,6 +49,7 @@ class Protector:
         self.info = self.backend.info
         self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
         self.max_pixels = max_pixels
+        self.cloak = IdentityCloak(cloak) if cloak is not None else None
 
     def code_for(self, identity: str | None = None, label: int | None = None, code: int | None = None) -> int:
         """The side-information code of exactly one of identity, label or code."""
@@ -79,7 +82,7 @@ class Protector:
         from .protect.pipeline import compose_protected
 
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
-        return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon)
+        return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
     def perturbations(self, plan: PhotoPlan, code: int) -> list[np.ndarray]:
         """The generator's delta for each of a plan's inputs, one call each."""

@@ -222,6 +222,11 @@ def test_quality_of_a_known_perturbation(tmp_path):
     assert "2 of 5 scales" in report.ms_ssim_note and report.lpips is None
     identical = measure_quality([(tmp_path / "c0.png", tmp_path / "c0.png")], 40)
     assert identical.psnr_db is None and identical.identical == 1 and identical.ssim == pytest.approx(1)
+    # an untouched copy beside the protected pairs (a person who did not protect) changes no mean
+    mixed = measure_quality(pairs + [(tmp_path / "c0.png", tmp_path / "c0.png")], 40)
+    assert mixed.identical == 1 and mixed.pairs == 4
+    for name in ("psnr_db", "ssim", "ms_ssim", "l2_mean", "linf_mean", "tint_ciede2000", "chroma_share"):
+        assert getattr(mixed, name) == pytest.approx(getattr(report, name), rel=1e-6), name
 
 
 # --- preset and CLI --------------------------------------------------------------------------

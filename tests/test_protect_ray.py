@@ -110,3 +110,21 @@ def test_engine_options_are_checked_before_any_work(tmp_path):
         assert result.exit_code == 2, result.output
         assert words in result.stderr, result.stderr
     assert not (tmp_path / "photos-protected").exists()
+
+
+def test_ray_engine_cloaks_as_the_local_engine_does(tmp_path, ray_instance, webface10):
+    """--cloak runs in each actor (its own copy of dlib's twin) and writes the same bytes."""
+    import shutil
+
+    from segue_cli.cloak import CloakConfig
+
+    root = tmp_path / "photos" / "ada"
+    root.mkdir(parents=True)
+    for source in sorted((webface10 / "train" / "5").glob("*.jpg"))[:2]:
+        shutil.copy(source, root / source.name)
+    cloak = CloakConfig(steps=3)
+    local = protect(ProtectConfig(input=root.parent, out=tmp_path / "local", by_folder=True, cloak=cloak))
+    on_ray = protect(ProtectConfig(input=root.parent, out=tmp_path / "ray", by_folder=True, cloak=cloak, engine="ray",
+                                   actors=2, engine_progress=False))
+    assert (local.written, on_ray.written) == (2, 2)
+    assert tree_digest(tmp_path / "ray") == tree_digest(tmp_path / "local")

@@ -1,7 +1,7 @@
 """Protect photos before sharing them: adds the Segue perturbation (invisible, at most
 8/255 per pixel) so that face-recognition models trained on them learn nothing useful.
-It protects partly against a model trained on the photos from scratch, not against an
-existing face-recognition network: figures in docs/model-card.md, "Threat model".
+It protects partly against a model trained on the photos from scratch; against an existing
+face-recognition network only with --cloak: figures in docs/model-card.md, "Threat model".
 
 INPUT is a folder (searched recursively), one image file, or - to read image paths from
 stdin (one per line, or NUL-separated as from find -print0). Outputs mirror the input's
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 import typer
 from rich.markup import escape
 
+from ..cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS
 from ..errors import InputError, input_not_found
@@ -69,7 +70,7 @@ def protect(
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1-100 (default 95). Lower quality removes more of the protection.")] = None,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Copy EXIF (camera, date, GPS position...) into the outputs. Default: removed.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output already exists (default: skip them).")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: half the CPU cores (at most 8); the generator gets the rest.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads that decode and encode images. Default: half the CPU cores (at most 8); the generator gets the rest. With --cloak: all the cores (at most 8), each cloaking one photo.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Photos per generator call (photos of the same working size are batched together).")] = 16,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     faces: Annotated[Optional[bool], typer.Option("--faces/--no-faces", show_default=False, help="Face-aware protection: perturb each detected face's aligned crop (what an attacker trains on). Default (neither flag): on for photos whose shorter side is over 2 x the model's working size (224 px for the default model), off for smaller ones (face crops). Photos with no face fall back to whole-image protection and are reported. Every face gets the photo's side information.")] = None,
@@ -77,6 +78,9 @@ def protect(
     engine: Annotated[str, typer.Option("--engine", help="Where the work runs: local (this machine's threads) or ray (a Ray cluster through Ray Data, for large batches; needs pip install 'segue[ray]'). The same inputs, outputs, codes and settings record; byte-identical files. With ray, INPUT and --out may be object-store URIs (s3://bucket/prefix; credentials and endpoint from the AWS_* variables).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster to join (auto, or HOST:PORT of its head). Default: start a local Ray instance for this run.")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", help="With --engine ray: how many workers protect photos, each holding one model (default: one per CPU of the cluster).")] = None,
+    cloak: Annotated[bool, typer.Option("--cloak", help="Also cloak each photo's face against an existing face-recognition network (dlib's ResNet, which face_recognition and many tools use): a per-photo optimisation, within the same 8/255 as the generator's perturbation, that moves the face's descriptor away from the person's, so that a system which enrols the protected photos does not match the person's other photos. About 0.6 s a photo on one CPU thread at the default 10 steps (the generator alone: milliseconds). Made against dlib's network itself (white box): other face networks may see through it. Needs pip install 'segue[train]' (torch, dlib). Figures: docs/evaluation.md.")] = False,
+    cloak_steps: Annotated[Optional[int], typer.Option("--cloak-steps", show_default=False, help="With --cloak: optimisation steps a photo (default 10; more: a stronger cloak, proportionally slower and more visible).")] = None,
+    cloak_epsilon: Annotated[Optional[float], typer.Option("--cloak-epsilon", show_default=False, help="With --cloak: the most the cloak changes any pixel of the generator's output, in 1/255 (default: as far as the model's bound allows; the result stays within the model's 8/255 of your photo either way). Less keeps the photo closer to the original and cloaks less.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another segue protect is writing to the same --out, wait for it to finish instead of stopping (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
@@ -105,9 +109,10 @@ def protect(
         out=None if out is None else (out if is_uri(out) else Path(out)), identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
-        workers=workers if workers is not None else default_workers(), batch_size=batch_size, max_pixels=max_pixels,
+        workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
+        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon),
     )
     from ..protect.job import protect as run_protect  # the pipeline's imports, once the options are known good
 
@@ -155,6 +160,15 @@ def protect(
         print_json(summary.to_dict())
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float]) -> Optional[CloakConfig]:
+    given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon)) if value is not None]
+    if given and not cloak:
+        raise InputError(f"{' and '.join(given)} apply with --cloak only", f"add --cloak, or drop {' and '.join(given)}")
+    if not cloak:
+        return None
+    return CloakConfig(**({"steps": steps} if steps is not None else {}), epsilon=epsilon)
 
 
 EXAMPLE_NAME = "example-astronaut.png"

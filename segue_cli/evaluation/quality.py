@@ -31,8 +31,11 @@ LPIPS_NOTE = (
 class QualityReport:
     size: int
     pairs: int
-    identical: int  # pairs with zero difference (PSNR infinite; left out of the PSNR mean)
-    psnr_db: float | None  # mean over the non-identical pairs
+    # Pairs with zero difference (untouched copies, e.g. people who did not protect
+    # themselves): left out of every mean below, so a partly protected set reads as its
+    # protected photos do.
+    identical: int
+    psnr_db: float | None  # mean over the non-identical pairs (None: all identical)
     ssim: float
     ms_ssim: float
     ms_ssim_scales: int
@@ -126,16 +129,19 @@ def measure_quality(
         # float32: float64 convolutions have no fast CPU kernels and cost 10x for no visible gain.
         x, y = protected.float() / 255, clean.float() / 255
         difference = x - y
+        delta = difference.flatten(1)
+        mse = delta.pow(2).mean(dim=1)
+        zero = mse == 0  # an untouched copy (a person left unprotected): left out of every mean
+        identical += int(zero.sum())
+        x, y, difference, delta, mse = x[~zero], y[~zero], difference[~zero], delta[~zero], mse[~zero]
+        if not len(x):
+            continue
         totals["tint"] += float(tint(y, x, TINT_SIGMA * size / 224).sum())
         chroma, energy = chroma_energy(difference)
         totals["chroma"] += float(chroma.sum())
         totals["energy"] += float(energy.sum())
-        cosine.add([p.parent.name for p, _ in chunk], difference)
-        delta = difference.flatten(1)
-        mse = delta.pow(2).mean(dim=1)
-        zero = mse == 0
-        identical += int(zero.sum())
-        totals["psnr"] += float((10 * torch.log10(1.0 / mse[~zero])).sum())
+        cosine.add([p.parent.name for (p, _), same in zip(chunk, zero.tolist()) if not same], difference)
+        totals["psnr"] += float((10 * torch.log10(1.0 / mse)).sum())
         totals["ssim"] += float(ssim_and_cs(x, y)[0].mean(dim=1).sum())
         totals["ms_ssim"] += float(ms_ssim_any_size(x, y, scales).sum())
         linf = delta.abs().amax(dim=1)
@@ -147,12 +153,15 @@ def measure_quality(
     note = (f"{scales} scales (standard weights)" if scales == len(MS_SSIM_WEIGHTS) else
             f"{scales} of 5 scales at {size} px (5 need more than 160 px); weights "
             f"{', '.join(f'{w:g}' for w in MS_SSIM_WEIGHTS[:scales])} renormalised to sum to 1")
+    def mean(name: str, if_none: float) -> float:
+        return totals[name] / differing if differing else if_none
+
     return QualityReport(
         size=size, pairs=count, identical=identical,
         psnr_db=totals["psnr"] / differing if differing else None,
-        ssim=totals["ssim"] / count, ms_ssim=totals["ms_ssim"] / count, ms_ssim_scales=scales, ms_ssim_note=note,
-        linf_mean=totals["linf"] / count, linf_max=linf_max, linf_max_255=round(linf_max * 255, 3),
-        l2_mean=totals["l2"] / count, tint_ciede2000=totals["tint"] / count,
+        ssim=mean("ssim", 1.0), ms_ssim=mean("ms_ssim", 1.0), ms_ssim_scales=scales, ms_ssim_note=note,
+        linf_mean=mean("linf", 0.0), linf_max=linf_max, linf_max_255=round(linf_max * 255, 3),
+        l2_mean=mean("l2", 0.0), tint_ciede2000=mean("tint", 0.0),
         tint_sigma=TINT_SIGMA * size / 224,
         chroma_share=totals["chroma"] / totals["energy"] if totals["energy"] else 0.0,
         within_identity_cosine=cosine.value(),
@@ -162,7 +171,7 @@ def measure_quality(
 def psnr_text(report: QualityReport) -> str:
     if report.psnr_db is None:
         return "infinite (every pair identical)"
-    suffix = f" ({report.identical} identical pairs left out)" if report.identical else ""
+    suffix = f" ({report.identical} identical pairs left out of every mean)" if report.identical else ""
     return f"{report.psnr_db:.2f} dB{suffix}"
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import BACKEND_CHOICES
+from ..cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
 from ..engines import ENGINE_CHOICES
@@ -19,10 +20,12 @@ from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 FORMATS = tuple(OUTPUT_FORMATS)
 
 
-def default_workers() -> int:
+def default_workers(cloak: bool = False) -> int:
     """Half the cores (at most 8) decode and encode; the generator gets the other half:
-    per photo both sides cost about the same CPU time (docs/benchmarks.md)."""
-    return max(1, min(8, (os.cpu_count() or 1) // 2))
+    per photo both sides cost about the same CPU time (docs/benchmarks.md). With --cloak
+    every core (at most 8): each worker cloaks one photo on one thread, seconds a photo
+    against the generator's milliseconds."""
+    return max(1, min(8, (os.cpu_count() or 1) // (1 if cloak else 2)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class ProtectConfig:
     ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join a cluster
     actors: int | None = None  # Ray actors (None: one per CPU of the cluster)
     engine_progress: bool = True  # the Ray engine's own progress bars (off for --quiet and --json)
+    cloak: CloakConfig | None = None  # also cloak each face against dlib's face network (segue_cli/cloak.py)
 
     def __post_init__(self) -> None:
         chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),

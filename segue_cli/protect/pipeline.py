@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..artifacts import atomic_write
+from ..cloak import IdentityCloak, shared_cloak
 from ..datasets import too_small
 from ..errors import InputError
 from ..faces.detectors import open_detector
@@ -211,11 +212,20 @@ class Pipeline:
         self.finish(future.result())
 
 
-def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float) -> np.ndarray:
+def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float,
+                      cloak: IdentityCloak | None = None) -> np.ndarray:
     """The protected pixels of one photo from the generator's deltas: composed at full
-    resolution by its plan (a black-and-white photo gets their luminance only), then
-    checked against the bound. Shared by the folder pipeline and ``Protector``."""
+    resolution by its plan (a black-and-white photo gets their luminance only), cloaked
+    against dlib's face network when ``cloak`` is given (its figures go into the plan's
+    details), then checked against the bound. Shared by every engine and ``Protector``."""
     protected = plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
+    if cloak is not None:
+        cloaked = cloak.cloak(image.rgb, protected, epsilon)
+        protected = cloaked.pixels
+        plan.details.update(cloak_similarity=round(cloaked.similarity, 4), cloak_face_found=cloaked.face_found)
+        if not cloaked.face_found:
+            plan.notes.append("identity cloak: no face found; the centre of the photo was cloaked as a face crop, "
+                              "as a face-recognition system that finds no face would take it")
     if not within_limit(image.rgb, protected, epsilon):
         raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
     return protected
@@ -225,8 +235,8 @@ def encode_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarra
                      epsilon: float) -> tuple[bytes, list[str]]:
     """The output file's bytes and the notes for its report: every engine's last step
     before writing, so that engines write byte-identical files."""
+    protected = compose_protected(image, plan, deltas, epsilon, shared_cloak(config.cloak) if config.cloak else None)
     notes = list(image.notes) + list(plan.notes)
-    protected = compose_protected(image, plan, deltas, epsilon)
     if image.alpha is not None and config.image_format == "jpeg":
         notes.append("transparency dropped: JPEG has no alpha channel")
     data = encode_image(protected, alpha=image.alpha, image_format=config.image_format,

@@ -72,4 +72,5 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
     other settings is not silently skipped."""
     return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
             "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
-            "quality": config.output_quality, "keep_metadata": config.keep_metadata}
+            "quality": config.output_quality, "keep_metadata": config.keep_metadata,
+            **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {})}  # absent without: older records still match

@@ -1,0 +1,128 @@
+"""The identity cloak (``segue protect --cloak``, ``Protector(cloak=...)``): it moves dlib's
+descriptor of real faces, stays within epsilon of the clean photo whatever the generator
+spent, keeps black-and-white photos black and white, and is reported per file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from segue_cli.cli.app import app
+from segue_cli.cloak import CloakConfig, IdentityCloak
+from segue_cli.errors import ConfigError
+
+EPSILON = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def cloak() -> IdentityCloak:
+    return IdentityCloak(CloakConfig(steps=8))
+
+
+def webface_crop(webface10: Path, identity: int = 0, index: int = 0) -> np.ndarray:
+    path = sorted((webface10 / "train" / str(identity)).glob("*.jpg"))[index]
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def levels_moved(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int16) - b).max())
+
+
+def test_cloak_moves_the_descriptor_of_a_real_face_within_epsilon(webface10, cloak):
+    clean = webface_crop(webface10)
+    result = cloak.cloak(clean, clean, EPSILON)
+    assert result.face_found
+    assert levels_moved(result.pixels, clean) <= 8
+    assert result.similarity < 0.9  # clean: 1.0; 8 steps already take it well past dlib's same-person spread
+    # the similarity reported is of the written pixels, at the clean photo's alignment; an
+    # attacker who locates the face on the cloaked photo aligns it a fraction of a pixel apart
+    again = cloak.embedder.embed_many([clean, result.pixels])
+    cosine = float(np.dot(*(v.vector / np.linalg.norm(v.vector) for v in again)))
+    assert cosine == pytest.approx(result.similarity, abs=0.05)
+
+
+def test_cloak_is_luminance_and_keeps_gray_photos_gray(webface10, cloak):
+    gray = np.repeat(np.asarray(Image.fromarray(webface_crop(webface10, 1)).convert("L"))[..., None], 3, axis=2)
+    result = cloak.cloak(gray, gray, EPSILON)
+    assert (result.pixels != gray).mean() > 0.3
+    assert (result.pixels[..., 0] == result.pixels[..., 1]).all() and (result.pixels[..., 1] == result.pixels[..., 2]).all()
+
+
+def test_cloak_shares_the_budget_with_the_generators_perturbation(webface10, cloak):
+    clean = webface_crop(webface10, 2)
+    rng = np.random.default_rng(0)
+    generator_output = np.clip(clean.astype(np.int16) + rng.choice([-8, 8], size=clean.shape), 0, 255).astype(np.uint8)
+    result = cloak.cloak(clean, generator_output, EPSILON)
+    assert levels_moved(result.pixels, clean) <= 8  # the sum is clipped to the clean photo's bound
+    assert result.similarity < 0.95
+    assert (result.pixels != generator_output).mean() > 0.2  # the cloak changed the generator's output
+
+
+def test_cloak_epsilon_limits_the_cloaks_own_change(webface10):
+    clean = webface_crop(webface10, 2)
+    generator_output = np.clip(clean.astype(np.int16) + 8, 0, 255).astype(np.uint8)
+    result = IdentityCloak(CloakConfig(steps=6, epsilon=2)).cloak(clean, generator_output, EPSILON)
+    assert levels_moved(result.pixels, generator_output) == 2
+    assert levels_moved(result.pixels, clean) <= 8
+    assert result.similarity < 1.0
+
+
+def test_cloak_is_deterministic(webface10, cloak):
+    clean = webface_crop(webface10, 3)
+    assert (cloak.cloak(clean, clean, EPSILON).pixels == cloak.cloak(clean, clean, EPSILON).pixels).all()
+
+
+def test_cloak_steps_out_of_range_are_refused():
+    with pytest.raises(ConfigError, match="cloak-steps"):
+        CloakConfig(steps=0)
+    with pytest.raises(ConfigError, match="cloak-epsilon"):
+        CloakConfig(epsilon=0)
+
+
+@pytest.mark.slow
+def test_protector_cloaks_a_full_portrait_face_by_face(astronaut, cloak):
+    from segue_cli import Protector
+
+    plain = Protector().protect(astronaut, identity="Eileen Collins")
+    cloaked = Protector(cloak=CloakConfig(steps=8)).protect(astronaut, identity="Eileen Collins")
+    assert levels_moved(cloaked, astronaut) <= 8
+    assert (cloaked != plain).mean() > 0.02  # the face region only: the rest is the generator's output
+    descriptors = cloak.embedder.embed_many([astronaut, plain, cloaked])
+    unit = [d.vector / np.linalg.norm(d.vector) for d in descriptors]
+    assert np.dot(unit[0], unit[1]) > 0.95  # the generator alone leaves the identity in place
+    assert np.dot(unit[0], unit[2]) < 0.9
+
+
+def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webface10):
+    source = tmp_path / "in" / "ada"
+    source.mkdir(parents=True)
+    for index in range(2):
+        Image.fromarray(webface_crop(webface10, 4, index)).save(source / f"{index}.png")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    result = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
+                                 "--cloak-steps", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    files = [r for r in records if r["type"] == "file"]
+    assert len(files) == 2 and all(r["details"]["cloak_similarity"] < 0.97 for r in files)
+    summary = records[-1]
+    assert "identity cloak" in summary["protection"]
+    for index in range(2):
+        written = np.asarray(Image.open(out / "ada" / f"{index}.png").convert("RGB"))
+        assert levels_moved(written, webface_crop(webface10, 4, index)) <= 8
+    # the same folder without --cloak would make other pixels: refused, not skipped as done
+    again = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder"])
+    assert again.exit_code == 2
+    assert "other settings" in again.output and "cloak_steps" in again.output
+
+
+def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak-steps", "5"])
+    assert result.exit_code == 2
+    assert "--cloak-steps apply with --cloak only" in result.output
