@@ -3,6 +3,7 @@ protected and residual x30 (mid-grey: no change) side by side, at full size, as 
 sees them before posting.
 
   python benchmarks/portrait_strip.py --out docs/img/default-model-portrait.png
+  python benchmarks/portrait_strip.py --cloak 10 --out docs/img/cloak-portrait.png   # segue protect --cloak
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segue_cli import Protector  # noqa: E402
+from segue_cli import CloakConfig, Protector  # noqa: E402
 
 RESIDUAL_GAIN = 30  # as the evaluation report's strip: mid-grey is no change
 
@@ -28,10 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="generator (default: the shipped model)")
     parser.add_argument("--photo", type=Path, default=EXAMPLE, help="portrait to protect (default: the shipped example)")
+    parser.add_argument("--cloak", type=int, default=None, metavar="STEPS", help="also cloak, as protect --cloak")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     clean = np.asarray(Image.open(args.photo).convert("RGB"))
-    protector = Protector(model=args.model, faces="on")
+    cloak = CloakConfig(steps=args.cloak) if args.cloak else None
+    protector = Protector(model=args.model, faces="on", cloak=cloak)
     protected = np.asarray(protector.protect(clean, identity="segue example"))
     residual = np.clip(127.5 + RESIDUAL_GAIN * (protected.astype(np.float64) - clean), 0, 255).astype(np.uint8)
     gap = np.full((clean.shape[0], 8, 3), 255, np.uint8)
