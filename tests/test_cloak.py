@@ -113,6 +113,7 @@ def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webfa
     assert len(files) == 2 and all(r["details"]["cloak_similarity"] < 0.97 for r in files)
     summary = records[-1]
     assert "identity cloak" in summary["protection"]
+    assert summary["cloaked"] == 2 and summary["cloak_no_face"] == sum(not r["details"]["cloak_face_found"] for r in files)
     for index in range(2):
         written = np.asarray(Image.open(out / "ada" / f"{index}.png").convert("RGB"))
         assert levels_moved(written, webface_crop(webface10, 4, index)) <= 8

@@ -128,3 +128,4 @@ def test_ray_engine_cloaks_as_the_local_engine_does(tmp_path, ray_instance, webf
                                    actors=2, engine_progress=False))
     assert (local.written, on_ray.written) == (2, 2)
     assert tree_digest(tmp_path / "ray") == tree_digest(tmp_path / "local")
+    assert (local.cloaked, on_ray.cloaked) == (2, 2) and local.cloak_no_face == on_ray.cloak_no_face

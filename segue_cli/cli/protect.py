@@ -233,6 +233,11 @@ def _print_summary(summary: ProtectSummary) -> None:
         stderr_console.print(f"faces: {summary.face_aware} photo(s) protected face by face ({summary.faces_found} "
                              f"face(s)), {summary.no_face} with no face found protected whole", highlight=False,
                              soft_wrap=True)
+    if summary.cloaked:
+        no_face = (f", {summary.cloak_no_face} of them with no face found (centre cloaked)"
+                   if summary.cloak_no_face else "")
+        stderr_console.print(f"cloak: {summary.cloaked} photo(s) cloaked against dlib's face network{no_face}",
+                             highlight=False, soft_wrap=True)
     stderr_console.print(escape(f"model: {summary.model} (file sha256 {summary.file_sha256[:12]}, {summary.backend} on "
                                 f"{summary.device}, epsilon {summary.epsilon * 255:.1f}/255)"), highlight=False, soft_wrap=True)
     _print_warnings(summary.warnings)

@@ -108,6 +108,7 @@ class ProtectWorker:
             row.update(status="failed", reason=write_failure(exc, row["source"], row["output"]))
         else:
             row["status"] = "written"
+            row["details"] = json.dumps(plan.details)  # what compose added (the cloak's figures)
         row["notes"] = json.dumps(notes)
         return row
 

@@ -51,6 +51,10 @@ class ProtectSummary:
     faces_found: int = 0
     no_face: int = 0
     whole_image: int = 0
+    # With --cloak: photos cloaked, and among them those where no face was found (their
+    # centre was cloaked as a face crop's).
+    cloaked: int = 0
+    cloak_no_face: int = 0
     warnings: list[str] = field(default_factory=list)
     # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
     not_read: list[dict[str, str]] = field(default_factory=list)
@@ -72,6 +76,9 @@ class ProtectSummary:
                 self.no_face += 1
             else:
                 self.whole_image += 1
+            if "cloak_similarity" in result.details:
+                self.cloaked += 1
+                self.cloak_no_face += not result.details.get("cloak_face_found", True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
@@ -81,7 +88,8 @@ class ProtectSummary:
                 "format": self.image_format, "protection": self.protection, "total": self.total,
                 "written": self.written, "skipped": self.skipped, "failed": self.failed,
                 "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
-                "whole_image": self.whole_image, "seconds": round(self.seconds, 3),
+                "whole_image": self.whole_image, "cloaked": self.cloaked, "cloak_no_face": self.cloak_no_face,
+                "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
                 "not_read": self.not_read}
 
