@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from pgd_options import add_pgd_options, start_output  # noqa: E402
 from segue_cli.cloak import CloakConfig, IdentityCloak  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
+from segue_cli.identity_objective import class_centroids  # noqa: E402
 from segue_cli.imageio import load_image, save_image  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "WebFace10" / "train"
@@ -66,8 +69,8 @@ def main() -> None:
         photos = [load_image(item.path).rgb for item in items]
         reference = None
         if args.reference == "centroid":
-            vectors = np.stack([e.vector / np.linalg.norm(e.vector) for e in cloak.embedder.embed_many(photos)])
-            reference = vectors.mean(axis=0)
+            vectors = F.normalize(torch.from_numpy(np.stack([e.vector for e in cloak.embedder.embed_many(photos)])), dim=1)
+            reference = class_centroids(vectors, torch.zeros(len(vectors), dtype=torch.long), 1)[0].numpy()
         similarities = []
         for item, rgb in zip(items, photos):
             result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference)

@@ -44,17 +44,17 @@ def segue(*args: str) -> str:
 
 
 def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, cloak: list[str]) -> None:
-    model_args = (["--model", model] if model else []) + cloak
+    options = (["--model", model] if model else []) + cloak  # passed to every protect call
     if variant == "pseudo":
         if labels is None:
             raise SystemExit("--variant pseudo needs --labels CSV (from segue cluster)")
-        segue("protect", str(train), "--out", str(out), "--labels", str(labels), *model_args)
+        segue("protect", str(train), "--out", str(out), "--labels", str(labels), *options)
     elif variant == "labels":
-        segue("protect", str(train), "--out", str(out), "--by-folder", *model_args)
+        segue("protect", str(train), "--out", str(out), "--by-folder", *options)
     elif variant == "hashed":
         for identity in sorted(p.name for p in train.iterdir() if p.is_dir()):
             segue("protect", str(train / identity), "--out", str(out / identity), "--identity", f"webface10-{identity}",
-                  *model_args)
+                  *options)
     else:
         raise SystemExit(f"unknown variant {variant}")
 

@@ -98,22 +98,18 @@ class IdentityCloak:
         import numpy as np
         import torch
 
-        from .faces.dlib_face_net import chip_matrix
-
         with self._locate_lock:
-            shape, _, found = self.embedder.locate(np.ascontiguousarray(clean))
-            matrix = chip_matrix(self.embedder.chip_details(shape))
+            matrix, found = self.embedder.chip_map(np.ascontiguousarray(clean))
         (top, bottom), (left, right) = _region(matrix, clean.shape[0], clean.shape[1])
+        matrix[:, 2] -= (left, top)  # the chip's map within the region
         with _one_torch_thread():
-            matrix = matrix.copy()
-            matrix[:, 2] -= (left, top)
-            region = _optimise(self, torch.from_numpy(np.array(clean[top:bottom, left:right])),
-                               torch.from_numpy(np.array(protected[top:bottom, left:right])),
-                               torch.from_numpy(matrix)[None], epsilon,
-                               None if reference is None else torch.from_numpy(np.asarray(reference, np.float32)))
+            region, similarity = _optimise(
+                self, torch.from_numpy(np.array(clean[top:bottom, left:right])),
+                torch.from_numpy(np.array(protected[top:bottom, left:right])), torch.from_numpy(matrix)[None], epsilon,
+                None if reference is None else torch.from_numpy(np.asarray(reference, np.float32)))
         pixels = protected.copy()
-        pixels[top:bottom, left:right] = region.pixels
-        return CloakResult(pixels, region.similarity, found > 0)
+        pixels[top:bottom, left:right] = region
+        return CloakResult(pixels, similarity, found > 0)
 
 
 _threads_lock = threading.Lock()
@@ -145,12 +141,6 @@ def _one_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_threads_before)
 
 
-@dataclass(frozen=True)
-class _Region:
-    pixels: np.ndarray
-    similarity: float
-
-
 def _region(matrix: np.ndarray, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """Rows and columns of the photo the chip is cut from (its footprint plus a margin)."""
     import numpy as np
@@ -163,7 +153,9 @@ def _region(matrix: np.ndarray, height: int, width: int) -> tuple[tuple[int, int
     return (top, bottom), (left, right)
 
 
-def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, epsilon: float, reference: Any) -> _Region:
+def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, epsilon: float,
+              reference: Any) -> tuple[np.ndarray, float]:
+    """(the cloaked region, H x W x 3 uint8; its descriptor's cosine to the reference)."""
     import torch
     import torch.nn.functional as F
 
@@ -199,7 +191,7 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     with torch.no_grad():
         pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
         final = float((descriptor(pixels / 255) * reference).sum())
-    return _Region(pixels[0].permute(1, 2, 0).to(torch.uint8).numpy(), final)
+    return pixels[0].permute(1, 2, 0).to(torch.uint8).numpy(), final
 
 
 @lru_cache(maxsize=4)

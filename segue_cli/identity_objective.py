@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .faces.dlib_face_net import DlibFaceNet, chip_matrix, extract_chips
+from .faces.dlib_face_net import DlibFaceNet, extract_chips
 
 
 @dataclass
@@ -51,7 +51,7 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
     matrices = []
     for photo in images:
         rgb = np.ascontiguousarray(photo.permute(1, 2, 0).numpy())
-        matrices.append(chip_matrix(embedder.chip_details(embedder.locate(rgb)[0])))
+        matrices.append(embedder.chip_map(rgb)[0])
         if on_photo is not None:
             on_photo()
     matrix_tensor = torch.from_numpy(np.stack(matrices))

@@ -153,6 +153,7 @@ def measure_quality(
     note = (f"{scales} scales (standard weights)" if scales == len(MS_SSIM_WEIGHTS) else
             f"{scales} of 5 scales at {size} px (5 need more than 160 px); weights "
             f"{', '.join(f'{w:g}' for w in MS_SSIM_WEIGHTS[:scales])} renormalised to sum to 1")
+
     def mean(name: str, if_none: float) -> float:
         return totals[name] / differing if differing else if_none
 

@@ -119,6 +119,15 @@ class DlibEmbedder:
         """Where that chip lies in the photo (a ``dlib.chip_details``: rect, angle, size)."""
         return self._dlib.get_face_chip_details(shape, CHIP_SIZE, CHIP_PADDING)
 
+    def chip_map(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        """(the 2 x 3 map from chip pixel to photo pixel of the largest face's chip, for
+        :func:`~segue_cli.faces.dlib_face_net.extract_chips`; faces found): where the
+        differentiable terms (train's identity term, protect's cloak) cut dlib's chip."""
+        from .dlib_face_net import chip_matrix
+
+        shape, _, found = self.locate(rgb)
+        return chip_matrix(self.chip_details(shape)), found
+
     def embed(self, rgb: np.ndarray) -> FaceEmbedding:
         return self.embed_many([rgb])[0]
 
