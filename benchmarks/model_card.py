@@ -370,10 +370,10 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     ]
     for row in card["evaluations"]:
         protected = row["protected"]
-        measured = "not measured" if protected is None else f"{protected['final']:.1f} ({protected['peak']:.1f})"
+        figure = "not measured" if protected is None else f"{protected['final']:.1f} ({protected['peak']:.1f})"
         baseline = "-" if row["baseline"] is None else f"{row['baseline']['final']:.1f}"
         target = "none set" if row["target_max_accuracy"] is None else f"<= {row['target_max_accuracy']:.0f}"
-        lines.append(f"| {row['scenario']} | {target} | {measured} | {baseline} | "
+        lines.append(f"| {row['scenario']} | {target} | {figure} | {baseline} | "
                      f"{_met_cell(row)} | `{row['command']}` |")
     lines += ["", f"A clean baseline is the same attacker trained on the clean train split: "
                   f"`{baseline_command('ARCH', 'none')}` (with `--attack ATTACK` for a counter-measure's row)."]

@@ -159,7 +159,6 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     import torch
     import torch.nn.functional as F
 
-    from .faces.dlib_face_net import extract_chips
     from .nn import distortions
 
     config = cloak.config
@@ -171,7 +170,7 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     rng = torch.Generator().manual_seed(config.seed)
 
     def descriptor(photo: Any) -> Any:
-        return F.normalize(cloak.net(extract_chips(photo * 255.0, matrix)), dim=1)
+        return cloak.net.unit_descriptors(photo * 255.0, matrix)
 
     def cloaked(delta: Any) -> Any:
         full = F.interpolate(delta, size=(height, width), mode="bilinear", align_corners=False)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .faces.dlib_face_net import DlibFaceNet, extract_chips
+from .faces.dlib_face_net import DlibFaceNet
 
 
 @dataclass
@@ -34,8 +34,7 @@ class IdentityObjective:
     def similarity(self, photos: torch.Tensor, indices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cosine similarity of the photos' descriptors ([0, 1] photos, the training
         photos ``indices``) to their identities' clean centroids."""
-        chips = extract_chips(photos * 255.0, self.matrices[indices.cpu()].to(photos.device))
-        descriptors = F.normalize(self.net(chips), dim=1)
+        descriptors = self.net.unit_descriptors(photos * 255.0, self.matrices[indices.cpu()].to(photos.device))
         return (descriptors * self.centroids.to(photos.device)[targets]).sum(dim=1).mean()
 
 
@@ -58,8 +57,7 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
     descriptors = []
     with torch.no_grad():
         for start in range(0, len(images), 32):
-            chips = extract_chips(images[start : start + 32].double(), matrix_tensor[start : start + 32])
-            descriptors.append(F.normalize(net(chips.float()), dim=1))
+            descriptors.append(net.unit_descriptors(images[start : start + 32].double(), matrix_tensor[start : start + 32]))
     return IdentityObjective(net, matrix_tensor, class_centroids(torch.cat(descriptors), targets, num_classes))
 
 

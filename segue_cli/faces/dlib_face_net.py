@@ -182,6 +182,12 @@ class DlibFaceNet(nn.Module):
         y = self.convs[index](x)
         return y * self.gammas[start:end].view(1, -1, 1, 1) + self.betas[start:end].view(1, -1, 1, 1)
 
+    def unit_descriptors(self, photos: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+        """Unit-length descriptors [B, 128] of the faces that :func:`chip_matrix` maps
+        [B, 2, 3] cut from photos [B, 3, H, W] in 0..255 (any float type): what the
+        cosine terms of training and of the cloak compare. Differentiable in the photos."""
+        return F.normalize(self(extract_chips(photos, matrices).float()), dim=1)
+
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
         x = (chips - self.means) / 256.0
         x = F.max_pool2d(F.relu(self._conv_affine(0, x)), 3, 2)
