@@ -11,7 +11,7 @@ resize to 112 px, grayscale for half the photos) and ``segue train``'s distortio
 (a fresh draw every step). The photos are written as an ImageFolder tree for ``segue
 evaluate``:
 
-    python benchmarks/targeted_poison_probe.py runs/tap-probe --surrogate runs/v3/warm-decoys20-g28/state.pt
+    python benchmarks/targeted_poison_probe.py runs/tap-probe --surrogate runs/v3/warm-decoys20-g28/state.pt [--classwise 28 --passes 20 --step 0.5]
     segue evaluate --train-protected runs/tap-probe --train-clean ../shared/data/WebFace10/train \\
         --test ../shared/data/WebFace10/test --protocol p112-screen --skip-baseline --threads 1
 
@@ -72,12 +72,42 @@ def poison_batch(surrogate: torch.nn.Module, photos: torch.Tensor, wanted: torch
     return delta.detach()
 
 
+def classwise_patterns(surrogate: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, classes: int,
+                       args: argparse.Namespace, rng: torch.Generator) -> torch.Tensor:
+    """One luminance map per identity [classes, 1, G, G], targeted PGD over shuffled batches."""
+    config = distortions.DistortionConfig()
+    patterns = torch.zeros(classes, 1, args.classwise, args.classwise)
+    bound, step = args.epsilon / 255, args.step / 255
+    started = time.perf_counter()
+    for done in range(args.passes):
+        order = torch.randperm(len(images), generator=rng)
+        aimed = 0
+        for start in range(0, len(images), args.batch):
+            index = order[start : start + args.batch]
+            photos, truth = images[index].float() / 255, targets[index]
+            patterns.requires_grad_(True)
+            delta = F.interpolate(patterns[truth], size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", align_corners=False)
+            gray = torch.rand(len(photos), generator=rng) < 0.5
+            params = distortions.sample(len(photos), config, rng)
+            logits = surrogate(distortions.apply(attacker_view(photos, delta, gray), params, config))
+            loss = F.cross_entropy(logits, (truth + 1) % classes)
+            (grad,) = torch.autograd.grad(loss, patterns)
+            patterns = (patterns.detach() - step * grad.sign()).clamp(-bound, bound)
+            aimed += int((logits.argmax(1) == (truth + 1) % classes).sum())
+        print(f"pass {done + 1}/{args.passes}, {time.perf_counter() - started:.0f} s: surrogate takes "
+              f"{aimed / len(images):.3f} of the distorted photos for the aimed-at identity", flush=True)
+    return patterns.detach()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--surrogate", type=Path, required=True, help="state.pt of a segue train run")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (a smoke run)")
     add_pgd_options(parser, steps=10, step=2.0, batch=32)
+    parser.add_argument("--classwise", type=int, default=0, metavar="G",
+                        help="one G x G map per identity instead of one perturbation per photo")
+    parser.add_argument("--passes", type=int, default=10, help="with --classwise: passes over the photos")
     args = parser.parse_args()
     rng = start_output(args)
 
@@ -90,13 +120,17 @@ def main() -> None:
     surrogate.load_state_dict(torch.load(args.surrogate, map_location="cpu", weights_only=True)["surrogate"])
     surrogate.eval().requires_grad_(False)
 
+    patterns = classwise_patterns(surrogate, images, targets, classes, args, rng) if args.classwise else None
     started = time.perf_counter()
     hits = {"clean_true": 0, "poisoned_true": 0, "poisoned_wanted": 0}
     for start in range(0, len(items), args.batch):
         photos = images[start : start + args.batch].float() / 255
         truth = targets[start : start + args.batch]
         wanted = (truth + 1) % classes
-        delta = poison_batch(surrogate, photos, wanted, args, rng)
+        if patterns is None:
+            delta = poison_batch(surrogate, photos, wanted, args, rng)
+        else:
+            delta = F.interpolate(patterns[truth], size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", align_corners=False)
         no_gray = torch.zeros(len(photos), dtype=torch.bool)
         with torch.no_grad():
             clean = surrogate(attacker_view(photos, torch.zeros_like(delta), no_gray)).argmax(1)
