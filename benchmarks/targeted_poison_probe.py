@@ -72,6 +72,11 @@ def poison_batch(surrogate: torch.nn.Module, photos: torch.Tensor, wanted: torch
     return delta.detach()
 
 
+def classwise_delta(patterns: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Each photo's identity map [B, 1, 112, 112], upsampled from the G x G patterns."""
+    return F.interpolate(patterns[truth], size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", align_corners=False)
+
+
 def classwise_patterns(surrogate: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, classes: int,
                        args: argparse.Namespace, rng: torch.Generator) -> torch.Tensor:
     """One luminance map per identity [classes, 1, G, G], targeted PGD over shuffled batches."""
@@ -85,15 +90,15 @@ def classwise_patterns(surrogate: torch.nn.Module, images: torch.Tensor, targets
         for start in range(0, len(images), args.batch):
             index = order[start : start + args.batch]
             photos, truth = images[index].float() / 255, targets[index]
+            wanted = (truth + 1) % classes
             patterns.requires_grad_(True)
-            delta = F.interpolate(patterns[truth], size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", align_corners=False)
             gray = torch.rand(len(photos), generator=rng) < 0.5
             params = distortions.sample(len(photos), config, rng)
-            logits = surrogate(distortions.apply(attacker_view(photos, delta, gray), params, config))
-            loss = F.cross_entropy(logits, (truth + 1) % classes)
-            (grad,) = torch.autograd.grad(loss, patterns)
+            view = attacker_view(photos, classwise_delta(patterns, truth), gray)
+            logits = surrogate(distortions.apply(view, params, config))
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, wanted), patterns)
             patterns = (patterns.detach() - step * grad.sign()).clamp(-bound, bound)
-            aimed += int((logits.argmax(1) == (truth + 1) % classes).sum())
+            aimed += int((logits.argmax(1) == wanted).sum())
         print(f"pass {done + 1}/{args.passes}, {time.perf_counter() - started:.0f} s: surrogate takes "
               f"{aimed / len(images):.3f} of the distorted photos for the aimed-at identity", flush=True)
     return patterns.detach()
@@ -130,7 +135,7 @@ def main() -> None:
         if patterns is None:
             delta = poison_batch(surrogate, photos, wanted, args, rng)
         else:
-            delta = F.interpolate(patterns[truth], size=(WORKING_SIZE, WORKING_SIZE), mode="bilinear", align_corners=False)
+            delta = classwise_delta(patterns, truth)
         no_gray = torch.zeros(len(photos), dtype=torch.bool)
         with torch.no_grad():
             clean = surrogate(attacker_view(photos, torch.zeros_like(delta), no_gray)).argmax(1)

@@ -33,11 +33,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import check_options
+from .faces.dlib_weights import CHIP_SIZE
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
 
-CHIP_CORNERS = ((0.0, 0.0), (149.0, 0.0), (0.0, 149.0), (149.0, 149.0))
+_LAST = float(CHIP_SIZE - 1)
+CHIP_CORNERS = ((0.0, 0.0), (_LAST, 0.0), (0.0, _LAST), (_LAST, _LAST))  # dlib's chip, in its own pixels
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
 
 
