@@ -31,7 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from segue_cli.artifacts import atomic_write, save_generator  # noqa: E402
+from segue_cli.artifacts import save_generator  # noqa: E402
+
+from segue_cli.storage import atomic_write  # noqa: E402
 from segue_cli.export import ExportConfig, export_model  # noqa: E402
 from segue_cli.nn.generator import SegueGenerator  # noqa: E402
 from segue_cli.backends.onnx_backend import OnnxBackend  # noqa: E402

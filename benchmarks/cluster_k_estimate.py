@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segue_cli.clustering import estimate_k, kmeans, matched_accuracy  # noqa: E402
+from segue_cli.cluster import estimate_k, kmeans, matched_accuracy  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.faces.embedding import DlibEmbedder  # noqa: E402
 from segue_cli.imageio import load_image  # noqa: E402

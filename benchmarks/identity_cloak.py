@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pgd_options import add_pgd_options, start_output  # noqa: E402
-from segue_cli.cloak import CloakConfig, IdentityCloak  # noqa: E402
+from segue_cli.photo.cloak import CloakConfig, IdentityCloak  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
-from segue_cli.identity_objective import class_centroids  # noqa: E402
+from segue_cli.train.identity import class_centroids  # noqa: E402
 from segue_cli.imageio import load_image, save_image  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "WebFace10" / "train"

@@ -55,7 +55,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     from segue_cli.faces.dlib_face_net import extract_chips
-    from segue_cli.identity_objective import class_centroids, prepare
+    from segue_cli.train.identity import class_centroids, prepare
     from segue_cli.imageio import load_image
     from segue_cli.nn import distortions
 
@@ -116,7 +116,7 @@ def ncm_accuracy(enrolled: torch.Tensor, labels: torch.Tensor, queries: torch.Te
                  identities: int) -> float:
     """Nearest-class-mean attacker: enrolled unit descriptors give one centroid per identity;
     each query (unit descriptor) is matched to the closest."""
-    from segue_cli.identity_objective import class_centroids
+    from segue_cli.train.identity import class_centroids
 
     return float(((queries @ class_centroids(enrolled, labels, identities).T).argmax(1) == truth).float().mean())
 
@@ -135,7 +135,7 @@ def universal_probe(args: argparse.Namespace) -> None:
     import torch.nn.functional as F
 
     from segue_cli.faces.dlib_face_net import extract_chips
-    from segue_cli.identity_objective import prepare
+    from segue_cli.train.identity import prepare
     from segue_cli.imageio import load_image
 
     def load(root: Path, count: int | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segue_cli.artifacts import atomic_write  # noqa: E402
+from segue_cli.storage import atomic_write  # noqa: E402
 from segue_cli.errors import InputError, OutputError  # noqa: E402
 from segue_cli.imageio import discover_images, load_image, save_image  # noqa: E402
 

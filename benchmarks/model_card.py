@@ -27,7 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segue_cli.artifacts import file_sha256, load_generator, read_metadata  # noqa: E402
+from segue_cli.artifacts import load_generator, read_metadata  # noqa: E402
+
+from segue_cli.storage import file_sha256  # noqa: E402
 from segue_cli.nn.generator import count_parameters  # noqa: E402
 
 CHANCE_ACCURACY = 10.0  # WebFace10: 10 identities

@@ -39,8 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segue_cli.protect.config import ProtectConfig, default_workers  # noqa: E402
-from segue_cli.protect.pipeline import inference_threads  # noqa: E402
-from segue_cli.protect.job import protect  # noqa: E402
+from segue_cli.protect import protect  # noqa: E402
 from segue_cli.backends.base import BackendInfo  # noqa: E402
 from segue_cli.backends.opening import open_backend  # noqa: E402
 
@@ -79,7 +78,7 @@ def fresh_model(folder: Path, image_size: int = 112) -> Path:
 
 def single_run(args: argparse.Namespace) -> dict[str, object]:
     """One pipeline run in this process; prints its figures as JSON."""
-    backend = open_backend(args.model, args.backend, args.device, threads=inference_threads(args.workers))
+    backend = open_backend(args.model, args.backend, args.device, threads=max(1, (os.cpu_count() or 1) - args.workers))
     if args.single == "floor":
         backend = ZeroBackend(backend.info)
     with tempfile.TemporaryDirectory(prefix="segue-bench-") as out:

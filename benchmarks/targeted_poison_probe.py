@@ -40,7 +40,7 @@ from segue_cli.datasets import decode_images, scan_image_folder  # noqa: E402
 from segue_cli.imageio import save_image  # noqa: E402
 from segue_cli.nn import distortions  # noqa: E402
 from segue_cli.nn.surrogate import build_surrogate  # noqa: E402
-from segue_cli.training import photo_with_delta  # noqa: E402
+from segue_cli.nn.delta import photo_with_delta  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "WebFace10" / "train"
 WORKING_SIZE = 112

@@ -10,6 +10,11 @@ so `segue evaluate` sees identical pixels for them. Families:
   grating  a square-wave grating; the code picks one of PERIODS x ANGLES
   tile     a TILE x TILE random +/-1 tile of CELL px cells, repeated over the photo at a
            random cyclic offset (the code seeds the tile)
+  atoms    ACTIVE of a few shared gratings (PERIODS x ANGLES), each at its own random
+           phase, summed and signed: the code picks which; a detector of one atom learns
+           from every person who has it, and the person is a linear readout of the atoms
+  fixed    a GRID x GRID map of random +/-1 cells at the same place on every photo (a
+           control: is any class-wise shortcut learned here at all?)
 
   python research/keyed_code_probe.py runs/codes/lfw-tile --data ../shared/data/LFW48/train \\
       --family tile --cell 4 --tile 4 --hash-prefix lfw48
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from math import comb
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +65,27 @@ def tile(code: int, shape: tuple[int, int], rng: np.random.Generator, cell: int,
     return signs[rows[:, None], cols[None, :]].astype(np.float64)
 
 
+def atoms(code: int, shape: tuple[int, int], rng: np.random.Generator, periods: list[float], angles: int,
+          active: int) -> np.ndarray:
+    from itertools import combinations
+
+    grid = [(p, np.pi * a / angles) for p in periods for a in range(angles)]
+    chosen = list(combinations(range(len(grid)), active))[code % comb(len(grid), active)]
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    total = np.zeros(shape)
+    for index in chosen:
+        period, angle = grid[index]
+        total += np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + rng.uniform(0, 2 * np.pi))
+    return np.sign(total + 1e-9)
+
+
+def fixed(code: int, shape: tuple[int, int], grid: int) -> np.ndarray:
+    import cv2
+
+    cells = (np.random.default_rng(0x5E6E0000 + code).integers(0, 2, (grid, grid)) * 2 - 1).astype(np.float32)
+    return np.sign(cv2.resize(cells, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)).astype(np.float64)
+
+
 def protected_people(identities: list[str], count: int | None) -> list[str]:
     """All, or ``count`` spread evenly over the folder order (positions round(i * n / count))."""
     if count is None:
@@ -70,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", type=Path, required=True, help="the clean train split: <identity>/<images>")
-    parser.add_argument("--family", choices=("grating", "tile"), default="tile")
+    parser.add_argument("--family", choices=("grating", "tile", "atoms", "fixed"), default="tile")
     parser.add_argument("--hash-prefix", default="lfw48", help="codes are identity_code(PREFIX-<folder>)")
     parser.add_argument("--amplitude", type=float, default=8.0, help="levels of 255")
     parser.add_argument("--protect", type=int, default=None, help="protect only N people (the others clean)")
@@ -78,6 +105,8 @@ def main() -> None:
     parser.add_argument("--angles", type=int, default=5, help="grating: angles over 180 degrees")
     parser.add_argument("--cell", type=int, default=4, help="tile: cell size, px")
     parser.add_argument("--tile", type=int, default=4, help="tile: cells a side")
+    parser.add_argument("--active", type=int, default=3, help="atoms: gratings a code sums")
+    parser.add_argument("--grid", type=int, default=14, help="fixed: cells a side")
     args = parser.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out} exists; choose a new folder")
@@ -92,6 +121,10 @@ def main() -> None:
             shape = rgb.shape[:2]
             if args.family == "grating":
                 pattern = grating(code, shape, rng, args.periods, args.angles)
+            elif args.family == "atoms":
+                pattern = atoms(code, shape, rng, args.periods, args.angles, args.active)
+            elif args.family == "fixed":
+                pattern = fixed(code, shape, args.grid)
             else:
                 pattern = tile(code, shape, rng, args.cell, args.tile)
             delta = np.round(pattern * args.amplitude)[..., None]

@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return Protector
     if name == "CloakConfig":
-        from .cloak import CloakConfig
+        from .photo.cloak import CloakConfig
 
         return CloakConfig
     raise AttributeError(f"module 'segue_cli' has no attribute {name!r}")

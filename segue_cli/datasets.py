@@ -14,20 +14,11 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from .errors import InputError
+from .side_info import is_label
 
 if TYPE_CHECKING:
     import torch
-from .imageio import discover_images, is_image_path, load_image, resize_rgb
-
-MIN_IMAGE_SIDE = 16
-
-
-def too_small(height: int, width: int) -> str | None:
-    """Why a photo of this size is refused (by every command alike), or None."""
-    if min(height, width) < MIN_IMAGE_SIDE:
-        return f"{width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
-    return None
-
+from .imageio import discover_images, is_image_path, load_image, resize_rgb, too_small
 
 @dataclass(frozen=True)
 class LabelledImage:
@@ -50,7 +41,7 @@ class LabelledSet:
 
 
 def _identity_sort_key(name: str) -> tuple[int, int | str]:
-    return (0, int(name)) if name.isdigit() else (1, name)
+    return (0, int(name)) if is_label(name) else (1, name)
 
 
 def _finish(items: list[LabelledImage], source: Path) -> LabelledSet:
@@ -107,7 +98,7 @@ def write_labels_csv(csv_path: Path, rows: Iterable[dict[str, object]], extra_co
     """Write ``path,label,<extra...>``; paths are stored relative to the CSV's folder when possible."""
     import os
 
-    from .artifacts import atomic_write
+    from .storage import atomic_write
 
     csv_path = Path(csv_path)
     base = csv_path.resolve().parent

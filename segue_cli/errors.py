@@ -6,6 +6,8 @@ errors exit 2, anything that ran but failed on some files exits 1.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 
 class SegueError(Exception):
     """Base class: a message for the user plus an optional hint on how to fix it."""
@@ -49,3 +51,36 @@ def check_options(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+Range = tuple[float, float]
+
+
+def check_ranges(config: object, ranges: Mapping[str, Range], flag: str = "--{}") -> None:
+    """Every numeric field of ``config`` (a dataclass) is a finite number in its stated
+    range, or None where the field allows it; a ConfigError names the option, the range
+    and the value. A numeric field missing from ``ranges`` is a programming error, so
+    that no option can be added without a stated range."""
+    import math
+    from dataclasses import fields
+
+    for item in fields(config):  # type: ignore[arg-type]
+        value = getattr(config, item.name)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if item.name not in ranges:
+            if numeric:
+                raise AssertionError(f"{type(config).__name__}.{item.name} has no stated range")
+            continue
+        if value is None:
+            continue
+        low, high = ranges[item.name]
+        option = flag.format(item.name.replace("_", "-"))
+        integer = isinstance(item.default, int) and not isinstance(item.default, bool) or item.type in ("int", "int | None")
+        if not numeric or (integer and not isinstance(value, int)):
+            raise ConfigError(f"{option} must be {'an integer' if integer else 'a number'} (got {value!r})")
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"{option} must be between {low:g} and {high:g} (got {value!r})")
+
+
+class SegueWarning(UserWarning):
+    """What the library says where the CLI prints ``warning:`` (a lossy output format, ...)."""

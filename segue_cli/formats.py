@@ -27,6 +27,20 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
 }
 
 
+def lossy_warning(image_format: str, quality: int | None) -> str | None:
+    """The one sentence every entry point (the CLI, ``Protector``, the server) says when the
+    output is lossy; None for a lossless format."""
+    if not OUTPUT_FORMATS[image_format].lossy:
+        return None
+    return (f"{image_format.upper()} at quality {quality or DEFAULT_QUALITY} is lossy: compression removes part of "
+            "the perturbation and weakens protection; PNG (the default) keeps all of it")
+
+
+def suffix_format(suffix: str) -> str | None:
+    """The output format a file name's suffix names (``.JPG`` -> ``"jpeg"``), if segue writes it."""
+    return next((name for name, fmt in OUTPUT_FORMATS.items() if suffix.lower() in fmt.suffixes), None)
+
+
 def format_of_pillow(pillow_name: str | None) -> str | None:
     """The output format Pillow calls ``pillow_name`` (``"JPEG"`` -> ``"jpeg"``), if segue writes it."""
     return next((name for name, fmt in OUTPUT_FORMATS.items() if fmt.pillow == pillow_name), None)

@@ -10,9 +10,9 @@ is atomic: a temp file in the target folder, then ``os.replace``.
 from __future__ import annotations
 
 import io
+import struct
 import os
 import zlib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .artifacts import atomic_write
+from .storage import regular_file_opener, atomic_write
 from .choices import DEFAULT_MAX_PIXELS
 
 from .errors import InputError
@@ -53,6 +53,16 @@ def _heif_support() -> bool:
 _HEIF_READY: bool | None = None
 
 
+MIN_IMAGE_SIDE = 16
+
+
+def too_small(height: int, width: int) -> str | None:
+    """Why a photo of this size is refused (by every command alike), or None."""
+    if min(height, width) < MIN_IMAGE_SIDE:
+        return f"{width}x{height} is too small (need at least {MIN_IMAGE_SIDE} px a side)"
+    return None
+
+
 @dataclass
 class LoadedImage:
     """An 8-bit RGB photo as an H x W x 3 uint8 array, plus what a writer needs to keep."""
@@ -75,7 +85,7 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
 
 def looks_like_image(path: Path) -> bool:
@@ -86,8 +96,14 @@ def looks_like_image(path: Path) -> bool:
             head = handle.read(16)
     except OSError:
         return False
+    return starts_like_image(head)
+
+
+def starts_like_image(head: bytes) -> bool:
+    """Whether these first bytes (16 are enough) are those of an image segue reads. A list
+    of paths never starts so: it is text, and no path begins with these bytes."""
     return (head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or head[4:8] == b"ftyp")
+            or head[4:8] == b"ftyp" or (head[:2] == b"BM" and head[6:10] == b"\0\0\0\0"))  # BMP: reserved bytes zero
 
 
 # Photo formats segue cannot read: never taken silently for "not an image", but reported.
@@ -204,37 +220,30 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
     try:
         if size == 0:
             raise InputError(f"{path}: empty file (0 bytes)", "remove it or replace it with the real photo")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # our own check below names the file and the option
-            try:
-                with Image.open(io.BytesIO(data) if data is not None else path) as opened:
-                    width, height = opened.size
-                    if width * height > max_pixels:
-                        raise InputError(
-                            f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}",
-                            "this may be a decompression bomb; if the photo is genuine raise --max-pixels",
-                        )
-                    notes: list[str] = []
-                    frames = getattr(opened, "n_frames", 1)
-                    if getattr(opened, "is_animated", False) and frames > 1:
-                        notes.append(f"animated ({frames} frames): used the first frame only")
-                    opened.seek(0)
-                    icc = opened.info.get("icc_profile")
-                    if _rawmode(opened).endswith(";16B") and opened.mode in ("RGB", "RGBA"):
-                        notes.append("converted 16-bit RGB to 8-bit (segue works on 8 bits per channel)")
-                    opened.load()
-                    oriented = ImageOps.exif_transpose(opened) or opened
-                    # Read EXIF after the transpose: Pillow drops the Orientation tag from the
-                    # rotated copy, so a writer that keeps metadata does not rotate it twice.
-                    exif = oriented.info.get("exif")
-                    source_mode, source_format = oriented.mode, opened.format
+        with _open_unchecked(io.BytesIO(data) if data is not None else path) as opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise InputError(
+                    f"{path}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}",
+                    "this may be a decompression bomb; if the photo is genuine raise --max-pixels",
+                )
+            notes: list[str] = []
+            frames = getattr(opened, "n_frames", 1)
+            if getattr(opened, "is_animated", False) and frames > 1:
+                notes.append(f"animated ({frames} frames): used the first frame only")
+            opened.seek(0)
+            icc = opened.info.get("icc_profile")
+            if _rawmode(opened).endswith(";16B") and opened.mode in ("RGB", "RGBA"):
+                notes.append("converted 16-bit RGB to 8-bit (segue works on 8 bits per channel)")
+            opened.load()
+            oriented = ImageOps.exif_transpose(opened) or opened
+            # Read EXIF after the transpose: Pillow drops the Orientation tag from the
+            # rotated copy, so a writer that keeps metadata does not rotate it twice.
+            exif = oriented.info.get("exif")
+            source_mode, source_format = oriented.mode, opened.format
 
-                    rgb_image, alpha = _to_8bit_rgb(oriented, notes)
-                    rgb_image, icc = _to_srgb(rgb_image, icc, notes)
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous_limit
+            rgb_image, alpha = _to_8bit_rgb(oriented, notes)
+            rgb_image, icc = _to_srgb(rgb_image, icc, notes)
     except InputError:
         raise
     except PermissionError as exc:
@@ -250,6 +259,39 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
                      "R, G and B")
     return LoadedImage(rgb=rgb, alpha=alpha, icc_profile=icc, exif=exif, notes=notes, grayscale=grayscale,
                        source_format=source_format)
+
+
+def _open_unchecked(source: io.BytesIO | Path) -> Image.Image:
+    """``Image.open`` without Pillow's decompression-bomb check, which reads the process-wide
+    ``Image.MAX_IMAGE_PIXELS``: changing that global for one call would switch the check
+    off for every thread (Ray actors, a server's requests) meanwhile. The caller checks the
+    pixel count against its own limit before decoding anything but the header. Plugins
+    are tried as Pillow tries them: the common ones, then all."""
+    exclusive = isinstance(source, Path)
+    fp: Any = open(source, "rb", opener=regular_file_opener) if isinstance(source, Path) else source
+    try:
+        prefix = fp.read(16)
+        for load_plugins in (Image.preinit, Image.init):
+            load_plugins()
+            for name in list(Image.ID):
+                factory, accept = Image.OPEN[name]
+                verdict = accept(prefix) if accept is not None else True
+                if not verdict or isinstance(verdict, str):  # a string is Pillow's "close, but not this format"
+                    continue
+                fp.seek(0)
+                try:
+                    image = factory(fp, str(source) if exclusive else "")
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue
+                image._exclusive_fp = exclusive  # the file closes with the image
+                return image
+    except BaseException:
+        if exclusive:
+            fp.close()
+        raise
+    if exclusive:
+        fp.close()
+    raise UnidentifiedImageError(f"cannot identify image file {str(source)!r}")
 
 
 def _rawmode(opened: Image.Image) -> str:

@@ -17,18 +17,19 @@ planner and compose step).
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 from PIL import Image
 
-from .cloak import CloakConfig, IdentityCloak
+from .photo.cloak import CloakConfig, IdentityCloak
 from .choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
-from .errors import InputError
-from .formats import OUTPUT_FORMATS, format_of_pillow
+from .errors import InputError, SegueWarning
+from .formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
 from .imageio import LoadedImage, encode_image, load_image
-from .protect.plans import PhotoPlan
+from .photo.plans import PhotoPlan
 from .backends.opening import open_backend
 from .side_info import label_code
 
@@ -41,7 +42,7 @@ class Protector:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
                  threads: int | None = None, cloak: CloakConfig | None = None) -> None:
-        from .protect.pipeline import default_planner
+        from .photo.plans import default_planner
 
         if faces not in FACE_MODES:
             raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
@@ -50,18 +51,28 @@ class Protector:
         self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
         self.max_pixels = max_pixels
         self.cloak = IdentityCloak(cloak) if cloak is not None else None
+        if self.info.note:  # as the CLI's summary says it
+            warnings.warn(self.info.note, SegueWarning, stacklevel=2)
 
     def code_for(self, identity: str | None = None, label: int | None = None, code: int | None = None) -> int:
-        """The side-information code of exactly one of identity, label or code."""
+        """The side-information code of exactly one of identity (a name), label (an int) or
+        code (an int: a raw code, not reduced); anything else is an InputError with a hint."""
         given = [name for name, value in (("identity", identity), ("label", label), ("code", code)) if value is not None]
         if len(given) != 1:
             raise InputError("give exactly one of identity=, label= or code=" + (f" (got {', '.join(given)})" if given else ""),
                              'who is in the photo decides the perturbation: protect(image, identity="Ada Lovelace")')
         if identity is not None:
+            if not isinstance(identity, str):
+                raise InputError(f"identity= must be a name (str), got {type(identity).__name__} {identity!r}",
+                                 f'pass identity="{identity}" for a name, or label={identity!r} for an integer label')
             return self.info.code_space.identity(identity)
+        for name, value in (("label", label), ("code", code)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InputError(f"{name}= must be an int, got {type(value).__name__} {value!r}",
+                                 f"pass an integer 0..{2**self.info.code_bits - 1}, or identity=NAME for a name")
         if label is not None:
             return self.info.code_space.label(label)
-        return label_code(int(code), self.info.code_bits)  # type: ignore[arg-type]  # a raw code: not reduced
+        return label_code(code, self.info.code_bits)  # type: ignore[arg-type]  # a raw code: not reduced
 
     def protect(self, image: ImageLike, *, identity: str | None = None, label: int | None = None,
                 code: int | None = None, image_format: str | None = None) -> Any:
@@ -75,18 +86,38 @@ class Protector:
         chosen = self.code_for(identity, label, code)
         loaded = _load(image, self.max_pixels)
         protected = self.protect_loaded(loaded, chosen)
+        if isinstance(image, (bytes, bytearray)):
+            warning = lossy_warning(image_format or format_of_pillow(loaded.source_format) or "png", None)
+            if warning:  # as the CLI says it
+                warnings.warn(warning, SegueWarning, stacklevel=2)
         return _as_kind(image, loaded, protected, image_format)
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
-        from .protect.pipeline import compose_protected
+        from .photo.compose import compose_protected
 
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
+    def protect_file(self, data: bytes, code: int, image_format: str = "png", quality: int | None = None,
+                     keep_metadata: bool = False) -> tuple[bytes, list[str]]:
+        """An image file's bytes in, the protected file's bytes and the notes out, exactly as
+        ``segue protect`` writes that file with these options (the same decode, compose and
+        encode steps): what ``segue protect -`` and the server return."""
+        from .photo.compose import FileOptions, decode_photo, encode_protected
+
+        if image_format not in OUTPUT_FORMATS:
+            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+        options = FileOptions(image_format, quality, keep_metadata, self.cloak.config if self.cloak else None)
+        image, plan = decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, self.planner)
+        return encode_protected(image, plan, self.perturbations(plan, code), options, self.info.epsilon)
+
     def perturbations(self, plan: PhotoPlan, code: int) -> list[np.ndarray]:
         """The generator's delta for each of a plan's inputs, one call each."""
         return [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
+
+
+_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16")
 
 
 def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
@@ -96,7 +127,11 @@ def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
         return load_image(Path(image), max_pixels)
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG" if image.mode not in ("CMYK",) else "TIFF")  # lossless, mode kept
+        try:  # lossless, mode kept: PNG holds the usual modes, TIFF the others (CMYK, float, 16-bit...)
+            image.save(buffer, format="PNG" if image.mode in _PNG_MODES else "TIFF")
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"cannot protect a PIL image of mode {image.mode!r} ({exc})",
+                             "convert it first, e.g. image.convert('RGB')") from exc
         return load_image(buffer.getvalue(), max_pixels)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):

@@ -59,13 +59,19 @@ def identity_code(name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
     return int.from_bytes(digest[:4], "big") % (2**code_bits)
 
 
+def is_label(name: str) -> bool:
+    """Whether a folder or labels-file name is an integer label: ASCII digits only. Other
+    digits (``²``, ``٣``) pass ``str.isdigit`` but are names, hashed like any other."""
+    return name.isascii() and name.isdigit()
+
+
 def folder_code(folder_name: str, code_bits: int = DEFAULT_CODE_BITS) -> int:
     """Code of an identity given by a folder name or a labels-file entry.
 
     Integer names (``"7"``) are labels; any other name is hashed like ``--identity``.
     """
     stripped = folder_name.strip()
-    if stripped.isdigit():
+    if is_label(stripped):
         return label_code(int(stripped), code_bits)
     return identity_code(stripped, code_bits)
 

@@ -77,7 +77,7 @@ def test_pickle_and_foreign_files_are_refused(tmp_path):
 def test_atomic_write_gives_normal_permissions(tmp_path):
     import os
 
-    from segue_cli.artifacts import atomic_write
+    from segue_cli.storage import atomic_write
 
     target = tmp_path / "shared.txt"
     atomic_write(target, lambda tmp: tmp.write_text("x"))

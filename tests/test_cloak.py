@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segue_cli.cli.app import app
-from segue_cli.cloak import CloakConfig, IdentityCloak
+from segue_cli.photo.cloak import CloakConfig, IdentityCloak
 from segue_cli.errors import ConfigError
 
 EPSILON = 8 / 255

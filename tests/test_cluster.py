@@ -9,12 +9,12 @@ from typer.testing import CliRunner
 
 from conftest import copy_faces
 from segue_cli.cli.app import app
-from segue_cli.clustering import ClusterConfig, cluster, estimate_k, matched_accuracy
+from segue_cli.cluster import ClusterConfig, cluster, estimate_k, matched_accuracy
 from segue_cli.datasets import read_labels_csv
 from segue_cli.faces.embedding import LANDMARKS_FILE, RECOGNITION_FILE, SAME_PERSON_DISTANCE, DlibEmbedder, default_weights_dir
 from segue_cli.errors import ArtifactError, ConfigError
 from segue_cli.imageio import load_image
-from segue_cli.training import TrainConfig, train
+from segue_cli.train import TrainConfig, train
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import saturating_generator
-from segue_cli import export as export_module
+from segue_cli.export import onnx_export as export_module
 from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
 from segue_cli.errors import ArtifactError, ConfigError, OutputError

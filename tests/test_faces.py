@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segue_cli.attacker_pipeline import attacker_crop_correlation, detect_align_folder, probe_pattern
+from segue_cli.evaluation.attacker_pipeline import attacker_crop_correlation, detect_align_folder, probe_pattern
 from segue_cli.errors import ConfigError, OutputError
 from segue_cli.faces.detectors import DLIB5_TEMPLATE_112, DlibDetector, open_detector
 from segue_cli.faces.geometry import (ARCFACE_TEMPLATE_112, Face, align_face, alignment_matrix, merge_face_deltas,
                                       similarity_transform, template_points)
 from segue_cli.imageio import load_image
 from segue_cli.backends.torch_backend import TorchBackend
-from segue_cli.protect.plans import PhotoPlan, face_planner
+from segue_cli.photo.plans import PhotoPlan, face_planner
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from segue_cli.protect import pipeline as protect_pipeline
+from segue_cli.engines import local as protect_pipeline
 from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError, OutputError
 from segue_cli.imageio import load_image
 from segue_cli.protect.config import ProtectConfig
-from segue_cli.protect.results import ProtectSummary
-from segue_cli.protect.job import protect
-from segue_cli.protect.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
+from segue_cli.job import ProtectSummary
+from segue_cli.protect import protect
+from segue_cli.photo.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
 from segue_cli.backends.opening import open_backend
 from segue_cli.side_info import folder_code, identity_code
 
@@ -237,7 +237,7 @@ def test_full_resolution_mapping_matches_torch_bilinear(monkeypatch):
     expected = torch.nn.functional.interpolate(torch.from_numpy(delta).permute(2, 0, 1)[None], (97, 130),
                                                mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
     whole = np.concatenate([rows for _, rows in upsample_strips(delta, 97, 130)])
-    monkeypatch.setattr("segue_cli.protect.plans._STRIP_PIXELS", 500)  # force the strip path
+    monkeypatch.setattr("segue_cli.photo.plans._STRIP_PIXELS", 500)  # force the strip path
     strips = list(upsample_strips(delta, 97, 130))
     assert len(strips) > 1
     np.testing.assert_allclose(whole, expected, atol=1e-5)

@@ -145,7 +145,7 @@ def test_a_twin_that_only_claims_the_checkpoints_sha256_is_not_run(onnx_export, 
     onnx.save(forged, str(twin))
     backend = open_backend(checkpoint, device="cpu")
     assert backend.info.name == "torch"
-    from segue_cli.artifacts import file_sha256
+    from segue_cli.storage import file_sha256
 
     assert backend.info.file_sha256 == file_sha256(checkpoint)  # the file actually run
 
@@ -160,7 +160,8 @@ def test_a_corrupt_twin_falls_back_to_the_checkpoint(onnx_export, tmp_path, albu
 
 def test_shipped_model_files_are_checked_against_their_card(tmp_path, monkeypatch):
     from segue_cli.backends import opening as runtime
-    from segue_cli.artifacts import MODELS_DIR, file_sha256
+    from segue_cli.artifacts import MODELS_DIR
+    from segue_cli.storage import file_sha256
 
     shipped = MODELS_DIR / "segue-webface10-112.onnx"
     assert runtime.shipped_sha256(shipped) == file_sha256(shipped)  # the card pins what ships
@@ -359,7 +360,7 @@ def test_thin_photos_reach_the_generator_squashed_and_map_back_in_strips():
     import cv2
     import numpy as np
 
-    from segue_cli.protect.plans import MAX_WORKING_ASPECT, upsample_strips, working_shape
+    from segue_cli.photo.plans import MAX_WORKING_ASPECT, upsample_strips, working_shape
 
     assert working_shape(16, 6_000_000, 112) == (16, MAX_WORKING_ASPECT * 112)
     assert working_shape(6_000_000, 16, 112) == (MAX_WORKING_ASPECT * 112, 16)

@@ -12,7 +12,7 @@ import pytest
 
 from segue_cli.cli.app import app
 from segue_cli.protect.config import ProtectConfig
-from segue_cli.protect.job import protect
+from segue_cli.protect import protect
 from test_protect import face, json_lines, runner, tree_digest
 
 ray = pytest.importorskip("ray")
@@ -116,7 +116,7 @@ def test_ray_engine_cloaks_as_the_local_engine_does(tmp_path, ray_instance, webf
     """--cloak runs in each actor (its own copy of dlib's twin) and writes the same bytes."""
     import shutil
 
-    from segue_cli.cloak import CloakConfig
+    from segue_cli.photo.cloak import CloakConfig
 
     root = tmp_path / "photos" / "ada"
     root.mkdir(parents=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from segue_cli.protect.config import ProtectConfig
-from segue_cli.protect.job import protect
+from segue_cli.protect import protect
 from test_protect import tree_digest
 from test_protect_ray import people
 

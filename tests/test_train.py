@@ -16,9 +16,9 @@ from segue_cli.imageio import load_image, resize_rgb
 from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator, count_parameters
 from segue_cli.protect.config import ProtectConfig
-from segue_cli.protect.job import protect
+from segue_cli.protect import protect
 from segue_cli.side_info import code_to_signs
-from segue_cli.training import TrainConfig, attacker_view, epoch_stage, identity_codes, train
+from segue_cli.train import TrainConfig, attacker_view, epoch_stage, identity_codes, train
 from segue_cli.datasets import scan_image_folder
 from conftest import copy_faces
 
@@ -403,7 +403,7 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_faces, tmp_path):
 
 @pytest.mark.slow
 def test_identity_term_reaches_the_generator_through_dlibs_twin(webface10, tmp_path):
-    from segue_cli.identity_objective import prepare
+    from segue_cli.train.identity import prepare
 
     faces = copy_faces(tmp_path / "faces", identities=2, per_identity=3, size=None)  # 224 px: faces dlib finds
     with pytest.raises(ConfigError, match="--identity-weight"):
@@ -440,7 +440,7 @@ def test_without_flips_keeps_the_draw_but_drops_the_flips():
 
 
 def test_decoy_codes_never_aim_at_the_photos_own_identity():
-    from segue_cli.training import decoy_codes
+    from segue_cli.train.objectives import decoy_codes
 
     labels = torch.arange(10).repeat(200)
     codes = decoy_codes(labels, 10, 10, torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..artifacts import file_sha256
+from ..storage import file_sha256
 from ..devices import DEVICE_CHOICES
 from ..errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata

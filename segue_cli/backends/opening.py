@@ -4,12 +4,15 @@ find a checkpoint's ONNX twin, and pick the backend from the registry in
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..artifacts import MODELS_DIR, file_sha256, read_metadata, resolve_model_path, untrained_reason
+from ..artifacts import MODELS_DIR, read_metadata, resolve_model_path, untrained_reason
+
+from ..storage import file_sha256
 from ..errors import ArtifactError, ConfigError
 from . import BACKEND_CHOICES, BACKENDS
 from .base import PerturbationBackend
@@ -39,32 +42,6 @@ def verify_shipped(path: Path) -> None:
                             "the shipped model was changed or corrupted: reinstall segue")
 
 
-def _twin_holds_weights(twin_model: Any, checkpoint: Path) -> bool:
-    """Whether the ONNX graph's weights are the checkpoint's: every initialiser named after
-    a checkpoint tensor must equal it, and most of the checkpoint's weights must be there
-    (the exporter folds BatchNorm into the convolutions before it, so those differ by design)."""
-    from onnx import numpy_helper  # noqa: PLC0415
-    from safetensors.numpy import load_file  # noqa: PLC0415
-
-    tensors = load_file(str(checkpoint))
-
-    def folded(name: str) -> bool:  # a convolution followed by a BatchNorm: the exporter merged them
-        module, _, _ = name.rpartition(".")
-        parent, _, index = module.rpartition(".")
-        return index.isdigit() and f"{parent}.{int(index) + 1}.running_mean" in tensors
-
-    matched = 0
-    for initializer in twin_model.graph.initializer:
-        name = initializer.name.removeprefix("generator.")
-        if name in tensors and not folded(name):
-            value = numpy_helper.to_array(initializer)
-            if value.shape != tensors[name].shape or not np.array_equal(value, tensors[name].astype(value.dtype)):
-                return False
-            matched += 1
-    weights = [k for k in tensors if k.endswith(".weight")]
-    return matched >= len(weights) // 2
-
-
 def _card_pins_both(checkpoint: Path, twin: Path) -> bool:
     """Whether ``checkpoint`` and ``twin`` are one shipped model's two files, each with the
     bytes its model card pins."""
@@ -72,29 +49,58 @@ def _card_pins_both(checkpoint: Path, twin: Path) -> bool:
     return None not in pins and (file_sha256(checkpoint), file_sha256(twin)) == pins
 
 
-def exported_twin(checkpoint: Path) -> Path | None:
-    """``checkpoint`` with suffix .onnx, if that file was exported from exactly these weights:
-    its metadata names the checkpoint's content sha256 and its initialisers hold the
-    checkpoint's tensors (a file that only claims the sha256 is not used). A file that is
-    not readable ONNX is not a twin either."""
+def exported_twin(checkpoint: Path) -> tuple[Path | None, str | None]:
+    """(``checkpoint`` with suffix .onnx if that file may run in its place, else None; why
+    not, when a file is there). A twin is trusted when the model card pins both files, or
+    when it reproduces the checkpoint's perturbation on fixed probe photos within the
+    export's tolerance: its weights and metadata alone prove nothing (a graph with the
+    same initialisers and one more node that multiplies delta by 0 has both)."""
     twin = checkpoint.with_suffix(".onnx")
     if not twin.is_file():
-        return None
+        return None, None
     if _card_pins_both(checkpoint, twin):
-        return twin  # a shipped pair: the card vouches for it, and reading the graph costs 0.7 s of imports
-    import onnx  # noqa: PLC0415
+        return twin, None  # a shipped pair: the card vouches for it, and the probe costs torch's import
+    import importlib.util  # noqa: PLC0415
 
-    from .onnx_format import OnnxMetadata  # noqa: PLC0415
+    if importlib.util.find_spec("torch") is None:
+        return None, (f"{twin} lies beside the checkpoint but cannot be checked against it without torch; "
+                      "pass the .onnx file itself to run it, or install segue[train]")
+    problem = _probe_disagreement(checkpoint, twin, file_sha256(checkpoint), file_sha256(twin))
+    if problem:
+        return None, f"{twin} does not reproduce {checkpoint.name} ({problem}): ran the checkpoint instead"
+    return twin, None
+
+
+PROBE_SIZES = ((2, 37, 45), (1, 64, 64))  # (batch, height, width): odd and even sizes, as photos come
+
+
+@lru_cache(maxsize=8)
+def _probe_disagreement(checkpoint: Path, twin: Path, checkpoint_sha256: str, twin_sha256: str) -> str | None:
+    """Why the twin's output on fixed probe photos and codes differs from the checkpoint's, or
+    None (remembered for these two files' contents, named by their sha256)."""
+    from ..choices import FP16_TOLERANCE, FP32_TOLERANCE  # noqa: PLC0415
+    from .onnx_backend import OnnxBackend  # noqa: PLC0415
+    from .torch_backend import TorchBackend  # noqa: PLC0415
 
     try:
-        model = onnx.load(str(twin), load_external_data=False)
-        props = {p.key: p.value for p in model.metadata_props}
-        exported_from = OnnxMetadata.from_props(props, twin).source_sha256
-    except Exception:  # noqa: BLE001 (a corrupt file raises protobuf's DecodeError, among others)
-        return None
-    if exported_from != read_metadata(checkpoint).content_sha256:
-        return None
-    return twin if _twin_holds_weights(model, checkpoint) else None
+        reference, candidate = TorchBackend(checkpoint, device="cpu"), OnnxBackend(twin, device="cpu", threads=1)
+    except Exception as exc:  # noqa: BLE001 (a corrupt or foreign file: not a twin)
+        return f"it cannot be opened: {exc.__class__.__name__}"
+    tolerance = FP16_TOLERANCE if candidate.metadata.precision == "fp16" else FP32_TOLERANCE
+    rng = np.random.default_rng(0x5E6E)
+    worst = 0.0
+    for batch, height, width in PROBE_SIZES:
+        images = rng.random((batch, 3, height, width), dtype=np.float32)
+        codes = rng.integers(0, 2 ** min(reference.info.code_bits, 16), batch).astype(np.int64)
+        try:
+            got = candidate.perturb(images, codes)
+        except Exception as exc:  # noqa: BLE001
+            return f"it fails on a probe photo: {exc.__class__.__name__}"
+        expected = reference.perturb(images, codes)
+        if got.shape != expected.shape:
+            return f"its output has shape {got.shape}, the checkpoint's {expected.shape}"
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return None if worst <= tolerance else f"largest difference {worst:.2g} on probe photos, tolerance {tolerance:.0e}"
 
 
 def _runs_on_cpu(device: str) -> bool:
@@ -131,14 +137,15 @@ def open_backend(
         if reason:
             raise ArtifactError(f"{path} is not a trained generator: {reason}",
                                 "train it for more epochs (`segue train ... --resume --epochs N`) or use another --model")
+    why_not = None
     if not is_onnx and backend != "torch":
         # ONNX Runtime is 1.7-3.6x faster than torch on CPU (docs/benchmarks.md): use the
         # checkpoint's own export when one sits beside it.
-        twin = exported_twin(path)
+        twin, why_not = exported_twin(path) if backend == "onnx" or _runs_on_cpu(device) else (None, None)
         if backend == "onnx" and twin is None:
-            raise ConfigError(f"no ONNX export of {path} found beside it",
+            raise ConfigError(why_not or f"no ONNX export of {path} found beside it",
                               f"run `segue export {path} --out {path.with_suffix('.onnx')}` first, or pass the .onnx file")
-        if twin is not None and (backend == "onnx" or _runs_on_cpu(device)):
+        if twin is not None:
             verify_shipped(twin)
             path, is_onnx, backend = twin, True, "onnx"
     if backend == "auto":
@@ -146,4 +153,7 @@ def open_backend(
     if path.suffix.lower() != BACKENDS[backend].suffix:
         raise ConfigError(f"{path} is an ONNX file; the torch backend needs a .safetensors checkpoint",
                           "use --backend onnx, or pass the checkpoint")
-    return BACKENDS[backend].open(path, device, threads)
+    opened = BACKENDS[backend].open(path, device, threads)
+    if why_not:
+        opened.info = replace(opened.info, note=why_not)
+    return opened

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import file_sha256, load_generator
+from ..artifacts import load_generator
+
+from ..storage import file_sha256
 from .base import BackendInfo
 
 

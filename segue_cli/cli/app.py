@@ -40,6 +40,12 @@ class PlainUsageCommand(TyperCommand):
         return pieces
 
 
+def _report(message: str, hint: str | None) -> None:
+    stderr_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if hint:
+        stderr_console.print(f"  [yellow]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+
+
 def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a SegueError into its message, its hint and its exit code."""
 
@@ -48,10 +54,13 @@ def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except SegueError as exc:
-            stderr_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
-            if exc.hint:
-                stderr_console.print(f"  [yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            _report(exc.message, exc.hint)
             raise typer.Exit(exc.exit_code) from exc
+        except OSError as exc:  # a file or folder the command was pointed at: name it, never a traceback
+            where = f" {exc.filename}" if exc.filename else ""
+            _report(f"cannot use{where}: {exc.strerror or exc}",
+                    "check that the path exists, that it is a regular file or folder as asked, and its permissions")
+            raise typer.Exit(2) from exc
 
     return wrapper
 

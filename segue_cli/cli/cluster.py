@@ -20,7 +20,7 @@ from .options import JsonOption, SeedOption
 from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
-    from ..clustering import ClusterResult
+    from ..cluster import ClusterResult
 
 
 def _parse_k(value: str) -> int | None:
@@ -61,7 +61,7 @@ def cluster(
     from ..extras import require
 
     require("cluster")
-    from ..clustering import ClusterConfig, cluster as run_clustering
+    from ..cluster import ClusterConfig, cluster as run_clustering
 
     config = ClusterConfig(
         source=directory, out=out, k=_parse_k(k), seed=seed, overwrite=overwrite, n_init=n_init, jitter=jitter,

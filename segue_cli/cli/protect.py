@@ -3,10 +3,13 @@
 It protects partly against a model trained on the photos from scratch; against an existing
 face-recognition network only with --cloak: figures in docs/model-card.md, "Threat model".
 
-INPUT is a folder (searched recursively), one image file, or - to read image paths from
-stdin (one per line, or NUL-separated as from find -print0). Outputs mirror the input's
-relative paths in --out (default: INPUT-protected beside INPUT, never inside it), keep
-each photo's full size, and are PNG unless --format says otherwise. Existing outputs are
+INPUT is a folder (searched recursively), one image file, or - for standard input: an
+image's bytes (cat a.jpg | segue protect --identity X - > a-protected.png) or, when stdin
+is text, image paths (one per line, or NUL-separated as from find -print0). Outputs
+mirror the input's relative paths in --out (default: INPUT-protected beside INPUT, never
+inside it), keep each photo's full size, and are PNG unless --format says otherwise.
+One image in and an --out with an image suffix (out.png) writes that one file; --out -
+writes it to standard output. Existing outputs that the folder's record proves done are
 skipped, so a re-run finishes an interrupted job; --overwrite redoes them. EXIF and GPS
 metadata are removed unless --keep-metadata.
 
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 import typer
 from rich.markup import escape
 
-from ..cloak import CloakConfig
+from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS
 from ..errors import InputError, input_not_found
@@ -46,19 +49,28 @@ from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
     from ..progress import ProgressEvent
-    from ..protect.results import FileResult, ProtectSummary
+    from ..job import FileResult, ProtectSummary
 
 
-def _stdin_paths() -> tuple[str, ...]:
-    from ..protect.outputs import split_path_list
+def _read_stdin() -> tuple[bytes | None, tuple[str, ...]]:
+    """(an image's bytes, no paths) or (None, the listed paths): the one rule for ``-``."""
+    from ..imageio import starts_like_image
+    from ..protect.inputs import split_path_list
 
-    return split_path_list(sys.stdin.read())
+    data = sys.stdin.buffer.read()
+    if starts_like_image(data[:16]):
+        return data, ()
+    try:
+        return None, split_path_list(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("stdin holds neither an image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF) nor a list of "
+                         "image paths", "pipe one image's bytes, or paths one per line (find DIR -print0 works too)") from None
 
 
 def protect(
     input_path: Annotated[Optional[str], typer.Argument(metavar="INPUT", help="Folder (recursive), image file, or - to read image paths from stdin.", show_default=False)] = None,
     example: Annotated[bool, typer.Option("--example", help="Protect the example portrait that ships with segue (NASA's public-domain astronaut photo) into ./segue-example-protected/, with the original beside it, to see what protection does before using your own photos.")] = False,
-    out: Annotated[Optional[str], typer.Option("--out", help="Output folder (or, with --engine ray, an object-store URI such as s3://bucket/protected). Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (or, with --engine ray, an object-store URI such as s3://bucket/protected). Default: INPUT-protected beside INPUT (for a file or stdin list: beside their folder). For one image in (a file, or an image piped to -): a file name with an image suffix (out.png, out.jpg, out.webp; the suffix sets the format) writes that file, and - writes the image to standard output (the default for an image piped in).")] = None,
     identity: Annotated[Optional[str], typer.Option("--identity", help="All photos show this one person; the name is hashed to a stable code.")] = None,
     label: Annotated[Optional[int], typer.Option("--label", help="All photos get this integer label (0..65535) as side information.")] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", help="CSV with path,label per photo (as written by `segue cluster`); paths relative to the CSV.")] = None,
@@ -104,9 +116,12 @@ def protect(
 
     # Ray's own progress bars on a terminal; in a log file they would be a dump every 10 s.
     chatty_terminal = not (quiet or json_output) and sys.stderr.isatty()
+    piped, paths = _read_stdin() if input_path == "-" else (None, ())
+    if piped is not None and out is None:
+        out = "-"
     config = ProtectConfig(
-        input=input_path, paths=_stdin_paths() if input_path == "-" else (),
-        out=None if out is None else (out if is_uri(out) else Path(out)), identity=identity, label=label,
+        input=input_path, paths=paths,
+        out=None if out is None else (out if is_uri(out) or out == "-" else Path(out)), identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
@@ -114,7 +129,18 @@ def protect(
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
         cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon),
     )
-    from ..protect.job import protect as run_protect  # the pipeline's imports, once the options are known good
+    from ..protect.single import single_output
+
+    if input_path == "-" and piped is None and out == "-":
+        raise InputError("--out - writes one image to standard output; stdin listed image paths",
+                         "pass --out FOLDER for a list of paths, or pipe one image's bytes to -")
+    if piped is not None or single_output(config):
+        _one_image(config, piped, quiet, json_output)
+        return
+    if out == "-":
+        raise InputError("--out - writes one image to standard output; INPUT names several photos",
+                         "pass --out FOLDER, or give one image file (or pipe one image's bytes to -)")
+    from ..protect.planner import protect as run_protect  # the pipeline's imports, once the options are known good
 
     # Human text unless --json (then stderr carries only warnings and errors) or --quiet
     # (errors only). Failed files are always named on stderr.
@@ -160,6 +186,34 @@ def protect(
         print_json(summary.to_dict())
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _one_image(config: Any, piped: bytes | None, quiet: bool, json_output: bool) -> None:
+    """One image in, one out (a file, or stdout): ``protect.single``."""
+    from ..protect.single import STDOUT, protect_single
+
+    if str(config.input) != "-" and os.path.isdir(os.path.expanduser(str(config.input))):
+        raise InputError(f"INPUT {config.input} is a folder, and --out {config.out} names one image file",
+                         "pass --out FOLDER for a folder, or give one image file as INPUT")
+    to_stdout = str(config.out) == STDOUT
+    if to_stdout and sys.stdout.isatty():
+        raise InputError("refusing to write image bytes to a terminal",
+                         "redirect standard output (> protected.png) or pass --out FILE.png")
+    if to_stdout and json_output:
+        raise InputError("--json writes JSON to standard output, which --out - fills with the image",
+                         "pass --out FILE.png with --json")
+    encoded, result, summary = protect_single(config, piped)
+    if to_stdout:
+        sys.stdout.buffer.write(encoded)
+        sys.stdout.buffer.flush()
+    if json_output:
+        print_json(result.to_dict())
+        print_json(summary.to_dict())
+    elif not quiet:
+        for note in result.notes:
+            stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}", highlight=False,
+                                 soft_wrap=True)
+        _print_summary(summary)
 
 
 def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float]) -> Optional[CloakConfig]:
@@ -219,6 +273,15 @@ def _print_start(summary: ProtectSummary) -> None:
     _print_warnings(summary.warnings)
 
 
+def duration(seconds: float) -> str:
+    """A run's time as people read it: 34 ms, 2.4 s, 3 min 05 s."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
 def _print_summary(summary: ProtectSummary) -> None:
     """A few lines, never cut: what happened, where it went, which model did it."""
     if summary.total and summary.skipped == summary.total:
@@ -226,8 +289,9 @@ def _print_summary(summary: ProtectSummary) -> None:
     else:
         failed = f"[red]{summary.failed} failed[/]" if summary.failed else "0 failed"
         skipped = f"{summary.skipped} skipped (outputs already there)" if summary.skipped else "0 skipped"
-        head = (f"written {summary.written}, {skipped}, {failed} in {summary.seconds:.1f} s "
-                f"({summary.images_per_second:.1f} images/s) to {escape(str(summary.out_dir))}")
+        rate = f" ({summary.images_per_second:.1f} images/s)" if summary.seconds >= 1 and summary.written > 1 else ""
+        head = (f"written {summary.written}, {skipped}, {failed} in {duration(summary.seconds)}{rate} "
+                f"to {escape(str(summary.out_dir))}")
     stderr_console.print(head, highlight=False, soft_wrap=True)
     if summary.face_aware or summary.no_face:
         stderr_console.print(f"faces: {summary.face_aware} photo(s) protected face by face ({summary.faces_found} "

@@ -62,7 +62,7 @@ def train(
 
     require("train")
     from ..nn.distortions import DistortionConfig
-    from ..training import TrainConfig, train as run_training
+    from ..train import TrainConfig, train as run_training
 
     config = TrainConfig(
         data=labels or data, out=out, image_size=image_size, epochs=epochs, batch_size=batch_size,

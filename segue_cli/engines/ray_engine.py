@@ -1,7 +1,8 @@
 """``segue protect --engine ray``: a planned job run by Ray Data.
 
-The driver has already planned the job exactly as the local engine does (same inputs,
-output names, codes, skips and settings record). Each file still to do becomes one row;
+The driver has already planned the job as for the local engine (``protect``: the same
+inputs, output names, codes, skips and settings record, local or in an object store).
+Each file still to do becomes one row;
 a pool of actors, each holding one :class:`~segue_cli.protector.Protector`, reads the
 photo's bytes (``storage``: a local path or an object), protects it, encodes it with the
 local engine's encoder and writes it whole (a temp file renamed, or one object upload),
@@ -18,15 +19,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from ..errors import ConfigError, InputError
-from ..storage import Location, locate, read_bytes, write_bytes
+from ..job import FileResult, Job
+from ..storage import Location, read_bytes, write_bytes
 
 RowResult = dict[str, Any]
-RESULT_KEYS = ("source", "output", "code", "status", "reason", "notes", "width", "height", "details")
+RESULT_KEYS = ("source", "output", "code", "status", "reason", "notes", "width", "height", "details", "written_size",
+               "written_sha256")
 
 
 def ray_actors(config: Any) -> int:
@@ -39,10 +41,10 @@ def ray_actors(config: Any) -> int:
 class ProtectWorker:
     """One Ray actor: one Protector, opened once, for every batch it is given."""
 
-    def __init__(self, config: Any, source_root: Location, output_root: Location) -> None:
+    def __init__(self, config: Any, source_fs: Any, output_fs: Any) -> None:
         from ..protector import Protector
 
-        self.config, self.source_root, self.output_root = config, source_root, output_root
+        self.config, self.source_fs, self.output_fs = config, source_fs, output_fs
         # One thread per actor: Ray gives each actor one CPU, and more would oversubscribe.
         self.protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
                                    config.max_pixels, threads=1)
@@ -55,13 +57,14 @@ class ProtectWorker:
         return {key: [result[key] for result in results] for key in RESULT_KEYS}
 
     def _decoded(self, source: str, output: str, code: int) -> dict[str, Any]:
-        from ..protect.pipeline import decode_photo, failure_reason
+        from ..photo.compose import decode_photo, failure_reason
 
         info = self.protector.info
         row: dict[str, Any] = {"source": source, "output": output, "code": code, "status": "failed", "reason": None,
-                               "notes": "[]", "width": -1, "height": -1, "details": "{}"}
+                               "notes": "[]", "width": -1, "height": -1, "details": "{}", "written_size": -1,
+                               "written_sha256": ""}
         try:
-            data = read_bytes(self.source_root.join(source))
+            data = read_bytes(Location(self.source_fs, source, source))
             row["image"], row["plan"] = decode_photo(data, info.image_size, info.epsilon, self.config.max_pixels,
                                                      self.protector.planner)
         except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)
@@ -76,7 +79,7 @@ class ProtectWorker:
         engine batches); a per-sample result, so batching never changes a file's bytes."""
         import numpy as np
 
-        from ..protect.pipeline import generator_failure
+        from ..photo.compose import generator_failure
 
         by_shape: dict[tuple[int, ...], list[tuple[dict[str, Any], int]]] = {}
         for row in rows:
@@ -96,14 +99,15 @@ class ProtectWorker:
                 row["deltas"][index] = deltas[position]
 
     def _written(self, row: dict[str, Any]) -> RowResult:
-        from ..protect.pipeline import encode_protected, write_failure
+        from ..photo.compose import encode_protected, write_failure
 
         image, plan = row.pop("image"), row.pop("plan")
         deltas = row.pop("deltas")
         notes = list(image.notes) + list(plan.notes)
         try:
             encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon)
-            write_bytes(self.output_root.join(row["output"]), encoded)
+            row["written_size"], row["written_sha256"] = write_bytes(Location(self.output_fs, row["output"], row["output"]),
+                                                                     encoded)
         except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)
             row.update(status="failed", reason=write_failure(exc, row["source"], row["output"]))
         else:
@@ -113,14 +117,14 @@ class ProtectWorker:
         return row
 
 
-def _bound_worker(config: Any, source_root: Location, output_root: Location) -> type:
+def _bound_worker(config: Any, source_fs: Any, output_fs: Any) -> type:
     """ProtectWorker with its settings bound in the class, which Ray ships with the code:
     constructor arguments would sit in the object store, where an actor restarted after a
     crash may no longer find them."""
 
     class BoundProtectWorker(ProtectWorker):
         def __init__(self) -> None:
-            super().__init__(config, source_root, output_root)
+            super().__init__(config, source_fs, output_fs)
 
     return BoundProtectWorker
 
@@ -158,13 +162,37 @@ def start_ray(address: str | None) -> bool:
     return True
 
 
-def run_rows(config: Any, rows: list[dict[str, Any]], source_root: Location, output_root: Location,
-             finish: Callable[[RowResult], None], progress: bool = True) -> None:
-    """Protect ``rows`` ({source, output, code}, paths relative to the two roots) on Ray;
-    ``finish`` gets each file's result on the driver as it arrives."""
+def run(job: Job, finish: Callable[[FileResult], None]) -> None:
+    """The Ray engine: every planned file, each reported through ``finish`` on the driver."""
+    from ..photo.compose import failure_reason
+
+    by_output: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for planned in job.files:
+        if planned.status != "todo":
+            finish(FileResult.of(planned, planned.status, planned.reason))
+            continue
+        try:
+            code = job.code_of(planned)
+        except InputError as exc:
+            finish(FileResult.of(planned, "failed", failure_reason(exc, planned.source.reported)))
+            continue
+        by_output[planned.output.path] = planned
+        rows.append({"source": planned.source.path, "output": planned.output.path, "code": code})
+    if rows:
+        first = by_output[str(rows[0]["output"])]
+        run_rows(job.config, rows, first.source.filesystem, first.output.filesystem,
+                 lambda row: finish(FileResult.of(by_output[str(row["output"])], **result_fields(row))))
+
+
+def run_rows(config: Any, rows: list[dict[str, Any]], source_fs: Any, output_fs: Any,
+             finish: Callable[[RowResult], None]) -> None:
+    """Protect ``rows`` ({source, output, code}: paths in the two filesystems, None for local
+    paths) on Ray; ``finish`` gets each file's result on the driver as it arrives."""
     import ray
     import ray.data
 
+    progress = config.engine_progress
     started = start_ray(config.ray_address)
     try:
         context = ray.data.DataContext.get_current()
@@ -181,7 +209,7 @@ def run_rows(config: Any, rows: list[dict[str, Any]], source_root: Location, out
         # (max_restarts and max_task_retries -1 are its defaults for actor pools; the
         # killed-actor test holds it to that).
         results = dataset.map_batches(
-            _bound_worker(config, source_root, output_root), batch_size=batch,
+            _bound_worker(config, source_fs, output_fs), batch_size=batch,
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, batch_format="numpy",
         )
         reported: set[str] = set()
@@ -194,36 +222,10 @@ def run_rows(config: Any, rows: list[dict[str, Any]], source_root: Location, out
             ray.shutdown()
 
 
-def planned_rows(planned_files: Iterable[Any], code_of: Callable[[Any], int], finish_local: Callable[..., None]
-                 ) -> list[dict[str, Any]]:
-    """Rows for the files to do; files skipped or failed in planning, or without a code,
-    are reported at once through ``finish_local(planned, status, reason, code)``."""
-    rows = []
-    for planned in planned_files:
-        if planned.status != "todo":
-            finish_local(planned, planned.status, planned.reason, None)
-            continue
-        try:
-            code = code_of(planned)
-        except InputError as exc:
-            from ..protect.pipeline import failure_reason
-
-            finish_local(planned, "failed", failure_reason(exc, planned.source), None)
-            continue
-        rows.append({"source": planned.source.as_posix(), "output": planned.output.as_posix(), "code": code})
-    return rows
-
-
-def local_roots() -> tuple[Location, Location]:
-    """Roots for rows that hold absolute local paths."""
-    root = locate(os.sep)
-    return root, root
-
-
 def result_fields(row: RowResult) -> dict[str, Any]:
-    """A result row as FileResult's keyword arguments (paths still strings)."""
+    """A result row as FileResult's keyword arguments (paths left out: the planned file has them)."""
     size = (int(row["width"]), int(row["height"])) if int(row["width"]) >= 0 else None
+    written = (int(row["written_size"]), str(row["written_sha256"])) if int(row["written_size"]) >= 0 else None
     return dict(status=str(row["status"]), reason=row["reason"] if row["reason"] else None,
                 notes=tuple(json.loads(row["notes"])), code=int(row["code"]), size=size,
-                details=json.loads(row["details"]))
-
+                details=json.loads(row["details"]), written=written)

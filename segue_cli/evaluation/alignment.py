@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..attacker_pipeline import align_largest
+from .attacker_pipeline import align_largest
 from ..datasets import decode_images
 from ..faces.geometry import FaceDetector
 from ..imageio import resize_to

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, check_options
+from ..errors import ConfigError, check_options, check_ranges
 from ..nn.attackers import ATTACKER_NAMES
 from ..faces import DETECTOR_CHOICES
 from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE
@@ -102,7 +102,10 @@ class EvaluateConfig:
         if len(set(names)) != len(names):
             raise ConfigError(f"the same counter-measure is given twice: {', '.join(self.attacks)}",
                               "name each --attack once")
-
+        check_ranges(self, {"image_size": IMAGE_SIZE_RANGE, "quality_size": IMAGE_SIZE_RANGE, "epochs": (1, 10_000),
+                            "batch_size": (2, 4096), "lr": (1e-9, 1.0), "seed": (0, 2**32 - 1),
+                            "limit_per_identity": (2, 10**7), "threads": (0, 256), "workers": (1, 256),
+                            "eval_batch_size": (1, 4096), "strip_images": (1, 100)})
     @property
     def scenarios(self) -> list[Scenario]:
         return [parse_scenario(spec) for spec in self.attacks]

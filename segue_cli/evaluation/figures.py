@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..artifacts import atomic_write  # noqa: E402
+from ..storage import atomic_write  # noqa: E402
 
 RESIDUAL_GAIN = 30
 COLOURS = {"clean": "#4C72B0", "protected": "#C44E52"}

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_write
+from ..storage import atomic_write
 from . import figures
 from .countermeasures import parse_scenario
 from .quality import LPIPS_NOTE

@@ -31,7 +31,7 @@ from ..datasets import decode_images
 from ..devices import resolve_device
 from ..faces.detectors import open_detector
 from ..faces.geometry import FaceDetector
-from ..training import prepare_run_dir
+from ..storage import prepare_run_dir
 from . import figures
 from .alignment import ALIGN_SIZE, ALIGN_TEMPLATE, NO_FACE_FALLBACK
 from .config import EvaluateConfig
@@ -137,7 +137,7 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     data = load_evaluation_data(config.train_protected, config.train_clean, config.test,
                                 limit_per_identity=config.limit_per_identity, workers=config.workers)
     detector = open_detector(config.detector) if config.attacker_pipeline == "detect-align" else None
-    run_dir = prepare_run_dir(config.out, resume=False)
+    run_dir = prepare_run_dir(config.out)
     emit(say("run_dir", f"run folder: {run_dir}", {"path": str(run_dir)}))
 
     results: dict[str, Any] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import file_sha256
+from ..storage import file_sha256
 from ..errors import ArtifactError
 
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"

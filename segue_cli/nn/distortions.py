@@ -31,7 +31,7 @@ class DistortionConfig:
     resize_scale: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self) -> None:
-        from ..errors import check_options
+        from ..errors import check_options, check_ranges
 
         checks = [
             (self.blur_kernel >= 1 and self.blur_kernel % 2 == 1, "the blur kernel must be an odd size >= 1"),
@@ -43,6 +43,8 @@ class DistortionConfig:
             (0 < self.resize_scale[0] <= self.resize_scale[1] <= 1, "resize scales must be 0 < low <= high <= 1"),
         ]
         check_options(checks)
+        check_ranges(self, {"blur_kernel": (1, 31), "blur_sigma": (0, 10), "sharpness": (0, 10), "flip_p": (0, 1),
+                            "jpeg_p": (0, 1), "resize_p": (0, 1)})
 
 
 @dataclass(frozen=True)

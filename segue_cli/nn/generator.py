@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..side_info import DEFAULT_CODE_BITS, code_to_signs
+from .delta import upsample
 
 _SIZE_MULTIPLE = 4  # two stride-2 convolutions in the encoder
 
@@ -181,7 +182,7 @@ class SegueGenerator(nn.Module):
         # train stayed weak and the attacker ignored it (docs/training.md), and nothing in
         # training would keep an unseen code's pattern strong.
         cells = self.config.pattern_strength * cells / cells.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()
-        return F.interpolate(cells, size=(height, width), mode="bilinear", align_corners=False)
+        return upsample(cells, (height, width))
 
     def perturbation(self, images: torch.Tensor, codes: torch.Tensor | list[int], epsilon: float) -> torch.Tensor:
         """delta with |delta| < epsilon everywhere, same shape as ``images``."""

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import BACKEND_CHOICES
-from ..cloak import CloakConfig
+from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
-from ..engines import ENGINE_CHOICES
-from ..errors import ConfigError, InputError, check_options
-from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS
+from ..errors import ConfigError, check_options, check_ranges
+from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS, lossy_warning
+from ..job import engines
 
 FORMATS = tuple(OUTPUT_FORMATS)
 
@@ -26,6 +26,11 @@ def default_workers(cloak: bool = False) -> int:
     every core (at most 8): each worker cloaks one photo on one thread, seconds a photo
     against the generator's milliseconds."""
     return max(1, min(8, (os.cpu_count() or 1) // (1 if cloak else 2)))
+
+
+# Every numeric option's range (errors.check_ranges): finite, and these bounds, or exit 2.
+RANGES = {"label": (0, 2**32 - 1), "quality": (1, 100), "workers": (1, 256), "batch_size": (1, 4096),
+          "max_pixels": (1, 10**10), "actors": (1, 100_000)}
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,20 @@ class ProtectConfig:
             raise ConfigError(f"unknown face detector {self.detector!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
         if self.backend not in BACKEND_CHOICES:
             raise ConfigError(f"unknown backend {self.backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
-        if self.engine not in ENGINE_CHOICES:
-            raise ConfigError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
+        if self.engine not in engines():
+            raise ConfigError(f"unknown engine {self.engine!r}", f"use one of {', '.join(engines())}")
         if self.engine != "ray" and (self.ray_address is not None or self.actors is not None):
             raise ConfigError("--ray-address and --actors apply to --engine ray only", "add --engine ray")
         check_options([(value is None or value >= 1, f"{name} must be at least 1 (got {value})")
                        for name, value in (("--actors", self.actors), ("--workers", self.workers),
                                            ("--batch-size", self.batch_size), ("--max-pixels", self.max_pixels))])
-        if str(self.input) == "-" and not self.paths:
-            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
+        check_ranges(self, RANGES)
+    @property
+    def generator_threads(self) -> int:
+        """Threads the generator may use: the local engine leaves the I/O workers their
+        cores (oversubscribed, the generator's intra-op threads spin against the encoders
+        and both slow down, about 4x on a busy 2-core machine); a Ray actor has one CPU."""
+        return max(1, (os.cpu_count() or 1) - self.workers) if self.engine == "local" else 1
 
     @property
     def output_quality(self) -> int | None:
@@ -92,7 +102,4 @@ class ProtectConfig:
 
     @property
     def lossy_warning(self) -> str | None:
-        if self.output_quality is None:
-            return None
-        return (f"{self.image_format.upper()} at quality {self.output_quality} is lossy: compression removes part of "
-                "the perturbation and weakens protection; PNG (the default) keeps all of it")
+        return lossy_warning(self.image_format, self.output_quality)

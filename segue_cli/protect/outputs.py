@@ -1,25 +1,25 @@
-"""Where each protected photo goes.
+"""Where each protected photo goes, and what OUT records of it. Rules (docs/protect.md
+repeats them for users):
 
-Rules (docs/protect.md repeats them for users):
+* An output is ``OUT / <path relative to the input's root>`` with the suffix of the
+  output format (a suffix that already names the format is kept: ``a.JPG`` stays
+  ``a.JPG`` under ``--format jpeg``). The default OUT is the root's sibling
+  ``<root>-protected``. OUT may not be or lie inside a folder INPUT, no output may be an
+  input, and two inputs that would share an output are never merged (the second fails).
+* OUT is one tree: ``.segue-output`` marks it, ``.segue-protect.json`` records what made
+  each output, and ``.segue-lock`` holds it for one run at a time. A run whose OUT lies
+  inside another run's tree, or holds one, is refused: two records would each claim the
+  other's files. No output is written through a symlink that leads out of OUT.
+* Done means: the record names the output, the output's size and sha256 are the ones
+  recorded when it was written, and its input is the one it was made from (same size,
+  mtime and ctime, or else the same sha256). Such an output is skipped unless
+  ``--overwrite``; a damaged one (truncated, replaced) or one whose input changed is
+  redone; a file segue did not write is never overwritten without ``--overwrite``. An
+  output made under other settings stops the run instead of leaving OUT a silent mix of
+  two protections.
 
-* Every input has a *root* folder whose tree is mirrored: the folder given as INPUT,
-  the folder holding a single INPUT file, or the deepest folder common to all paths
-  read from stdin. An output is ``OUT / <path relative to the root>`` with the suffix
-  of the output format (a suffix that already names the format is kept: ``a.JPG``
-  stays ``a.JPG`` under ``--format jpeg``).
-* The default OUT is the root's sibling ``<root>-protected/``.
-* For a folder INPUT, OUT may not be the folder or lie inside it (a re-run would
-  protect the protected copies). For any INPUT, no output may be an input.
-* Two inputs that would share an output (``a.jpg`` and ``a.png`` under ``--format png``)
-  are never merged: the second is reported as failed, naming the first.
-* An output that already exists is skipped (a re-run finishes what is left) unless
-  ``overwrite`` is set. OUT records in ``.segue-protect.json`` the settings that decided
-  each output's pixels (model, side information, faces, format); a re-run that would
-  skip outputs made under other settings is refused instead of leaving OUT a silent mix
-  of two protections.
-* OUT gets a marker file (``.segue-output``). Searching a folder leaves out everything
-  under a marked folder, so protecting ``~/Pictures`` after ``~/Pictures/trip`` does not
-  protect ``trip-protected`` a second time (the summary says how many were left out).
+In an object store there is no lock (run one job per OUT), inputs are fingerprinted by the
+size and upload time their listing gives, and outputs by their size.
 """
 
 from __future__ import annotations
@@ -29,231 +29,322 @@ import hashlib
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
 
-from ..artifacts import atomic_write
-from ..errors import InputError, OutputError, input_not_found
+from ..errors import OutputError
 from ..formats import OUTPUT_FORMATS
-from ..imageio import discover_images, looks_like_image
+from ..job import FileResult, PlannedFile
+from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
+from .inputs import OUTPUT_MARKER, InputFile, InputSet
 
-OUTPUT_MARKER = ".segue-output"
 SETTINGS_FILE = ".segue-protect.json"
+LOCK_FILE = ".segue-lock"
 MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
-InputKind = Literal["folder", "file", "list"]
 
 
-@dataclass(frozen=True)
-class InputSet:
-    kind: InputKind
-    root: Path  # absolute, symlinks kept: the folder whose tree is mirrored
-    files: tuple[Path, ...]
-    left_out: tuple[Path, ...] = ()  # marked output folders found inside a folder INPUT
-    not_images: tuple[Path, ...] = ()  # hidden files that are not images (macOS ._* AppleDouble, ...)
-    unsupported: tuple[Path, ...] = ()  # photos in formats segue cannot read (camera raw, JPEG XL, ...)
-
-
-def _hidden_non_image(path: Path) -> bool:
-    """A hidden file with an image suffix that holds no image: macOS writes ``._NAME``
-    AppleDouble metadata beside every file it copies to a non-Mac disk, suffix and all."""
-    return path.name.startswith("._") or (path.name.startswith(".") and not looks_like_image(path))
-
-
-def _split_hidden(files: Iterable[Path]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    """(files to protect, hidden non-images), in one pass."""
-    kept: list[Path] = []
-    hidden: list[Path] = []
-    for f in files:
-        (hidden if f.is_file() and _hidden_non_image(f) else kept).append(f)
-    return tuple(kept), tuple(hidden)
-
-
-@dataclass(frozen=True)
-class PlannedFile:
-    source: Path
-    relative: Path  # mirrored path under the root
-    output: Path
-    status: Literal["todo", "skipped", "failed"]
-    reason: str | None = None
-
-
-def split_path_list(data: str) -> tuple[str, ...]:
-    """Paths from a list on stdin, names kept exactly: NUL-separated (``find -print0``) when
-    the text holds a NUL, else one per line with only the line ending removed, so names
-    that begin or end with spaces survive. Empty entries are dropped."""
-    if "\0" in data:
-        return tuple(entry for entry in data.split("\0") if entry)
-    return tuple(line.removesuffix("\r") for line in data.split("\n") if line.removesuffix("\r"))
-
-
-def collect_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> InputSet:
-    """Find the photos to protect. ``target == "-"`` means: the paths in ``listed``."""
-    if str(target) == "-":
-        absolute = (Path(os.path.abspath(Path(str(p)).expanduser())) for p in listed if str(p))
-        files = tuple(dict.fromkeys(absolute))  # a path listed twice is protected once
-        if not files:
-            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
-        root = Path(os.path.commonpath([str(f.parent) for f in files]))
-        kept, hidden = _split_hidden(files)
-        return InputSet("list", root, kept, not_images=hidden)
-    path = Path(os.path.abspath(Path(target).expanduser()))
-    if path.is_file():
-        kept, hidden = _split_hidden((path,))
-        return InputSet("file", path.parent, kept, not_images=hidden)
-    if not path.is_dir():
-        raise input_not_found(target)
-    unsupported: list[Path] = []
-    files, left_out = _without_output_folders(discover_images(path, unsupported), path)
-    kept, hidden = _split_hidden(files)
-    return InputSet("folder", path, kept, left_out, hidden, tuple(unsupported))
-
-
-def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    marked: dict[Path, Path | None] = {}  # folder -> the marked folder it is in, if any
-
-    def marked_folder(folder: Path) -> Path | None:
-        if folder not in marked:
-            inside = None if folder == root or folder.parent == folder else marked_folder(folder.parent)
-            marked[folder] = inside or (folder if (folder / OUTPUT_MARKER).is_file() else None)
-        return marked[folder]
-
-    kept = tuple(f for f in files if marked_folder(f.parent) is None)
-    left_out = tuple(sorted({m for f in files if (m := marked_folder(f.parent)) is not None}))
-    return kept, left_out
-
-
-def mark_out_dir(out_dir: Path) -> None:
-    """Create OUT and its marker (once, atomically: a full disk leaves no empty marker)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / OUTPUT_MARKER
-    if not marker.is_file() or marker.stat().st_size == 0:
-        atomic_write(marker, lambda tmp: tmp.write_text(MARKER_TEXT, encoding="utf-8"))
-
-
-def default_out_dir(inputs: InputSet) -> Path:
-    if inputs.root.parent == inputs.root:
-        raise OutputError(f"cannot put the output beside {inputs.root}", "pass --out DIR")
-    return inputs.root.parent / f"{inputs.root.name}-protected"
-
-
-def output_relative(relative: Path, image_format: str) -> Path:
+def output_relative(relative: PurePosixPath, image_format: str) -> PurePosixPath:
     suffixes = OUTPUT_FORMATS[image_format].suffixes
     if relative.suffix.lower() in suffixes:
         return relative
     return relative.with_suffix(suffixes[0])
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def default_out(inputs: InputSet) -> Location:
+    """``<root>-protected`` beside the input's root."""
+    root = inputs.root
+    if root.local:
+        parent, name = os.path.split(root.path)
+        if not name:
+            raise OutputError(f"cannot put the output beside {root.path}", "pass --out DIR")
+        return Location(None, os.path.join(parent, f"{name}-protected"), os.path.join(parent, f"{name}-protected"))
+    return Location(root.filesystem, root.path.rstrip("/") + "-protected", root.uri.rstrip("/") + "-protected")
 
 
-def check_out_dir(inputs: InputSet, out_dir: Path) -> Path:
-    """Absolute OUT, refused when it would put outputs inside a folder INPUT."""
-    out_abs = Path(os.path.abspath(out_dir.expanduser()))
-    if out_abs.exists() and not out_abs.is_dir():
-        raise OutputError(f"output {out_dir} exists and is not a folder", "pass --out with a folder path")
-    real_out = Path(os.path.realpath(out_abs))
-    if inputs.kind == "folder" and _inside(real_out, Path(os.path.realpath(inputs.root))):
-        raise OutputError(
-            f"output folder {out_dir} is inside the input folder {inputs.root}",
-            f"write elsewhere, e.g. the default {default_out_dir(inputs)}",
-        )
-    # For every kind of INPUT: no input photo may sit inside OUT. Its own output would
-    # replace it (--overwrite) or make it count as already protected, and OUT's marker
-    # would hide it from a later `segue protect` of a folder above.
-    inside = next((f for f in inputs.files if _inside(Path(os.path.realpath(f)), real_out)), None)
-    if inside is not None:
-        raise OutputError(
-            f"output folder {out_dir} holds the input photo {inside}",
-            f"write elsewhere, e.g. {default_out_dir(inputs)}",
-        )
-    return out_abs
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def plan_outputs(inputs: InputSet, out_dir: Path, image_format: str, overwrite: bool = False) -> list[PlannedFile]:
-    """One PlannedFile per input, in input order (see module docstring for the rules)."""
-    out_abs = check_out_dir(inputs, out_dir)
-    real_inputs = {os.path.realpath(f) for f in inputs.files}
-    claimed: dict[Path, Path] = {}
-    planned: list[PlannedFile] = []
-    for source in inputs.files:
-        relative = source.relative_to(inputs.root)
-        output = out_abs / output_relative(relative, image_format)
-        status: Literal["todo", "skipped", "failed"] = "todo"
-        reason = None
-        if source.is_dir():
-            status, reason = "failed", "is a folder; list image files, or pass the folder itself as INPUT"
-        elif os.path.realpath(output) in real_inputs:
-            status, reason = "failed", f"its output {output} would be an input; pass another --out"
-        elif output in claimed:
-            status, reason = "failed", f"its output {output} is already the output of {claimed[output]}; rename one of them"
-        elif output.is_dir():
-            status, reason = "failed", f"its output path {output} is a folder; move it away or pass another --out"
-        elif output.exists() and not overwrite and output.stat().st_size > 0:  # a 0-byte output is redone
-            status, reason = "skipped", "output exists (already protected; --overwrite to redo)"
-        claimed.setdefault(output, source)
-        planned.append(PlannedFile(source, relative, output, status, reason))
-    return planned
+@dataclass
+class OutputTree:
+    """OUT: its planned outputs, its record and its lock."""
 
+    out: Location
+    record: dict[str, Any] = field(default_factory=lambda: {"settings": {}, "outputs": {}})
+    _dirty: int = 0
 
-def parse_record(data: bytes | None, where: str, out_label: str, read_error: OSError | None = None) -> dict[str, Any]:
-    """OUT's record of which settings (and which input) made each output (``data`` None:
-    there is none). A record that exists but cannot be read is an error: without it a
-    re-run could not tell a finished output from one made under other settings."""
-    if data is None and read_error is None:
-        return {"settings": {}, "outputs": {}}
-    record, problem = None, str(read_error)
-    if read_error is None:
+    @property
+    def label(self) -> str:
+        return self.out.uri if not self.out.local else self.out.path
+
+    # --- planning -------------------------------------------------------------------------
+    def check_against(self, inputs: InputSet) -> None:
+        """OUT may not be a file, lie inside a folder INPUT, hold an input, or nest with another run's OUT."""
+        out = self.out
+        if not out.local:
+            if type(out.filesystem) is type(inputs.root.filesystem) and _inside(out.path + "/", inputs.root.path.rstrip("/") + "/"):
+                raise OutputError(f"output {out.uri} is inside the input {inputs.root.uri}",
+                                  f"write elsewhere, e.g. the default {default_out(inputs).uri}")
+            return
+        if os.path.lexists(out.path) and not os.path.isdir(out.path):
+            raise OutputError(f"output {out.uri} exists and is not a folder", "pass --out with a folder path")
+        real_out = os.path.realpath(out.path)
+        if inputs.kind == "folder" and _inside(real_out, os.path.realpath(inputs.root.path)):
+            raise OutputError(f"output folder {out.uri} is inside the input folder {inputs.root.path}",
+                              f"write elsewhere, e.g. the default {default_out(inputs).path}")
+        # No input photo may sit inside OUT: its own output would replace it (--overwrite) or
+        # make it count as already protected, and OUT's marker would hide it from a later run.
+        inside = next((f for f in inputs.files if _inside(os.path.realpath(f.location.path), real_out)), None)
+        if inside is not None:
+            raise OutputError(f"output folder {out.uri} holds the input photo {inside.location.path}",
+                              f"write elsewhere, e.g. {default_out(inputs).path}")
+        self._check_nesting(real_out)
+
+    def _check_nesting(self, real_out: str) -> None:
+        fix = "protect into that folder itself, or choose an --out outside it"
+        folder = os.path.dirname(real_out)
+        while True:
+            if os.path.isfile(os.path.join(folder, OUTPUT_MARKER)) or os.path.isfile(os.path.join(folder, LOCK_FILE)):
+                raise OutputError(f"output folder {self.out.uri} is inside {folder}, the output folder of another "
+                                  "segue protect run (its settings record covers everything below it)", fix)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        for dirpath, dirnames, filenames in os.walk(real_out):
+            if dirpath != real_out and (OUTPUT_MARKER in filenames or LOCK_FILE in filenames):
+                raise OutputError(f"output folder {self.out.uri} holds {dirpath}, the output folder of another "
+                                  "segue protect run", "move that folder out, or choose another --out")
+            dirnames.sort()
+
+    def plan(self, inputs: InputSet, image_format: str, overwrite: bool) -> list[PlannedFile]:
+        """One PlannedFile per input, in input order: to do, skipped (its output exists:
+        :meth:`check_done` decides later whether it is done), or failed with the reason."""
+        listed = {rel: size for rel, size, _ in list_files(self.out)} if not self.out.local and exists(self.out) else {}
+        real_out = os.path.realpath(self.out.path) if self.out.local else ""
+        real_inputs = {os.path.realpath(f.location.path) for f in inputs.files} if self.out.local else set()
+        claimed: dict[str, str] = {}
+        planned: list[PlannedFile] = []
+        for item in inputs.files:
+            relative = output_relative(item.relative, image_format)
+            output = self.out.join(relative.as_posix())
+            status, reason = "todo", None
+            if output.path in claimed:
+                status, reason = "failed", f"its output {output.uri} is already the output of {claimed[output.path]}; rename one of them"
+            elif self.out.local:
+                status, reason = self._local_status(item, output, real_out, real_inputs, overwrite)
+            elif listed.get(relative.as_posix()) and not overwrite:
+                status, reason = "skipped", "output exists (already protected; --overwrite to redo)"
+            claimed.setdefault(output.path, str(item.location.reported))
+            planned.append(PlannedFile(item.location, item.relative, output, status, reason))  # type: ignore[arg-type]
+        return planned
+
+    def _local_status(self, item: InputFile, output: Location, real_out: str, real_inputs: set[str],
+                      overwrite: bool) -> tuple[str, str | None]:
+        source, target = item.location.path, output.path
+        if os.path.isdir(source):
+            return "failed", "is a folder; list image files, or pass the folder itself as INPUT"
+        if os.path.realpath(target) in real_inputs:
+            return "failed", f"its output {target} would be an input; pass another --out"
+        parent = os.path.realpath(os.path.dirname(target))  # resolves the links among the folders that exist
+        if not _inside(parent, real_out):
+            return "failed", (f"its output folder {os.path.dirname(target)} leads out of --out through a symlink (to "
+                              f"{parent}); not written there. Remove the link, or pass another --out")
+        if os.path.islink(target):
+            return "failed", f"its output {target} is a symlink; segue does not write through links. Remove it"
+        if os.path.isdir(target):
+            return "failed", f"its output path {target} is a folder; move it away or pass another --out"
+        if os.path.exists(target) and not overwrite:
+            return "skipped", "output exists (already protected; --overwrite to redo)"
+        return "todo", None
+
+    def read_record(self) -> None:
+        where = self.out.join(SETTINGS_FILE)
         try:
-            record = json.loads(data)  # type: ignore[arg-type]
+            data = read_if_file(where)
+        except OSError as exc:
+            raise self._corrupt(where, str(exc)) from exc
+        if data is None:
+            return
+        try:
+            record = json.loads(data)
         except ValueError as exc:  # not JSON, or not UTF-8
-            problem = str(exc)
-        else:
-            problem = "it is not a segue settings record"
-    if isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs")):
-        return record
-    raise OutputError(f"the settings record {where} is corrupt ({problem})",
-                      f"move it away and re-run with --overwrite to protect every photo in {out_label} again, "
-                      "or pass another --out")
+            raise self._corrupt(where, str(exc)) from exc
+        if not (isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs"))):
+            raise self._corrupt(where, "it is not a segue settings record")
+        self.record = record
+
+    def _corrupt(self, where: Location, problem: str) -> OutputError:
+        return OutputError(f"the settings record {where.uri} is corrupt ({problem})",
+                           f"move it away and re-run with --overwrite to protect every photo in {self.label} again, "
+                           "or pass another --out")
+
+    def key(self, planned: PlannedFile) -> str:
+        return PurePosixPath(os.path.relpath(planned.output.path, self.out.path)).as_posix() if self.out.local else \
+            PurePosixPath(planned.output.path).relative_to(self.out.path).as_posix()
+
+    def check_done(self, planned: list[PlannedFile], settings: dict[str, Any],
+                   fingerprints: dict[str, dict[str, Any]]) -> list[PlannedFile]:
+        """Each existing output checked against the record (module docstring): skipped
+        only when done; redone when damaged or made from another input; failed when segue
+        did not write it. Outputs made under other settings stop the run."""
+        current = settings_id(settings)
+        outputs = self.record["outputs"]
+        listed = {rel: size for rel, size, _ in list_files(self.out)} if not self.out.local and exists(self.out) else {}
+        checked: list[PlannedFile] = []
+        stale: list[str] = []
+        for item in planned:
+            if item.status == "skipped":
+                entry = outputs.get(self.key(item))
+                entry = entry if isinstance(entry, dict) else {"settings": entry}  # records before 0.2 held the id alone
+                if entry.get("settings") is None:
+                    item = replace(item, status="failed", reason=(
+                        f"{item.output.uri} exists but segue did not write it (it is not in {self.label}'s settings "
+                        "record); move it away, or pass --overwrite to replace it"))
+                elif entry["settings"] != current:
+                    stale.append(entry["settings"])
+                elif not self._output_intact(item, entry.get("output"), listed):
+                    item = replace(item, status="todo", reason="its output is not the file segue wrote (truncated, "
+                                   "replaced or unfinished): redone")
+                elif self._input_changed(item, entry.get("input"), fingerprints):
+                    item = replace(item, status="todo", reason="its input changed since its output was made: redone")
+            checked.append(item)
+        if stale:
+            changes = settings_changes(self.record["settings"].get(stale[0], {}), settings)
+            others = len(set(stale)) - 1
+            raise OutputError(
+                f"{self.label} holds {len(stale)} output(s) protected with other settings ({'; '.join(changes)}"
+                f"{f'; and {others} other set(s) of settings' if others else ''}); skipping them would leave the folder "
+                "a mix of two protections",
+                "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
+            )
+        return checked
+
+    def _output_intact(self, item: PlannedFile, made: Any, listed: dict[str, int]) -> bool:
+        if not isinstance(made, dict):
+            return False  # written by an older segue, or the run stopped before it was written: not proven
+        if not self.out.local:
+            return listed.get(self.key(item)) == made.get("size")
+        try:
+            return os.path.getsize(item.output.path) == made.get("size") and file_sha256(item.output.path) == made.get("sha256")
+        except OSError:
+            return False
+
+    @staticmethod
+    def _input_changed(item: PlannedFile, made_from: Any, fingerprints: dict[str, dict[str, Any]]) -> bool:
+        if not isinstance(made_from, dict):
+            return False  # nothing recorded to compare with
+        now = fingerprints.get(item.source.path)
+        if now is None:
+            return False  # unreadable now: it fails on decoding, and says why
+        proof = ("size", "mtime_ns", "ctime_ns") if item.source.local else ("size", "mtime_ns")
+        if all(now.get(key) == made_from.get(key) for key in proof):
+            return False
+        if not item.source.local or now["size"] != made_from.get("size") or "sha256" not in made_from:
+            return True
+        try:
+            return file_sha256(item.source.path) != made_from["sha256"]
+        except OSError:
+            return False
+
+    # --- running --------------------------------------------------------------------------
+    @contextmanager
+    def held(self, wait: bool) -> Iterator[None]:
+        """OUT created and locked for this run (local; an object store has no lock)."""
+        if not self.out.local:
+            yield
+            return
+        with locked_out_dir(Path(self.out.path), wait):
+            yield
+
+    def _unwritable(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write to the output folder {self.label}: {exc.strerror or exc}",
+                           "check its permissions and free space, or pass another --out")
+
+    def start(self, planned: list[PlannedFile], settings: dict[str, Any], fingerprints: dict[str, dict[str, Any]],
+              version: str) -> None:
+        """Before any output is written: OUT's marker, and a record entry for every output
+        this run will write (no output hash yet), so a killed run's outputs are known as
+        segue's and redone rather than taken for foreign files."""
+        current = settings_id(settings)
+        for item in planned:
+            if item.status == "todo":
+                self.record["outputs"][self.key(item)] = {"settings": current, "input": fingerprints.get(item.source.path)}
+        used = {entry.get("settings") if isinstance(entry, dict) else entry for entry in self.record["outputs"].values()}
+        self.record["settings"] = {name: value for name, value in self.record["settings"].items() if name in used}
+        self.record["settings"][current] = settings
+        self.record["written_by"] = f"segue {version}"
+        try:
+            marker = self.out.join(OUTPUT_MARKER)
+            if read_if_file(marker) != MARKER_TEXT.encode():
+                write_bytes(marker, MARKER_TEXT.encode())
+            self.save()
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+
+    def note(self, result: FileResult, planned: PlannedFile) -> None:
+        """A finished file: a written one's size and sha256 go into the record (saved every
+        so often, and at the end)."""
+        if result.status == "written" and result.written is not None:
+            entry = self.record["outputs"].get(self.key(planned))
+            if isinstance(entry, dict):
+                entry["output"] = {"size": result.written[0], "sha256": result.written[1]}
+                self._dirty += 1
+                if self._dirty >= 64:
+                    self.save()
+
+    def save(self) -> None:
+        text = json.dumps(self.record, indent=1, sort_keys=True) + "\n"
+        write_bytes(self.out.join(SETTINGS_FILE), text.encode("utf-8"))
+        self._dirty = 0
+
+    def remove_stale_temps(self, planned: list[PlannedFile]) -> list[str]:
+        """Delete the temp files (``.NAME.XXXXXXXX.tmp``, see ``storage.atomic_write``) that a
+        killed run left beside this run's outputs and OUT's own files. Only safe while OUT is
+        locked: a live run's temp files look the same."""
+        if not self.out.local:
+            return []
+        names: dict[str, set[str]] = {self.out.path: {SETTINGS_FILE, OUTPUT_MARKER}}
+        for item in planned:
+            folder, name = os.path.split(item.output.path)
+            names.setdefault(folder, set()).add(name)
+        removed = []
+        for folder, wanted in names.items():
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                    if entry.name[1:-4].rpartition(".")[0] in wanted:
+                        os.unlink(entry.path)
+                        removed.append(entry.path)
+        return removed
 
 
-def _read_record(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / SETTINGS_FILE
-    if not path.exists():
-        return parse_record(None, str(path), str(out_dir))
-    try:
-        return parse_record(path.read_bytes(), str(path), str(out_dir))
-    except OSError as exc:
-        return parse_record(None, str(path), str(out_dir), read_error=exc)
-
-
-def input_fingerprint(source: Path, with_hash: bool = True) -> dict[str, Any]:
-    """What an output was made from: the input's size, mtime and (optionally) sha256."""
-    stat = source.stat()
-    fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if with_hash:
-        from ..artifacts import file_sha256
-
-        fingerprint["sha256"] = file_sha256(source)
-    return fingerprint
-
-
-def _entry(record: dict[str, Any], key: str) -> tuple[str | None, dict[str, Any] | None]:
-    """(settings id, input fingerprint) of one output; records before fingerprints held the id alone."""
-    entry = record["outputs"].get(key)
-    if isinstance(entry, dict):
-        return entry.get("settings"), entry.get("input")
-    return entry, None
-
-
-def _input_changed(source: Path, made_from: dict[str, Any] | None) -> bool:
-    if made_from is None:
-        return False
-    now = input_fingerprint(source, with_hash=False)
-    if (now["size"], now["mtime_ns"]) == (made_from.get("size"), made_from.get("mtime_ns")):
-        return False
-    return now["size"] != made_from.get("size") or input_fingerprint(source)["sha256"] != made_from.get("sha256")
+def input_fingerprints(files: list[PlannedFile], inputs: InputSet, with_hash: bool) -> dict[str, dict[str, Any]]:
+    """What each input to check or write is now: size, mtime and ctime (local; and its
+    sha256 for the inputs about to be written, ``with_hash``), or its listing's size and
+    upload time (object store)."""
+    listed = {f.location.path: f.fingerprint for f in inputs.files if f.fingerprint is not None}
+    fingerprints: dict[str, dict[str, Any]] = {}
+    for item in files:
+        if item.status == "failed":
+            continue
+        if not item.source.local:
+            if item.source.path in listed:
+                fingerprints[item.source.path] = dict(listed[item.source.path])
+            continue
+        try:
+            stat = os.stat(item.source.path)
+            fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
+            if with_hash and item.status == "todo":
+                fingerprint["sha256"] = file_sha256(item.source.path)
+        except OSError:
+            continue  # it will fail on decoding, and say why
+        fingerprints[item.source.path] = fingerprint
+    return fingerprints
 
 
 def settings_id(settings: dict[str, Any]) -> str:
@@ -266,84 +357,6 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
             for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
 
 
-def _key(out_dir: Path, output: Path) -> str:
-    return output.relative_to(out_dir).as_posix()
-
-
-OutputKey = Callable[[PlannedFile], str]  # an output's key in the record: its path relative to OUT
-
-
-def checked_plan(record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any], key: OutputKey,
-                 changed: Callable[[PlannedFile, dict[str, Any] | None], bool], out_label: str) -> list[PlannedFile]:
-    """Refuse to skip existing outputs that were protected under other settings, and redo
-    those whose input changed since (same path, other photo); the plan with those redone.
-    The same rules for a local OUT and an object store's."""
-    from dataclasses import replace
-
-    current_id = settings_id(current)
-    checked: list[PlannedFile] = []
-    stale: list[str] = []
-    for item in planned:
-        if item.status == "skipped":
-            made_with, made_from = _entry(record, key(item))
-            if changed(item, made_from):
-                item = replace(item, status="todo", reason="its input changed since its output was made: redone")
-            elif made_with is not None and made_with != current_id:
-                stale.append(made_with)
-        checked.append(item)
-    if stale:
-        changes = settings_changes(record["settings"].get(stale[0], {}), current)
-        others = len(set(stale)) - 1
-        raise OutputError(
-            f"{out_label} holds {len(stale)} output(s) protected with other settings ({'; '.join(changes)}"
-            f"{f'; and {others} other set(s) of settings' if others else ''}); skipping them would leave the folder "
-            "a mix of two protections",
-            "pass --overwrite to protect them again with these settings, or --out NEW_FOLDER to keep both",
-        )
-    return checked
-
-
-def check_settings(out_dir: Path, planned: list[PlannedFile], current: dict[str, Any]
-                   ) -> tuple[dict[str, Any], list[PlannedFile]]:
-    """:func:`checked_plan` for a local OUT; returns OUT's record for :func:`record_settings` too."""
-    record = _read_record(out_dir)
-    checked = checked_plan(record, planned, current, lambda item: _key(out_dir, item.output),
-                           lambda item, made_from: _input_changed(item.source, made_from), str(out_dir))
-    return record, checked
-
-
-def updated_record(record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any], version: str,
-                   key: OutputKey, fingerprint: Callable[[PlannedFile], dict[str, Any] | None]) -> str:
-    """The record's new text: ``current`` and each input's fingerprint noted against every
-    output this run will write, before writing: a file that then fails leaves no output,
-    and an output without an entry is not checked."""
-    current_id = settings_id(current)
-    for item in planned:
-        if item.status == "todo":
-            record["outputs"][key(item)] = {"settings": current_id, "input": fingerprint(item)}
-    used = {_entry(record, name)[0] for name in record["outputs"]}
-    record["settings"] = {name: value for name, value in record["settings"].items() if name in used}
-    record["settings"][current_id] = current
-    record["written_by"] = f"segue {version}"
-    return json.dumps(record, indent=1, sort_keys=True) + "\n"
-
-
-def record_settings(out_dir: Path, record: dict[str, Any], planned: list[PlannedFile], current: dict[str, Any],
-                    version: str) -> None:
-    """:func:`updated_record` written to a local OUT."""
-    def fingerprint(item: PlannedFile) -> dict[str, Any] | None:
-        try:
-            return input_fingerprint(item.source)
-        except OSError:
-            return None  # it will fail on decoding, and say why
-
-    text = updated_record(record, planned, current, version, lambda item: _key(out_dir, item.output), fingerprint)
-    atomic_write(out_dir / SETTINGS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-LOCK_FILE = ".segue-lock"
-
-
 @contextmanager
 def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
     """Hold OUT for one run (an OS lock on OUT/.segue-lock, released when the process
@@ -351,9 +364,14 @@ def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
     OUT is refused, naming the first run's pid, or waits for it with ``wait``: two runs
     would both write every file and, with different identities, leave a silent mix."""
     path = out_dir / LOCK_FILE
-    out_dir.mkdir(parents=True, exist_ok=True)
     while True:
-        handle = open(path, "a+", encoding="utf-8")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc} ({path})",
+                              "check its permissions (a read-only folder cannot hold protected photos), "
+                              "or pass another --out") from exc
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -378,25 +396,3 @@ def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)  # while still held, so no one locks a file about to vanish
         handle.close()
-
-
-def remove_stale_temps(out_dir: Path, planned: list[PlannedFile]) -> list[Path]:
-    """Delete the temp files (``.NAME.XXXXXXXX.tmp``, see ``artifacts.atomic_write``) that
-    a killed run left beside this run's outputs and OUT's own files; returns them. Only
-    safe while OUT is locked: a live run's temp files look the same."""
-    names: dict[Path, set[str]] = {out_dir: {SETTINGS_FILE, OUTPUT_MARKER}}
-    for item in planned:
-        names.setdefault(item.output.parent, set()).add(item.output.name)
-    removed = []
-    for folder, wanted in names.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
-                base = entry.name[1:-4].rpartition(".")[0]
-                if base in wanted:
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed.append(Path(entry.path))
-    return removed

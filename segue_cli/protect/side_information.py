@@ -8,15 +8,17 @@ this module only decides which name or label applies to a file."""
 from __future__ import annotations
 
 import os
+from pathlib import PurePosixPath
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..artifacts import file_sha256
 from ..datasets import read_labels_csv
 from ..errors import ConfigError, InputError
 from ..side_info import CodeSpace
 from .config import ProtectConfig
-from .outputs import InputSet, PlannedFile
+from ..job import PlannedFile
+from ..storage import file_sha256
+from .inputs import InputSet
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
         by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
 
         def from_csv(planned: PlannedFile) -> int:
-            identity = by_path.get(os.path.realpath(planned.source))
+            identity = by_path.get(os.path.realpath(planned.source.path))
             if identity is None:
                 raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
             return space.folder(identity)
@@ -52,16 +54,16 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
 
         def from_folder(planned: PlannedFile) -> int:
             if inputs.kind == "file":
-                return space.folder(inputs.root.name)
+                return space.folder(os.path.basename(inputs.root.path))
             if len(planned.relative.parts) < 2:
                 raise InputError("is not inside an identity sub-folder (--by-folder)",
                                  "move it into <identity>/, or protect it with --identity NAME")
             return space.folder(planned.relative.parts[0])
 
         return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
-    name = inputs.root.name
+    name = PurePosixPath(inputs.root.path).name
     if not name:
-        raise ConfigError(f"cannot name a default identity after {inputs.root}", "pass --identity NAME")
+        raise ConfigError(f"cannot name a default identity after {inputs.root.uri}", "pass --identity NAME")
     code = space.identity(name)
     return SideInformation(f"identity {name!r} (code {code}{space.of_decoys()}), the default: the input folder's name; "
                            "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)

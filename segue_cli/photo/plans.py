@@ -28,6 +28,7 @@ import numpy as np
 
 from ..choices import FACE_MODES, FaceMode
 from ..errors import ConfigError
+from ..faces.detectors import open_detector
 from ..faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
 from ..imageio import resize_to
 
@@ -207,3 +208,19 @@ def within_limit(original: np.ndarray, protected: np.ndarray, epsilon: float) ->
         int(np.abs(protected[i : i + step].astype(np.int16) - original[i : i + step]).max(initial=0)) <= limit
         for i in range(0, original.shape[0], step)
     )
+
+
+def default_planner(faces: FaceMode, detector_name: str, working_size: int) -> tuple[Planner, str]:
+    """The planner ``faces`` asks for, with its detector opened once for the run, and a
+    description for the summary."""
+    if faces == "off":
+        return whole_image_plan, "whole-image (--no-faces)"
+    detector = open_detector(detector_name)
+    if faces == "on":
+        return face_planner(detector, "on"), (f"face-aware on every photo (--faces, detector {detector.name}); "
+                                              "photos without a face: whole-image")
+    threshold = AUTO_FACES_FACTOR * working_size
+    return face_planner(detector, "auto"), (
+        f"face-aware (detector {detector.name}) for photos whose shorter side is over {threshold} px "
+        f"({AUTO_FACES_FACTOR} x the model's {working_size} px working size), whole-image for smaller ones "
+        "(face crops) and photos without a face; --faces / --no-faces to force")

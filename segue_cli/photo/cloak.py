@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import check_options
-from .faces.dlib_weights import CHIP_SIZE
+from ..errors import check_ranges
+from ..faces.dlib_weights import CHIP_SIZE
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
@@ -54,10 +54,9 @@ class CloakConfig:
     seed: int = 0  # the distortion draws; the same photo always gets the same cloak
 
     def __post_init__(self) -> None:
-        check_options([(1 <= self.steps <= 1000, f"--cloak-steps must be between 1 and 1000 (got {self.steps})"),
-                       (self.epsilon is None or 0 < self.epsilon <= 16,
-                        f"--cloak-epsilon must be in (0, 16] (in 1/255; got {self.epsilon})"),
-                       (self.step is None or 0 < self.step <= 16, f"the cloak's step must be in (0, 16] / 255 (got {self.step})")])
+        # --cloak-epsilon and the step are in 1/255.
+        check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1)},
+                     flag="--cloak-{}")
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -80,11 +79,11 @@ class IdentityCloak:
     Safe to call from several threads (the network is only read)."""
 
     def __init__(self, config: CloakConfig = CloakConfig()) -> None:
-        from .extras import require
+        from ..extras import require
 
         require("protect --cloak")
-        from .faces.embedding import DlibEmbedder
-        from .nn.distortions import DistortionConfig
+        from ..faces.embedding import DlibEmbedder
+        from ..nn.distortions import DistortionConfig
 
         self.config = config
         self.embedder = DlibEmbedder(engine="twin")
@@ -161,7 +160,8 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     import torch
     import torch.nn.functional as F
 
-    from .nn import distortions
+    from ..nn import distortions
+    from ..nn.delta import upsample
 
     config = cloak.config
     clean = clean_u8.permute(2, 0, 1)[None].float() / 255
@@ -175,7 +175,7 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
         return cloak.net.unit_descriptors(photo * 255.0, matrix)
 
     def cloaked(delta: Any) -> Any:
-        full = F.interpolate(delta, size=(height, width), mode="bilinear", align_corners=False)
+        full = upsample(delta, (height, width))
         return torch.minimum(torch.maximum(start + full, low), high)
 
     with torch.no_grad():

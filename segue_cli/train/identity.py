@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .faces.dlib_face_net import DlibFaceNet
+from ..faces.dlib_face_net import DlibFaceNet
 
 
 @dataclass
@@ -43,7 +43,7 @@ def prepare(images: torch.Tensor, targets: torch.Tensor, num_classes: int,
     """Locate every training photo's chip (uint8 photos [N, 3, H, W]) and embed the clean
     chips once. A photo whose face is not found uses the centred box, as the embedding
     attacker does."""
-    from .faces.embedding import DlibEmbedder
+    from ..faces.embedding import DlibEmbedder
 
     embedder = DlibEmbedder(engine="twin")
     net: DlibFaceNet = embedder.twin

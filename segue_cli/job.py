@@ -1,13 +1,56 @@
-"""What a ``segue protect`` run reports: one :class:`FileResult` per file and the run's
-:class:`ProtectSummary` (both also as the ``--json`` records)."""
+"""A planned ``segue protect`` job, as ``protect/`` hands it to an engine, and what a run
+reports: one :class:`FileResult` per file and the run's :class:`ProtectSummary` (both
+also the ``--json`` records).
+
+``protect/`` plans (inputs, output names, codes, skips, the settings record, the lock);
+an engine from the registry in ``engines/`` runs the planned files and reports each one
+through the callback it is given. Neither imports the other: both speak this module.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from ..progress import ProgressCallback, ProgressEvent, start_task, step
+from .progress import ProgressCallback, ProgressEvent, start_task, step
+from .storage import Location
+
+if TYPE_CHECKING:
+    from .backends.base import PerturbationBackend
+    from .engines import EngineSpec
+    from .photo.plans import Planner
+    from .protect.config import ProtectConfig
+
+Status = Literal["todo", "skipped", "failed"]
+
+
+def engines() -> dict[str, EngineSpec]:
+    """The registry of engines (``segue_cli.engines``), by name: how a planned job is run."""
+    from .engines import ENGINES
+
+    return ENGINES
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    source: Location  # the input photo: a local file or an object
+    relative: PurePosixPath  # its path under the input's root, mirrored under OUT
+    output: Location
+    status: Status
+    reason: str | None = None
+
+
+@dataclass
+class Job:
+    """Everything an engine needs: the planned files and how to protect each one."""
+
+    config: ProtectConfig
+    files: list[PlannedFile]
+    code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
+    backend: PerturbationBackend  # opened once for the run (the Ray engine opens one per actor)
+    planner: Planner
+    summary: ProtectSummary
 
 
 @dataclass(frozen=True)
@@ -20,6 +63,12 @@ class FileResult:
     code: int | None = None
     size: tuple[int, int] | None = None  # width, height
     details: dict[str, Any] = field(default_factory=dict)  # from the planner (e.g. faces found)
+    written: tuple[int, str] | None = None  # the output's (size in bytes, sha256), for the settings record
+
+    @classmethod
+    def of(cls, planned: PlannedFile, status: Literal["written", "skipped", "failed"], reason: str | None = None,
+           **fields: Any) -> "FileResult":
+        return cls(planned.source.reported, planned.output.reported, status, reason, **fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "file", "input": str(self.source), "output": str(self.output), "status": self.status,

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import too_small, write_labels_csv
-from .faces.embedding import SAME_PERSON_DISTANCE, DlibEmbedder
-from .progress import ProgressCallback, ProgressEvent, ignore, start_task, step
-from .errors import ConfigError, InputError, OutputError
-from .imageio import discover_images, load_image
+from ..datasets import write_labels_csv
+from ..faces.embedding import SAME_PERSON_DISTANCE, DlibEmbedder
+from ..progress import ProgressCallback, ProgressEvent, ignore, start_task, step
+from ..errors import ConfigError, InputError, OutputError, check_ranges
+from ..imageio import discover_images, load_image, too_small
 
 AUTO_SAMPLE_LIMIT = 4000  # agglomerative clustering is O(n^2) in memory; estimate K on a sample
 CSV_EXTRA_COLUMNS = ("distance", "face", "faces")
@@ -64,6 +64,8 @@ class ClusterConfig:
             raise ConfigError(f"auto_min_share must be between 0 and 1, got {self.auto_min_share}")
         if Path(self.out).suffix.lower() != ".csv":
             raise ConfigError(f"--out must name a .csv file, got {self.out}", "e.g. --out labels.csv")
+        check_ranges(self, {"k": (1, 65536), "seed": (0, 2**32 - 1), "n_init": (1, 1000), "jitter": (0, 100),
+                            "auto_min_share": (0.0001, 0.9999)})
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .datasets import scan_image_folder
-from .errors import InputError, OutputError
-from .faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, align_face, alignment_matrix
-from .imageio import load_image, save_image
+from ..datasets import scan_image_folder
+from ..errors import InputError, OutputError
+from ..faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, align_face, alignment_matrix
+from ..imageio import load_image, save_image
 
 
 @dataclass

@@ -23,13 +23,14 @@ import onnx
 import torch
 from torch import nn
 
-from . import __version__
-from .artifacts import atomic_write, file_sha256, load_generator, resolve_model_path, untrained_reason
-from .choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
-from .errors import ArtifactError, ConfigError, OutputError
-from .nn.generator import SegueGenerator
-from .backends.onnx_backend import OnnxBackend
-from .backends.onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from .. import __version__
+from ..artifacts import load_generator, resolve_model_path, untrained_reason
+from ..storage import atomic_write, file_sha256
+from ..choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
+from ..errors import ArtifactError, ConfigError, OutputError, check_ranges
+from ..nn.generator import SegueGenerator
+from ..backends.onnx_backend import OnnxBackend
+from ..backends.onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
 
 # Parity sizes (height, width) besides the model's working size: odd, non-square, and
 # sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).
@@ -50,7 +51,7 @@ class ExportConfig:
             raise ConfigError(f"--out {self.out} must end in .onnx", "e.g. --out models/generator.onnx")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(f"--opset {self.opset} is not supported", f"use an opset from {MIN_OPSET} to {MAX_OPSET}")
-
+        check_ranges(self, {"opset": (MIN_OPSET, MAX_OPSET)})
     @property
     def tolerance(self) -> float:
         return FP16_TOLERANCE if self.fp16 else FP32_TOLERANCE

@@ -1,0 +1,201 @@
+"""The local engine: a planned job streamed decode -> generator -> encode on this machine.
+
+A thread pool decodes photos ahead of the generator and encodes finished ones behind it,
+while the calling thread batches generator inputs of the same shape through the backend.
+Memory stays bounded whatever the folder size: at most ``prefetch()`` decodes (fewer
+for big photos) and ``2 * max(workers, batch_size)`` encodes are in flight (so the
+generator runs the next batch while the last one is encoded), and once the photos decoded
+but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run and
+encodes waited for before anything else is decoded.
+
+What the generator sees of each photo, and how its output is mapped back, is decided
+by a :data:`~segue_cli.photo.plans.Planner`: by default :func:`~segue_cli.photo.plans.face_planner`
+(``ProtectConfig.faces``: each face's aligned crop for photos well above the working
+size, the whole photo at working scale for face crops and photos without a face), or
+any planner passed to ``segue_cli.protect.protect`` without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..backends.base import PerturbationBackend
+from ..errors import InputError
+from ..imageio import LoadedImage
+from ..job import FileResult, Job, PlannedFile
+from ..photo.compose import decode_photo, encode_protected, failure_reason, generator_failure, write_failure
+from ..photo.plans import PhotoPlan
+from ..storage import write_bytes
+
+# Decoded photos not yet written (waiting for a batch or being encoded) are flushed or
+# waited for beyond this many pixels (one 12 MP phone photo; about 240 face crops of 224
+# px): with their protected copies about 100 MB, so that a run of 12 MP photos peaks near
+# 0.9 GiB including torch (docs/protect.md).
+MAX_LIVE_PIXELS = 12_000_000
+
+
+@dataclass
+class _Job:
+    planned: PlannedFile
+    code: int
+    image: LoadedImage
+    plan: PhotoPlan
+    deltas: list[np.ndarray | None]
+    pending: int
+
+    @property
+    def pixels(self) -> int:
+        return self.image.rgb.shape[0] * self.image.rgb.shape[1]
+
+
+def run(job: Job, finish: Callable[[FileResult], None]) -> None:
+    """The local engine: every planned file, each reported through ``finish`` as it ends."""
+    with torch_threads_for_run(job.backend, job.config.generator_threads):
+        Pipeline(job, finish).run()
+
+
+class Pipeline:
+    """Runs on the calling thread; only the pool's tasks (decode, compose + encode) run elsewhere."""
+
+    def __init__(self, job: Job, finish: Callable[[FileResult], None]) -> None:
+        self.job, self.config, self.backend, self.planner = job, job.config, job.backend, job.planner
+        self.finish = finish
+        self.pool = ThreadPoolExecutor(max_workers=job.config.workers, thread_name_prefix="segue-io")
+        self.decoding: deque[tuple[PlannedFile, int, Future]] = deque()
+        self.encoding: deque[tuple[int, Future]] = deque()  # (pixels, future)
+        self.buckets: dict[tuple[int, ...], list[tuple[_Job, int]]] = {}
+        self.live_pixels = 0  # photos decoded and not yet written: in buckets or being encoded
+        self.recent_pixels = 0  # the last decoded photo's size, to size the decode prefetch
+
+    def prefetch(self) -> int:
+        """Decodes kept in flight: enough to feed a batch while the generator runs, fewer
+        for big photos (and for the first ones, whose size is not known yet)."""
+        most = max(2 * self.config.workers, 2 * self.config.batch_size)
+        if not self.recent_pixels:
+            return self.config.workers
+        return max(self.config.workers, min(most, MAX_LIVE_PIXELS // self.recent_pixels))
+
+    def fail(self, planned: PlannedFile, reason: str, code: int | None = None, notes: tuple[str, ...] = ()) -> None:
+        self.finish(FileResult.of(planned, "failed", reason, notes=notes, code=code))
+
+    def run(self) -> None:
+        try:
+            for planned in self.job.files:
+                if planned.status != "todo":
+                    self.finish(FileResult.of(planned, planned.status, planned.reason))
+                    continue
+                try:
+                    code = self.job.code_of(planned)
+                except InputError as exc:
+                    self.fail(planned, failure_reason(exc, planned.source.reported))
+                    continue
+                info = self.backend.info
+                future = self.pool.submit(decode_photo, Path(planned.source.path), info.image_size, info.epsilon,
+                                          self.config.max_pixels, self.planner)
+                self.decoding.append((planned, code, future))
+                while len(self.decoding) >= self.prefetch():
+                    self._take_decoded()
+            while self.decoding:
+                self._take_decoded()
+            while self.buckets:
+                self._run_fullest_batch()
+            while self.encoding:
+                self._take_encoded()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _take_decoded(self) -> None:
+        planned, code, future = self.decoding.popleft()
+        try:
+            image, plan = future.result()
+        except Exception as exc:  # noqa: BLE001 (every failure is reported against its file)
+            self.fail(planned, failure_reason(exc, planned.source.reported), code)
+            return
+        job = _Job(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
+        self.live_pixels += job.pixels
+        self.recent_pixels = job.pixels
+        if not plan.inputs:
+            self._encode(job)
+        for index, pixels in enumerate(plan.inputs):
+            bucket = self.buckets.setdefault(pixels.shape, [])
+            bucket.append((job, index))
+            if len(bucket) >= self.config.batch_size:
+                self._run_batch(pixels.shape)
+        while self.live_pixels > MAX_LIVE_PIXELS and (self.buckets or self.encoding):
+            if self.buckets:
+                self._run_fullest_batch()  # partial batch: memory comes first
+            else:
+                self._take_encoded()
+        while self.encoding and self.encoding[0][1].done():
+            self._take_encoded()
+
+    def _run_fullest_batch(self) -> None:
+        self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
+
+    def _run_batch(self, shape: tuple[int, ...]) -> None:
+        entries = self.buckets.pop(shape)
+        images = np.stack([job.plan.inputs[index] for job, index in entries])
+        codes = np.array([job.code for job, _ in entries], dtype=np.int64)
+        try:
+            deltas = self.backend.perturb(images, codes)
+        except Exception as exc:  # noqa: BLE001
+            deltas, error = None, generator_failure(exc)
+        for position, (job, index) in enumerate(entries):
+            if job.pending <= 0:
+                continue  # already failed through another of its inputs
+            if deltas is None:
+                job.pending = 0
+                self.live_pixels -= job.pixels
+                self.fail(job.planned, error, job.code, tuple(job.image.notes + job.plan.notes))
+                continue
+            job.deltas[index] = deltas[position]
+            job.pending -= 1
+            if job.pending == 0:
+                self._encode(job)
+
+    def _encode(self, job: _Job) -> None:
+        self.encoding.append((job.pixels, self.pool.submit(_encode, job, self.config, self.backend.info.epsilon)))
+        while len(self.encoding) > 2 * max(self.config.workers, self.config.batch_size):
+            self._take_encoded()
+
+    def _take_encoded(self) -> None:
+        pixels, future = self.encoding.popleft()
+        self.live_pixels -= pixels
+        self.finish(future.result())
+
+
+def _encode(job: _Job, config: Any, epsilon: float) -> FileResult:
+    image, planned = job.image, job.planned
+    height, width = image.size
+    done: dict[str, Any] = dict(code=job.code, size=(width, height), details=job.plan.details)
+    notes = list(image.notes) + list(job.plan.notes)
+    try:
+        data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)
+        written = write_bytes(planned.output, data)
+    except Exception as exc:  # noqa: BLE001
+        reason = write_failure(exc, planned.source.reported, planned.output.reported)
+        return FileResult.of(planned, "failed", reason, notes=tuple(notes), **done)
+    return FileResult.of(planned, "written", notes=tuple(notes), written=written, **done)
+
+
+@contextmanager
+def torch_threads_for_run(backend: PerturbationBackend, threads: int) -> Iterator[None]:
+    """torch's thread count is process-wide: set it for the run, then put it back."""
+    if backend.info.name != "torch" or backend.info.device != "cpu":
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

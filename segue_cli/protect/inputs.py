@@ -1,0 +1,138 @@
+"""Which photos a ``segue protect`` job reads: :func:`find_inputs` over a local folder, an
+image file, a list of paths (stdin), or an object-store prefix, into one :class:`InputSet`.
+
+Every input has a *root* whose tree the output mirrors: the folder given as INPUT, the
+folder holding a single INPUT file, the deepest folder common to all listed paths, or the
+prefix. Set aside and reported, never read: hidden files that are not images (macOS
+``._*`` AppleDouble), photos in formats segue cannot read (camera raw, JPEG XL, ...),
+anything that is not a regular file (a FIFO or a link to a device would block or never
+end), and folders an earlier run wrote (their ``.segue-output`` marker inside), so that
+protecting ``~/Pictures`` after ``~/Pictures/trip`` does not protect ``trip-protected``
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, Literal
+
+from ..errors import InputError, input_not_found
+from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, discover_images, is_image_path, looks_like_image
+from ..storage import Location, list_files, local, locate
+
+OUTPUT_MARKER = ".segue-output"
+InputKind = Literal["folder", "file", "list", "prefix"]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    location: Location
+    relative: PurePosixPath  # under the root
+    fingerprint: dict[str, int] | None = None  # an object's size and mtime from its listing (local files: stat later)
+
+
+@dataclass(frozen=True)
+class InputSet:
+    kind: InputKind
+    root: Location  # the folder or prefix whose tree is mirrored (local: absolute, symlinks kept)
+    files: tuple[InputFile, ...]
+    left_out: tuple[str, ...] = ()  # marked output folders found inside a folder INPUT
+    not_images: tuple[str, ...] = ()  # hidden files that are not images (macOS ._* AppleDouble, ...)
+    unsupported: tuple[str, ...] = ()  # photos in formats segue cannot read (camera raw, JPEG XL, ...)
+    not_regular: tuple[str, ...] = ()  # FIFOs, devices, sockets (and links to them) with an image's name
+
+
+def split_path_list(data: str) -> tuple[str, ...]:
+    """Paths from a list on stdin, names kept exactly: NUL-separated (``find -print0``) when
+    the text holds a NUL, else one per line with only the line ending removed, so names
+    that begin or end with spaces survive. Empty entries are dropped."""
+    if "\0" in data:
+        return tuple(entry for entry in data.split("\0") if entry)
+    return tuple(line.removesuffix("\r") for line in data.split("\n") if line.removesuffix("\r"))
+
+
+def find_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> InputSet:
+    """The photos to protect. ``target == "-"`` means: the paths in ``listed``."""
+    text = str(target)
+    if "://" in text:
+        return _prefix_inputs(locate(text))
+    if text == "-":
+        absolute = (Path(os.path.abspath(Path(str(p)).expanduser())) for p in listed if str(p))
+        files = tuple(dict.fromkeys(absolute))  # a path listed twice is protected once
+        if not files:
+            raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
+        return _local_set("list", Path(os.path.commonpath([str(f.parent) for f in files])), files)
+    path = Path(os.path.abspath(Path(target).expanduser()))
+    if os.path.lexists(path) and not path.is_dir():
+        single = _local_set("file", path.parent, (path,))
+        if single.not_regular:
+            raise InputError(f"{target} is not a regular file (a FIFO, a device, a socket or a link to one)",
+                             "give a photo as a regular file (a pipe of image bytes goes to -: cat a.jpg | segue protect -)")
+        return single
+    if not path.is_dir():
+        raise input_not_found(target)
+    unsupported: list[Path] = []
+    found, left_out = _without_output_folders(discover_images(path, unsupported), path)
+    return _local_set("folder", path, found, left_out, tuple(str(f) for f in unsupported))
+
+
+def _local_set(kind: InputKind, root: Path, files: Iterable[Path], left_out: tuple[str, ...] = (),
+               unsupported: tuple[str, ...] = ()) -> InputSet:
+    kept: list[InputFile] = []
+    hidden: list[str] = []
+    special: list[str] = []
+    for f in files:
+        try:
+            regular = stat.S_ISREG(os.stat(f).st_mode)
+        except OSError:
+            regular = True  # missing or unreadable: it fails on decoding, and says why
+        if not regular and not f.is_dir():
+            special.append(str(f))
+        elif f.is_file() and _hidden_non_image(f):
+            hidden.append(str(f))
+        else:
+            kept.append(InputFile(local(f), PurePosixPath(f.relative_to(root).as_posix())))
+    return InputSet(kind, local(root), tuple(kept), left_out, tuple(hidden), unsupported, tuple(special))
+
+
+def _hidden_non_image(path: Path) -> bool:
+    """A hidden file with an image suffix that holds no image: macOS writes ``._NAME``
+    AppleDouble metadata beside every file it copies to a non-Mac disk, suffix and all."""
+    return path.name.startswith("._") or (path.name.startswith(".") and not looks_like_image(path))
+
+
+def _without_output_folders(files: list[Path], root: Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    marked: dict[Path, Path | None] = {}  # folder -> the marked folder it is in, if any
+
+    def marked_folder(folder: Path) -> Path | None:
+        if folder not in marked:
+            inside = None if folder == root or folder.parent == folder else marked_folder(folder.parent)
+            marked[folder] = inside or (folder if (folder / OUTPUT_MARKER).is_file() else None)
+        return marked[folder]
+
+    kept = tuple(f for f in files if marked_folder(f.parent) is None)
+    left_out = tuple(sorted({str(m) for f in files if (m := marked_folder(f.parent)) is not None}))
+    return kept, left_out
+
+
+def _prefix_inputs(source: Location) -> InputSet:
+    """Objects under the prefix with an image suffix, by the same rules as a local folder."""
+    listed = list_files(source)
+    marked = sorted(rel[: -len(OUTPUT_MARKER)] for rel, _, _ in listed if rel.endswith("/" + OUTPUT_MARKER))
+    files: list[InputFile] = []
+    hidden: list[str] = []
+    for rel, size, mtime in listed:
+        if not is_image_path(Path(rel)) or any(rel.startswith(prefix) for prefix in marked):
+            continue
+        if posixpath.basename(rel).startswith("._"):
+            hidden.append(source.join(rel).uri)
+            continue
+        files.append(InputFile(source.join(rel), PurePosixPath(rel), {"size": size, "mtime_ns": mtime or 0}))
+    unsupported = tuple(source.join(rel).uri for rel, _, _ in listed
+                        if PurePosixPath(rel).suffix.lower() in UNSUPPORTED_PHOTO_EXTENSIONS)
+    left_out = tuple(source.join(prefix.rstrip("/")).uri for prefix in marked)
+    return InputSet("prefix", source, tuple(files), left_out, tuple(hidden), unsupported)

@@ -1,0 +1,89 @@
+"""One image in, one protected image out: ``segue protect in.jpg --out out.png`` (or
+``--out -``), and image bytes through a pipe (``cat a.jpg | segue protect --identity X -
+> a.png``). No output folder, marker, settings record or lock: the output is the one file
+named, or standard output. The pixels and the bytes are those a folder run writes for the
+same photo and options (``Protector.protect_file``: the same decode, compose and encode).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import InputError, OutputError
+from ..formats import lossy_warning, suffix_format
+from ..job import FileResult, ProtectSummary
+from ..storage import atomic_write, local, read_bytes
+from .config import ProtectConfig
+
+STDOUT = "-"
+
+
+def single_output(config: ProtectConfig) -> bool:
+    """Whether ``config`` asks for one output file (or stdout) rather than a folder: OUT is
+    ``-`` or a name with an image suffix that is not an existing folder."""
+    out = config.out
+    if out is None or "://" in str(out):
+        return False
+    return str(out) == STDOUT or (suffix_format(Path(out).suffix) is not None and not Path(out).is_dir())
+
+
+def output_format(config: ProtectConfig) -> str:
+    """The format of the one output: --format if given, else the output name's suffix (PNG for stdout)."""
+    named = suffix_format(Path(str(config.out)).suffix) if config.out is not None and str(config.out) != STDOUT else None
+    if named is not None and config.image_format != "png" and named != config.image_format:
+        raise InputError(f"--out {config.out} names a {named.upper()} file but --format is {config.image_format}",
+                         "make the two agree, or drop --format (the suffix decides)")
+    return named or config.image_format
+
+
+def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[bytes, FileResult, ProtectSummary]:
+    """Protect one image: ``data`` (bytes from a pipe) or the file ``config.input``. Writes
+    ``config.out`` unless it is ``-`` (the caller writes the returned bytes to stdout)."""
+    from ..protector import Protector
+
+    if config.engine != "local":
+        raise InputError("one image in and one out runs on this machine", "drop --engine, or protect a folder")
+    if config.by_folder or config.labels is not None:
+        raise InputError("--by-folder and --labels name people by folder or file list; one image has neither",
+                         "pass --identity NAME or --label N")
+    source = "<stdin>" if data is None and str(config.input) == "-" else str(config.input)
+    if data is None:
+        data = read_bytes(local(config.input))
+    if config.identity is None and config.label is None:
+        if str(config.input) == "-":
+            raise InputError("an image on stdin has no folder to name its person", "pass --identity NAME or --label N")
+        name = Path(os.path.abspath(config.input)).parent.name  # as a folder run names its default identity
+        identity: str | None = name
+    else:
+        identity = config.identity
+    image_format = output_format(config)
+    target = None if str(config.out) == STDOUT else Path(os.path.abspath(str(config.out)))
+    if target is not None:
+        if target.exists() and not config.overwrite:
+            raise OutputError(f"{config.out} exists", "pass --overwrite to replace it, or name another file")
+        if str(config.input) != "-" and target.exists() and os.path.samefile(target, config.input):
+            raise OutputError(f"--out {config.out} is the input itself", "name another file: inputs are never overwritten")
+    started = time.perf_counter()
+    protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
+                          config.max_pixels, threads=config.generator_threads, cloak=config.cloak)
+    code = protector.code_for(identity=identity, label=config.label)
+    quality = config.quality if image_format != "png" else None
+    encoded, notes = protector.protect_file(data, code, image_format, quality, config.keep_metadata)
+    if target is not None:
+        atomic_write(target, lambda tmp: tmp.write_bytes(encoded))
+    info = protector.info
+    result = FileResult(source, "<stdout>" if target is None else str(target), "written", notes=tuple(notes), code=code)
+    summary = ProtectSummary(out_dir="<stdout>" if target is None else str(target.parent), side_information=f"identity {identity!r}" if identity is not None
+                             else f"label {config.label}", model=str(info.model_path), model_sha256=info.model_sha256,
+                             backend=info.name, device=info.device, image_format=image_format, epsilon=info.epsilon,
+                             file_sha256=info.file_sha256, protection=protector.protection, total=1)
+    if info.note:
+        summary.warnings.append(info.note)
+    warning = lossy_warning(image_format, quality)
+    if warning:
+        summary.warnings.append(warning)
+    summary.count(result)
+    summary.seconds = time.perf_counter() - started
+    return encoded, result, summary
