@@ -133,7 +133,8 @@ def main() -> None:
         rows = []
         for threads in args.threads:
             torch.set_num_threads(threads)
-            backends = {"torch": TorchBackend(checkpoint, "cpu"), "onnx": OnnxBackend(exported.out, "cpu", threads)}
+            backends: dict[str, PerturbationBackend] = {"torch": TorchBackend(checkpoint, "cpu"),
+                                                        "onnx": OnnxBackend(exported.out, "cpu", threads)}
             for batch in args.batches:
                 figures = images_per_second(backends, batch, args.size, args.seconds)
                 rows.append((threads, batch, figures["torch"], figures["onnx"]))

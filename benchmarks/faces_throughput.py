@@ -66,7 +66,7 @@ def pipeline_stages(photo: Path, repeats: int, detector_name: str) -> dict:
     code = np.array([identity_code("benchmark", info.code_bits)])
     times: dict[str, dict[str, list[float]]] = {name: {} for name in planners}
 
-    def timed(mode: str, step: str, fn, *args):  # type: ignore[no-untyped-def]
+    def timed(mode: str, step: str, fn, *args):
         start = time.perf_counter()
         result = fn(*args)
         times[mode].setdefault(step, []).append(time.perf_counter() - start)

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def child(args: argparse.Namespace, which: str) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def markdown(rows: list[dict[str, object]], args: argparse.Namespace, command: str) -> str:
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     floor, model = rows
     ratio = float(model["images_per_second"]) / float(floor["images_per_second"])
     start, end = markers(str(model["backend"]))

@@ -79,11 +79,12 @@ def atoms(code: int, shape: tuple[int, int], rng: np.random.Generator, periods: 
     return np.sign(total + 1e-9)
 
 
-def fixed(code: int, shape: tuple[int, int], grid: int) -> np.ndarray:
+def fixed(code: int, shape: tuple[int, int], grid: int, channels: int = 1) -> np.ndarray:
     import cv2
 
-    cells = (np.random.default_rng(0x5E6E0000 + code).integers(0, 2, (grid, grid)) * 2 - 1).astype(np.float32)
-    return np.sign(cv2.resize(cells, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)).astype(np.float64)
+    cells = np.random.default_rng(0x5E6E0000 + code).integers(0, 2, (grid, grid, channels)) * 2 - 1
+    big = cv2.resize(cells.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return np.sign(big.reshape(shape[0], shape[1], channels)).astype(np.float64)
 
 
 def protected_people(identities: list[str], count: int | None) -> list[str]:
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=4, help="tile: cells a side")
     parser.add_argument("--active", type=int, default=3, help="atoms: gratings a code sums")
     parser.add_argument("--grid", type=int, default=14, help="fixed: cells a side")
+    parser.add_argument("--colour", action="store_true", help="fixed: its own signs on R, G and B (a colour code)")
     args = parser.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out} exists; choose a new folder")
@@ -124,10 +126,11 @@ def main() -> None:
             elif args.family == "atoms":
                 pattern = atoms(code, shape, rng, args.periods, args.angles, args.active)
             elif args.family == "fixed":
-                pattern = fixed(code, shape, args.grid)
+                pattern = fixed(code, shape, args.grid, 3 if args.colour else 1)
             else:
                 pattern = tile(code, shape, rng, args.cell, args.tile)
-            delta = np.round(pattern * args.amplitude)[..., None]
+            delta = np.round(pattern * args.amplitude)
+            delta = delta if delta.ndim == 3 else delta[..., None]
             rgb = np.clip(rgb.astype(np.float64) + delta, 0, 255).astype(np.uint8)
         target = args.out / item.identity / (item.path.stem + ".png")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,7 +41,7 @@ def main() -> None:
     stops: dict[tuple[str, str], None] = {}
     climbs: set[tuple[str, str]] = set()
 
-    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+    def tracer(frame: Any, event: str, arg: Any) -> None:
         if event != "call":
             return None
         file = frame.f_code.co_filename
@@ -59,7 +60,7 @@ def main() -> None:
     threading.setprofile(tracer)  # the decode and encode threads too
     result = runner.invoke(app, ["protect", str(photos), "--out", str(folder / "out"), "--quiet"])
     sys.setprofile(None)
-    threading.setprofile(None)  # type: ignore[arg-type]
+    threading.setprofile(None)
     assert result.exit_code == 0, result.output
     files = {file for file, _ in stops}
     print(f"{len(stops)} functions in {len(files)} files, {len(climbs)} climbs up (caller file -> callee file)")

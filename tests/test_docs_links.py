@@ -1,6 +1,7 @@
-"""Every relative link in README.md and docs/*.md points at a file that exists, and every
-backticked `docs/...md` path names one (the docs once linked a protocol file that was not
-in the repository)."""
+"""Every relative link in README.md, docs/*.md and docs/research/*.md points at a file that
+exists (and at a heading of it, for a link with #anchor), and every backticked
+`docs/...md` path names one (the docs once linked a protocol file that was not in the
+repository; sections moving between files break anchors)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ DOC_PATH = re.compile(r"`(docs/[\w./-]+\.md)`")
 
 
 def _documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "research").glob("*.md"))]
+
+
+def anchors(document: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation dropped,
+    spaces to hyphens."""
+    found = set()
+    for line in document.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
 
 
 def broken_links(document: Path) -> list[str]:
@@ -22,8 +34,10 @@ def broken_links(document: Path) -> list[str]:
     for target in LINK.findall(text):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue  # web addresses and anchors in the same page
-        path = target.split("#", 1)[0]
+        path, _, anchor = target.partition("#")
         if not (document.parent / path).exists():
+            broken.append(target)
+        elif anchor and path.endswith(".md") and anchor not in anchors(document.parent / path):
             broken.append(target)
     broken += [path for path in DOC_PATH.findall(text) if not (ROOT / path).exists()]
     return broken
@@ -36,5 +50,6 @@ def test_relative_links_in_readme_and_docs_resolve():
 
 def test_the_checker_finds_a_broken_link(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("[ok](page.md) [gone](missing.md) [web](https://example.org) [here](#top) `docs/nope.md`\n")
-    assert broken_links(page) == ["missing.md", "docs/nope.md"]
+    page.write_text("# Top `x`, y\n[ok](page.md) [gone](missing.md) [web](https://example.org) [here](#top) "
+                    "[fine](page.md#top-x-y) [moved](page.md#gone) `docs/nope.md`\n")
+    assert broken_links(page) == ["missing.md", "page.md#gone", "docs/nope.md"]

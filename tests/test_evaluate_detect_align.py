@@ -1,5 +1,5 @@
 """segue evaluate --attacker-pipeline detect-align: the scraper's aligned crops, end to end
-on larger photos built from WebFace10 faces (benchmarks/make_faces_set.py)."""
+on larger photos built from WebFace10 faces (research/make_faces_set.py)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from .geometry import ARCFACE_TEMPLATE_112, Face, similarity_transform
 
 #: dlib's five points (outer and inner corner of the image-right eye, outer and inner
 #: corner of the image-left eye, bottom of the nose) in the ArcFace 112 px crop, averaged
-#: over 321 WebFace10 faces aligned with YuNet (``python benchmarks/fit_face_templates.py``).
+#: over 321 WebFace10 faces aligned with YuNet (``python research/fit_face_templates.py``).
 #: dlib faces are aligned through it, then reported with ArcFace-order landmarks; a
 #: dlib-aligned crop lands 2.5 px (mean; 3.9 px p90) from the YuNet-aligned one.
 DLIB5_TEMPLATE_112 = np.array(

@@ -41,7 +41,7 @@ ARCFACE_TEMPLATE_112 = np.array(
 )
 
 #: Where the same five points sit, on average, in WebFace10's 224 px crops scaled to 112 px
-#: (YuNet on 400 train photos; ``python benchmarks/fit_face_templates.py``): the framing
+#: (YuNet on 400 train photos; ``python research/fit_face_templates.py``): the framing
 #: the default generator was trained on. It is ArcFace's, about 1.13x larger.
 WEBFACE10_TEMPLATE_112 = np.array(
     [[36.74, 50.53], [76.58, 51.04], [56.38, 75.62], [38.86, 91.51], [73.05, 91.87]]

@@ -7,9 +7,9 @@ people. A real user is not in the training set. This writes two WebFace10-shaped
 ``OUT/unseen`` (the others, to protect and attack), each with train/ and test/ copied
 from the data (nothing in the data is written):
 
-    python benchmarks/split_identities.py runs/split --seen 5
+    python research/split_identities.py runs/split --seen 5
     segue train runs/split/seen/train --out runs/v3/split-seen ...
-    python benchmarks/p112.py --model runs/v3/split-seen/generator.safetensors --data runs/split/unseen \\
+    python research/p112.py --model runs/v3/split-seen/generator.safetensors --data runs/split/unseen \\
         --variant hashed --protocol p112-screen --out runs/split/eval-unseen --threads 1
 """
 

@@ -6,7 +6,7 @@ linear accuracy of identity from the noise alone (3-fold, 16x16 pooled), how clo
 photo's noise is to its class mean (within-class cosine), and how alike the class means
 are (between-class cosine; near 1 means one shared pattern, no shortcut).
 
-  python benchmarks/noise_separability.py --model models/segue-webface10-112.safetensors
+  python research/noise_separability.py --model models/segue-webface10-112.safetensors
 """
 
 from __future__ import annotations

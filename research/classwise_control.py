@@ -11,8 +11,8 @@ Or (``--texture``) a band-pass luminance texture expanded from each identity's c
 its own circular offset in every photo (``--no-shift``: the same placement on all), so the
 identity's mean image does not contain it: see ``keyed_texture``.
 
-  python benchmarks/classwise_control.py OUT_DIR
-  python benchmarks/classwise_control.py OUT_DIR --texture [--no-shift] [--band 8 24]
+  python research/classwise_control.py OUT_DIR
+  python research/classwise_control.py OUT_DIR --texture [--no-shift] [--band 8 24]
   segue evaluate --train-protected OUT_DIR --train-clean ../shared/data/WebFace10/train \
       --test ../shared/data/WebFace10/test --protocol p112 --skip-baseline --threads 1
 """
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segue_cli.datasets import scan_image_folder  # noqa: E402
+from segue_cli.datasets import LabelledSet, scan_image_folder  # noqa: E402
 from segue_cli.imageio import load_image, save_image  # noqa: E402
 from segue_cli.side_info import folder_code  # noqa: E402
 
@@ -60,7 +60,7 @@ def keyed_texture(code: int, band: tuple[float, float], orientation_power: float
     return (texture / texture.pow(2).mean().sqrt().clamp_min(1e-12)).float()
 
 
-def texture_patterns(args: argparse.Namespace, dataset) -> dict[Path, torch.Tensor]:  # type: ignore[no-untyped-def]
+def texture_patterns(args: argparse.Namespace, dataset: LabelledSet) -> dict[Path, torch.Tensor]:
     """Per photo: its identity's texture (at the photo's own offset), as eps-scaled signs."""
     textures = {name: keyed_texture(folder_code(name), tuple(args.band), args.orientation_power)
                 for name in dataset.identities}

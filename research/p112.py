@@ -10,15 +10,15 @@ Variants (see docs/benchmark-protocol.md):
 Every step is a plain ``segue`` command, printed before it runs, so any figure can be
 re-made by hand. Results land in OUT/<variant>/eval*/results.json.
 
-  python benchmarks/p112.py --model models/segue-webface10-112.safetensors --variant labels
-  python benchmarks/p112.py --variant hashed --skip-baseline
-  python benchmarks/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
-  python benchmarks/p112.py --variant labels --arch embedding-dlib          # pretrained face recognition
-  python benchmarks/p112.py --variant labels --image-size 64 --skip-baseline  # a departure, recorded
-  python benchmarks/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
-  python benchmarks/p112.py --variant hashed --cloak 10 --arch embedding-dlib --skip-baseline  # protect --cloak
+  python research/p112.py --model models/segue-webface10-112.safetensors --variant labels
+  python research/p112.py --variant hashed --skip-baseline
+  python research/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
+  python research/p112.py --variant labels --arch embedding-dlib          # pretrained face recognition
+  python research/p112.py --variant labels --image-size 64 --skip-baseline  # a departure, recorded
+  python research/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
+  python research/p112.py --variant hashed --cloak 10 --arch embedding-dlib --skip-baseline  # protect --cloak
   segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
-  python benchmarks/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
+  python research/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
 
 from __future__ import annotations

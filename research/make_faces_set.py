@@ -7,7 +7,7 @@ smooth random colour field with some grain. Everything is seeded per photo from
 adding photos does not change the others. Layout: ``OUT/<split>/<label>/<name>.jpg``
 (JPEG quality 95) plus ``OUT/placements.csv`` (where each face went).
 
-    python benchmarks/make_faces_set.py /work/shared/data/WebFace10 /tmp/webface10-photos
+    python research/make_faces_set.py /work/shared/data/WebFace10 /tmp/webface10-photos
 """
 
 from __future__ import annotations

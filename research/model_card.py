@@ -11,7 +11,7 @@ figures of the existing card (made by this script from files, with their sources
 scenarios not given this time, but only while the card describes the same checkpoint
 (same sha256): a new model starts from an empty card.
 
-  python benchmarks/model_card.py --model models/segue-webface10-112.safetensors \
+  python research/model_card.py --model models/segue-webface10-112.safetensors \
       --eval labels=runs/p112/labels/eval --eval hashed=runs/p112/hashed/eval
 """
 
@@ -42,30 +42,30 @@ BASELINE_COMMAND = ("segue evaluate --train-protected ../shared/data/WebFace10/t
 # target is set, how it is made). Targets are those of issue 15 ("Protection v3").
 TARGETS = [
     ("ResNet18, identities as labels", "labels", "resnet18", "none", 15.0,
-     "python benchmarks/p112.py --variant labels --skip-baseline --threads 1"),
+     "python research/p112.py --variant labels --skip-baseline --threads 1"),
     ("ResNet18, identities as hashed names (`--identity`, codes never seen)", "hashed", "resnet18", "none", 15.0,
-     "python benchmarks/p112.py --variant hashed --skip-baseline --threads 1"),
-    *[(f"{arch} attacker", "labels", arch, "none", 20.0, f"python benchmarks/p112.py --variant labels --arch {arch} --skip-baseline")
+     "python research/p112.py --variant hashed --skip-baseline --threads 1"),
+    *[(f"{arch} attacker", "labels", arch, "none", 20.0, f"python research/p112.py --variant labels --arch {arch} --skip-baseline")
       for arch in ("resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "inception_v3", "vit_tiny", "swin_t")],
     ("attacker re-encodes as JPEG quality 75", "labels", "resnet18", "jpeg-75", 20.0,
-     "python benchmarks/p112.py --variant labels --attack jpeg-75 --skip-baseline"),
+     "python research/p112.py --variant labels --attack jpeg-75 --skip-baseline"),
     ("attacker re-encodes as JPEG quality 30", "labels", "resnet18", "jpeg-30", 30.0,
-     "python benchmarks/p112.py --variant labels --attack jpeg-30 --skip-baseline --threads 1"),
+     "python research/p112.py --variant labels --attack jpeg-30 --skip-baseline --threads 1"),
     ("attacker blurs (Gaussian, kernel 5, sigma 1)", "labels", "resnet18", "blur", 25.0,
-     "python benchmarks/p112.py --variant labels --attack blur --skip-baseline --threads 1"),
+     "python research/p112.py --variant labels --attack blur --skip-baseline --threads 1"),
     ("attacker converts to grayscale", "labels", "resnet18", "gray", 20.0,
-     "python benchmarks/p112.py --variant labels --attack gray --skip-baseline"),
+     "python research/p112.py --variant labels --attack gray --skip-baseline"),
     ("attacker uses PGD adversarial training, 4/255", "labels", "resnet18", "at-4", 30.0,
-     "python benchmarks/p112.py --variant labels --attack at-4 --skip-baseline"),
+     "python research/p112.py --variant labels --attack at-4 --skip-baseline"),
     ("attacker estimates each identity's pattern and subtracts it (`estimate-remove`)", "labels", "resnet18",
-     "estimate-remove", None, "python benchmarks/p112.py --variant labels --attack estimate-remove --skip-baseline --threads 1"),
+     "estimate-remove", None, "python research/p112.py --variant labels --attack estimate-remove --skip-baseline --threads 1"),
     ("attacker trains at 64 px instead of 112 (`--image-size 64`, a departure)", "labels-64", "resnet18", "none", None,
-     "python benchmarks/p112.py --variant labels --image-size 64 --skip-baseline --threads 1"),
+     "python research/p112.py --variant labels --image-size 64 --skip-baseline --threads 1"),
 ]
 
 # The pretrained face-recognition attacker (docs/benchmark-protocol.md): enrolled set -> variant.
 EMBEDDING_MATCHERS = {"ncm": "nearest class mean", "1nn": "nearest enrolled photo", "linear": "linear probe"}
-EMBEDDING_COMMAND = "python benchmarks/p112.py --variant {variant} --arch embedding-dlib --threads 1"
+EMBEDDING_COMMAND = "python research/p112.py --variant {variant} --arch embedding-dlib --threads 1"
 
 
 def archive(folder: Path, runs: list[dict[str, Any]], archive_dir: Path, prefix: str) -> str:
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--eval", action="append", default=[], help="VARIANT=DIR of a segue evaluate run (repeatable, also for one variant)")
     parser.add_argument("--strip", type=Path, default=None, help="clean/protected/residual strip PNG to show")
     parser.add_argument("--portrait", type=Path, default=None,
-                        help="a full portrait protected with --faces (benchmarks/portrait_strip.py), relative to docs/")
+                        help="a full portrait protected with --faces (research/portrait_strip.py), relative to docs/")
     parser.add_argument("--baseline", type=Path, action="append", default=[],
                         help="folder of a clean-vs-clean `segue evaluate` run (protected = clean train split): the "
                              "measured baseline of each of its attackers (repeatable)")
@@ -260,7 +260,7 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
     return lines + render_cloak(card.get("cloak"), without)
 
 
-CLOAK_COMMAND = ("python benchmarks/p112.py --variant hashed --cloak 10 --out runs/p112-cloak10 --arch embedding-dlib "
+CLOAK_COMMAND = ("python research/p112.py --variant hashed --cloak 10 --out runs/p112-cloak10 --arch embedding-dlib "
                  "--attack none --attack jpeg-75 --attack gray --skip-baseline --threads 1")
 
 
@@ -347,7 +347,7 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     lines = [
         f"# Model card: `{card['name']}`", "", verdict, "",
         "The generator `segue protect` uses when no `--model` is given. Every figure below is read from",
-        f"a file by `benchmarks/model_card.py`; the machine-readable card is `models/{card['name']}.json`.", "",
+        f"a file by `research/model_card.py`; the machine-readable card is `models/{card['name']}.json`.", "",
         "## What it is", "",
         f"- Segue generator ({card['parameters']:,} parameters; architecture {json.dumps(card['architecture'])}), epsilon {card['epsilon'] * 255:.0f}/255 (L-inf), working size "
         f"{card['image_size']} px, {card['code_bits']}-bit side-information codes.",
@@ -401,7 +401,7 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
         lines += ["", f"![clean, protected and residual x30]({strip})"]
     if portrait:
         lines += ["", "A full portrait protected face by face (`segue protect --faces`; made by",
-                  "`python benchmarks/portrait_strip.py --out docs/img/default-model-portrait.png`): clean, protected,",
+                  "`python research/portrait_strip.py --out docs/img/default-model-portrait.png`): clean, protected,",
                   "residual x30. The colour cast on the face (the tint above) is visible side by side.", "",
                   f"![a portrait: clean, protected, residual x30]({portrait})"]
     lines += ["", "## How it got here", "",

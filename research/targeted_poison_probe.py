@@ -11,7 +11,7 @@ resize to 112 px, grayscale for half the photos) and ``segue train``'s distortio
 (a fresh draw every step). The photos are written as an ImageFolder tree for ``segue
 evaluate``:
 
-    python benchmarks/targeted_poison_probe.py runs/tap-probe --surrogate runs/v3/warm-decoys20-g28/state.pt [--classwise 28 --passes 20 --step 0.5]
+    python research/targeted_poison_probe.py runs/tap-probe --surrogate runs/v3/warm-decoys20-g28/state.pt [--classwise 28 --passes 20 --step 0.5]
     segue evaluate --train-protected runs/tap-probe --train-clean ../shared/data/WebFace10/train \\
         --test ../shared/data/WebFace10/test --protocol p112-screen --skip-baseline --threads 1
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pgd_options import add_pgd_options, start_output  # noqa: E402
+from research.pgd_options import add_pgd_options, start_output  # noqa: E402
 from segue_cli.datasets import decode_images, scan_image_folder  # noqa: E402
 from segue_cli.imageio import save_image  # noqa: E402
 from segue_cli.nn import distortions  # noqa: E402

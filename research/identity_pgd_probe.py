@@ -6,7 +6,7 @@ centroid. This probe asks the same of plain per-photo PGD (white box, no distort
 layer, 30 steps of 2/255, L-inf 8/255) on a few WebFace10 photos, to tell a limit of the
 budget from a limit of the generator:
 
-    python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 8
+    python research/identity_pgd_probe.py --identities 10 --per-identity 8
 
 It also plays the nearest-class-mean attacker: the protected photos are enrolled (one
 mean descriptor per identity) and every clean test photo of those identities is matched.
@@ -16,14 +16,14 @@ as ``segue protect`` does with the generator's output; ``--distort`` measures it
 optimises it (a fresh draw every step), through ``segue train``'s distortion layer
 (blur, JPEG, resize, flips), as the identity term does:
 
-    python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 8 --working-size 112 --distort
+    python research/identity_pgd_probe.py --identities 10 --per-identity 8 --working-size 112 --distort
 
 ``--universal`` asks what a code pattern could do: ONE perturbation per identity, shared
 by all its photos (as a class-wise code pattern is), optimised on half of them and
 measured on the other half, where the nearest-class-mean attacker is then played: the
 held-out protected photos are enrolled and the identities' clean test photos matched:
 
-    python benchmarks/identity_pgd_probe.py --identities 10 --per-identity 16 --working-size 112 --universal
+    python research/identity_pgd_probe.py --identities 10 --per-identity 16 --working-size 112 --universal
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Each photo is upscaled 2x (bicubic) before detection so whole-pixel landmarks ar
 half-pixel precise. Prints the arrays to paste, their spread, and how far dlib-aligned
 faces land from YuNet-aligned ones (pixels of the 112 crop).
 
-    python benchmarks/fit_face_templates.py --data /work/shared/data/WebFace10/train --limit 400
+    python research/fit_face_templates.py --data /work/shared/data/WebFace10/train --limit 400
 """
 
 from __future__ import annotations

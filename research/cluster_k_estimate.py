@@ -5,7 +5,7 @@ identities with 8..130 photos each compares the estimate with the true K, beside
 common alternative (best silhouette over K = 2..20). Also prints K-means accuracy with the
 true K on the whole set and the estimate for the whole set.
 
-    nice -n 10 python benchmarks/cluster_k_estimate.py ../shared/data/WebFace10/train \
+    nice -n 10 python research/cluster_k_estimate.py ../shared/data/WebFace10/train \
         --cache .cache/webface10-train-embeddings.npz
 """
 
@@ -50,7 +50,7 @@ def silhouette_k(points: np.ndarray, seed: int) -> int:
 
     scores = {k: silhouette_score(points, KMeans(k, n_init=10, random_state=seed).fit_predict(points))
               for k in range(2, min(20, len(points) - 1) + 1)}
-    return max(scores, key=scores.get)
+    return max(scores, key=lambda k: scores[k])
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 protected and residual x30 (mid-grey: no change) side by side, at full size, as a person
 sees them before posting.
 
-  python benchmarks/portrait_strip.py --out docs/img/default-model-portrait.png
-  python benchmarks/portrait_strip.py --cloak 10 --out docs/img/cloak-portrait.png   # segue protect --cloak
+  python research/portrait_strip.py --out docs/img/default-model-portrait.png
+  python research/portrait_strip.py --cloak 10 --out docs/img/cloak-portrait.png   # segue protect --cloak
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ generator (``attacker_pipeline.probe_pattern``; structure at 112/grid px of the 
 The attacker detects and aligns the protected photo (YuNet or dlib, antialiased crop)
 and we report the Pearson correlation between the crop residual and the pattern.
 
-    python benchmarks/faces_correlation.py --photos .cache/face_recognition_photos
+    python research/faces_correlation.py --photos .cache/face_recognition_photos
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
         sys.exit(f"{args.photos} not found: run `pytest tests/test_faces.py` once to fetch the photos")
     photos.update({p.name: load_image(p).rgb for p in discover_images(args.photos)})
     yunet, dlib = YuNetDetector(), DlibDetector()
-    table: dict[str, dict[str, list[float]]] = {}
+    table: dict[str, dict[str, float]] = {}
     for grid in args.grids:
         pattern = probe_pattern(grid, epsilon=EPSILON)
         for name, rgb in photos.items():
@@ -80,8 +80,8 @@ def main() -> None:
     print("\n| pattern grid | protection | attacker | median | min | per photo |\n|---|---|---|---|---|---|")
     for key, per_photo in table.items():
         values = [v for v in per_photo.values() if v == v]
-        grid, method, attacker = key.split(" | ")
-        print(f"| {grid.split()[1]} | {method} | {attacker.split()[1]} | {statistics.median(values):.2f} | {min(values):.2f} | "
+        grid, method, who = key.split(" | ")
+        print(f"| {grid.split()[1]} | {method} | {who.split()[1]} | {statistics.median(values):.2f} | {min(values):.2f} | "
               + " ".join(f"{v:.2f}" for v in per_photo.values()) + " |")
 
 

@@ -8,7 +8,7 @@ attacker with its own face location and alignment on all 130 photos of an identi
 the first ``--cloak N`` identities are cloaked, the others stay clean (people who do not
 protect themselves), as on a real platform:
 
-    python benchmarks/identity_cloak.py runs/cloak --cloak 3
+    python research/identity_cloak.py runs/cloak --cloak 3
     segue evaluate --train-protected runs/cloak --train-clean ../shared/data/WebFace10/train \\
         --test ../shared/data/WebFace10/test --protocol p112 --arch embedding-dlib --skip-baseline --threads 1
 
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pgd_options import add_pgd_options, start_output  # noqa: E402
+from research.pgd_options import add_pgd_options, start_output  # noqa: E402
 from segue_cli.photo.cloak import CloakConfig, IdentityCloak  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.train.identity import class_centroids  # noqa: E402
