@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.imageio import load_image, save_image  # noqa: E402
+from research.p112 import protected_people  # noqa: E402
 from segue_cli.side_info import identity_code  # noqa: E402
 
 
@@ -85,13 +86,6 @@ def fixed(code: int, shape: tuple[int, int], grid: int, channels: int = 1) -> np
     cells = np.random.default_rng(0x5E6E0000 + code).integers(0, 2, (grid, grid, channels)) * 2 - 1
     big = cv2.resize(cells.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return np.sign(big.reshape(shape[0], shape[1], channels)).astype(np.float64)
-
-
-def protected_people(identities: list[str], count: int | None) -> list[str]:
-    """All, or ``count`` spread evenly over the folder order (positions round(i * n / count))."""
-    if count is None:
-        return identities
-    return [identities[round(i * len(identities) / count)] for i in range(count)]
 
 
 def main() -> None:

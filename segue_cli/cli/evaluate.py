@@ -29,7 +29,7 @@ def evaluate(
     train_clean: Annotated[Path, typer.Option("--train-clean", help="The clean originals of --train-protected, same <identity>/<name> paths (suffix may differ).")],
     test: Annotated[Path, typer.Option("--test", help="Clean test set of the same identities: <identity>/<images>.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder to create; if it exists a new one is made beside it (eval-2, eval-3, ...).")] = Path("runs/eval"),
-    protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark) or p112-screen (P112 with 8 epochs instead of 20, to rank variants quickly; recorded as a departure). Options given explicitly override it and are reported as departures.")] = "p112",
+    protocol: Annotated[str, typer.Option("--protocol", help="Preset for every knob below: p112 (the project's benchmark), p112-screen (P112 with 8 epochs instead of 20, to rank variants quickly; recorded as a departure), p112-unseen (P112 on people the model never saw, LFW48, everyone protected under hashed names: the report gives the protected attacker's lead over chance as a share of the clean attacker's) or p112-few (P112 with only a few people protected: the report gives their recall against the same people's when nobody is protected). docs/benchmark-protocol.md defines each. Options given explicitly override it and are reported as departures.")] = "p112",
     arch: Annotated[Optional[list[str]], typer.Option("--arch", help=f"Attacker, repeatable. Trained from scratch on the train set: {', '.join(ATTACKER_NAMES)} (default resnet18). Pretrained face recognition, nothing trained: {', '.join(EMBEDDING_ATTACKER_NAMES)} (dlib's 128-d face network enrols the train photos and matches the test photos by nearest class mean, nearest neighbour and a linear probe; minutes, not the 20-40 of a from-scratch run; takes only the none, gray and jpeg-Q counter-measures).")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help=f"Counter-measure scenario, repeatable (each is a separate pair of runs): {COUNTERMEASURE_HELP}. Default none.")] = None,
     attacker_pipeline: Annotated[str, typer.Option("--attacker-pipeline", help=f"What the attacker does to each photo before training: {' | '.join(ATTACKER_PIPELINES)}. none: resize the whole photo (P112's face crops). detect-align: detect faces in every train and test photo, align the largest to the 112 x 112 ArcFace crop (no face: centred square crop, counted in the report).")] = "none",
@@ -94,7 +94,7 @@ def _run_with_progress(config):
 def _print_summary(results: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path) -> None:
     table = Table(title=f"clean-test accuracy, % (chance {results['chance_accuracy']:.1f})")
     for column in ("attacker", "counter-measure", "baseline final/peak", "protected final/peak"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
 
     def cell(entry: dict[str, Any] | None) -> str:
         return "-" if entry is None else f"{entry['final']:.1f} / {entry['peak']:.1f}"
@@ -102,6 +102,10 @@ def _print_summary(results: dict[str, Any], rows: list[dict[str, Any]], run_dir:
     for row in rows:
         table.add_row(row["arch"], row["attack"], cell(row.get("clean")), cell(row.get("protected")))
     stderr_console.print(table)
+    from ..evaluation.report import protocol_lines
+
+    for line in protocol_lines(rows):
+        stderr_console.print(line, highlight=False, soft_wrap=True)
     pipeline = results["attacker_pipeline"]
     if pipeline["name"] != "none":
         found = ", ".join(f"{name} {c['face_found']}/{c['images']}" for name, c in pipeline["sets"].items())

@@ -22,7 +22,11 @@ from .countermeasures import Scenario, parse_scenario
 # rank variants before a full run; its shorter schedule is a departure like any other.
 # docs/evaluation.md "Screening" measures how its ranking agrees with full P112.
 SCREEN_EPOCHS = 8
-PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {"p112": {}, "p112-screen": {"epochs": SCREEN_EPOCHS}}
+# p112-unseen and p112-few keep P112's knobs: what differs is the data (LFW48, people the
+# model never saw) and who is protected (everyone, or a few); the report gives their
+# figures (report.summary_rows). docs/benchmark-protocol.md defines all four.
+PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {"p112": {}, "p112-screen": {"epochs": SCREEN_EPOCHS}, "p112-unseen": {},
+                                               "p112-few": {}}
 PROTOCOLS = tuple(PROTOCOL_PRESETS)
 
 # The protocol's own values. Architecture, counter-measure and the attacker's pipeline

@@ -10,7 +10,9 @@ Three matchers, all on the same embeddings:
 - ``linear``: a linear probe, multinomial logistic regression on the embeddings.
 
 ``embedding-dlib`` is dlib's 128-d ResNet (the CC0 weights ``segue cluster`` uses, pinned
-by sha256), with dlib's 5-landmark alignment to its 150 px chip. Embeddings are computed
+by sha256), with dlib's 5-landmark alignment to its 150 px chip; ``embedding-sface`` is
+OpenCV Zoo's SFace with its YuNet detector (``faces/sface.py``, the ``sface`` extra), a
+second, independent network that no protection in segue is optimised against. Embeddings are computed
 once per set and decoding counter-measure and cached in :class:`EvaluationData`.
 """
 
@@ -57,6 +59,13 @@ def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
     (None: dlib's tight-crop detector, whose miss on a crop falls back to a centred box)."""
     if name not in EMBEDDING_ATTACKER_NAMES:
         raise ConfigError(f"unknown embedding attacker {name!r}", f"use one of {', '.join(EMBEDDING_ATTACKER_NAMES)}")
+    if name == "embedding-sface":
+        from ..extras import require
+
+        require("evaluate --arch embedding-sface")
+        from ..faces.sface import SFaceEmbedder
+
+        return SFaceEmbedder()  # its own YuNet finds the face and its landmarks (alignCrop needs YuNet's)
     from ..faces.embedding import DlibEmbedder
 
     return DlibEmbedder(detector=detector)

@@ -9,7 +9,7 @@ downloaded here, and an untrained network would give a number that means nothing
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -50,6 +50,8 @@ class QualityReport:
     within_identity_cosine: float | None = None  # mean pairwise cosine of deltas of one identity
     lpips: None = None
     lpips_note: str = LPIPS_NOTE
+    # Identities with at least one changed photo: the protected people (p112-few protects a few).
+    protected_identities: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -122,10 +124,11 @@ def measure_quality(
               "energy": 0.0}
     cosine = WithinIdentityCosine()
     linf_max, identical = 0.0, 0
+    touched: set[str] = set()
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
-        protected, _, _ = decode_images([p for p, _ in chunk], size, workers=workers, on_done=on_done)
-        clean, _, _ = decode_images([c for _, c in chunk], size, workers=workers, on_done=on_done)
+        protected, _, _ = decode_images([p for p, _ in chunk], size, workers=workers)
+        clean, _, _ = decode_images([c for _, c in chunk], size, workers=workers, on_done=on_done)  # a step a pair
         # float32: float64 convolutions have no fast CPU kernels and cost 10x for no visible gain.
         x, y = protected.float() / 255, clean.float() / 255
         difference = x - y
@@ -133,6 +136,7 @@ def measure_quality(
         mse = delta.pow(2).mean(dim=1)
         zero = mse == 0  # an untouched copy (a person left unprotected): left out of every mean
         identical += int(zero.sum())
+        touched.update(p.parent.name for (p, _), same in zip(chunk, zero.tolist()) if not same)
         x, y, difference, delta, mse = x[~zero], y[~zero], difference[~zero], delta[~zero], mse[~zero]
         if not len(x):
             continue
@@ -165,7 +169,7 @@ def measure_quality(
         l2_mean=mean("l2", 0.0), tint_ciede2000=mean("tint", 0.0),
         tint_sigma=TINT_SIGMA * size / 224,
         chroma_share=totals["chroma"] / totals["energy"] if totals["energy"] else 0.0,
-        within_identity_cosine=cosine.value(),
+        within_identity_cosine=cosine.value(), protected_identities=sorted(touched),
     )
 
 

@@ -41,15 +41,39 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (arch, attack): protected and baseline final/peak accuracy."""
+    """One row per (arch, attack): protected and baseline final/peak accuracy and, with a
+    baseline, two figures of the protocols for people the model never saw
+    (docs/benchmark-protocol.md): ``margin_share``, the protected attacker's lead over
+    chance as a share of the clean attacker's (p112-unseen), and, when only some people
+    were protected, ``protected_people``: those people's mean recall on their clean test
+    photos, protected and clean, and its ratio (p112-few)."""
+    chance = results["chance_accuracy"]
+    quality = results.get("quality") or {}
+    protected = quality.get("protected_identities") or []
+    few = 0 < len(protected) < results["data"]["num_classes"]
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for run in results["runs"]:
         row = rows.setdefault((run["arch"], run["attack"]), {"arch": run["arch"], "attack": run["attack"]})
         row[run["train_set"]] = {"final": run["final_accuracy"], "peak": run["peak_accuracy"], "peak_epoch": run["peak_epoch"]}
+        if few:
+            row[run["train_set"]]["recall_protected_people"] = mean_recall(run["per_identity"], protected)
     for row in rows.values():
         if "clean" in row and "protected" in row:
             row["drop_final"] = row["clean"]["final"] - row["protected"]["final"]
+            margin = row["clean"]["final"] - chance
+            row["margin_share"] = (row["protected"]["final"] - chance) / margin if margin > 0 else None
+            if few:
+                clean_recall, protected_recall = (row[name]["recall_protected_people"] for name in ("clean", "protected"))
+                row["protected_people"] = {
+                    "identities": protected, "recall_protected": protected_recall, "recall_clean": clean_recall,
+                    "share": protected_recall / clean_recall if clean_recall else None}
     return list(rows.values())
+
+
+def mean_recall(per_identity: dict[str, float], identities: list[str]) -> float:
+    """Mean recall (per-identity accuracy, %) over ``identities``."""
+    values = [per_identity[name] for name in identities if name in per_identity and per_identity[name] == per_identity[name]]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def describe_scenario(name: str) -> str:
@@ -95,6 +119,25 @@ def _accuracy_section(results: dict[str, Any]) -> list[str]:
 
         drop = f"{row['drop_final']:+.1f}" if "drop_final" in row else "-"
         lines.append(f"| {row['arch']} | {row['attack']} | {cells(clean)} | {cells(protected)} | {drop} |")
+    lines += ["", *protocol_lines(summary_rows(results))]
+    return lines
+
+
+def protocol_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The figures of p112-unseen and p112-few (docs/benchmark-protocol.md), one line each
+    per attacker and counter-measure with a baseline."""
+    lines = []
+    for row in rows:
+        name = f"{row['arch']} {row['attack']}"
+        if row.get("margin_share") is not None:
+            lines.append(f"- {name}: the protected attacker keeps {row['margin_share']:.0%} of the clean attacker's "
+                         "lead over chance (p112-unseen's figure; target <= 25%).")
+        people = row.get("protected_people")
+        if people:
+            share = "-" if people["share"] is None else f"{people['share']:.0%}"
+            lines.append(f"- {name}: the {len(people['identities'])} protected people ({', '.join(people['identities'])}) "
+                         f"are recognised in {people['recall_protected']:.1f}% of their clean test photos, against "
+                         f"{people['recall_clean']:.1f}% when nobody is protected: {share} (p112-few's figure; target <= 25%).")
     return lines
 
 

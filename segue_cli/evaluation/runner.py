@@ -158,7 +158,7 @@ def run_evaluation(config: EvaluateConfig, progress: ProgressCallback | None = N
     }
 
     quality_started = time.perf_counter()
-    emit(start_task("quality_start", "quality", f"image quality at {config.quality_size} px", 2 * len(data.pairs),
+    emit(start_task("quality_start", "quality", f"image quality at {config.quality_size} px (pairs)", len(data.pairs),
                     {"pairs": len(data.pairs), "size": config.quality_size}))
     quality = measure_quality(data.pairs, config.quality_size, workers=config.workers,
                               on_done=lambda: emit(step("quality_step", "quality")))

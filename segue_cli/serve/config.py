@@ -1,0 +1,55 @@
+"""``segue serve``'s settings: one frozen dataclass, checked when made (imports nothing heavy)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..choices import DEFAULT_MAX_PIXELS
+from ..errors import ConfigError, check_ranges
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback only, unless asked
+    port: int = 8000
+    workers: int = 1  # processes, each with its own model
+    threads: int = 0  # protections at once in each process; 0: one per core
+    queue: int = 0  # requests that may wait for a thread before 503; 0: 4 x threads
+    max_upload_mb: float = 50.0  # per request, all files together
+    max_files: int = 32  # files in one request
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    token: str | None = None  # every request needs it (Authorization: Bearer TOKEN)
+    cors_origins: tuple[str, ...] = ()  # browsers on these origins may call the API; none: CORS off
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    detector: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.token is not None and (len(self.token) < 16 or not self.token.isprintable() or " " in self.token):
+            raise ConfigError("--token must be at least 16 printable characters without spaces",
+                              "generate one: python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+        if any("://" not in origin for origin in self.cors_origins):
+            raise ConfigError("--cors-origin takes an origin such as https://example.org", "give scheme and host")
+        check_ranges(self, {"port": (1, 65535), "workers": (1, 64), "threads": (0, 256), "queue": (0, 100_000),
+                            "max_upload_mb": (0.001, 10_000), "max_files": (1, 10_000), "max_pixels": (1, 10**10)})
+
+    @property
+    def protections_at_once(self) -> int:
+        return self.threads or (os.cpu_count() or 1)
+
+    @property
+    def waiting_at_most(self) -> int:
+        return self.queue or 4 * self.protections_at_once
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def exposed_without_token(self) -> bool:
+        """Bound to an address other computers can reach, with no token: said as a warning."""
+        return self.host not in LOCAL_HOSTS and self.token is None
