@@ -75,7 +75,7 @@ class Gate:
 def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
     """The app; ``protector`` (tests) replaces the one opened from ``config`` at start-up."""
     pool = ThreadPoolExecutor(config.protections_at_once, thread_name_prefix="segue-serve")
-    state: dict[str, Any] = {"protector": protector}
+    state: dict[str, Any] = {"protector": protector, "gate": Gate(config.protections_at_once, config.waiting_at_most)}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +85,6 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
             # One thread per protection: the pool runs several at once, so more would oversubscribe.
             state["protector"] = Protector(config.model, config.backend, config.device, "auto", config.detector,
                                            config.max_pixels, threads=1)
-        state["gate"] = Gate(config.protections_at_once, config.waiting_at_most)
         yield
         pool.shutdown(wait=False, cancel_futures=True)
 

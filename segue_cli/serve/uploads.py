@@ -42,6 +42,10 @@ def parse(body: bytes, content_type: str, max_files: int) -> Upload:
     media = media.strip().lower()
     if media.startswith("image/") or media == "application/octet-stream":
         return Upload(files=[("upload", body)])
+    if media == "application/x-www-form-urlencoded":  # a form with fields but no file part
+        from urllib.parse import parse_qsl
+
+        return Upload(fields=dict(parse_qsl(body.decode("utf-8", "replace"))))
     if media != "multipart/form-data":
         raise BadUpload(f"send multipart/form-data with file parts, or the image itself as image/* (got {media or 'none'})")
     boundary = next((value.strip().strip('"') for key, _, value in (p.partition("=") for p in parameters.split(";"))
