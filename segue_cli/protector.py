@@ -108,15 +108,27 @@ class Protector:
         encode steps): what ``segue protect -`` and the server return. ``faces`` overrides
         the face mode this Protector was opened with; ``cloak`` True keeps its cloak, a
         CloakConfig or None replaces it for this call."""
-        from .photo.compose import FileOptions, decode_photo, encode_protected
+        image, plan = self.decode_file(data, faces)
+        return self.encode_file(image, plan, self.perturbations(plan, code), image_format, quality, keep_metadata, cloak)
+
+    def decode_file(self, data: bytes, faces: FaceMode | None = None) -> tuple[LoadedImage, PhotoPlan]:
+        """:meth:`protect_file`'s first step: the photo decoded and planned (the generator's inputs)."""
+        from .photo.compose import decode_photo
+
+        planner = self.planner if faces is None else self.planner_for(faces)
+        return decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, planner)
+
+    def encode_file(self, image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], image_format: str = "png",
+                    quality: int | None = None, keep_metadata: bool = False, cloak: CloakConfig | None | bool = True
+                    ) -> tuple[bytes, list[str]]:
+        """:meth:`protect_file`'s last step: the deltas composed (and cloaked) and the file encoded."""
+        from .photo.compose import FileOptions, encode_protected
 
         if image_format not in OUTPUT_FORMATS:
             raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
         chosen_cloak = (self.cloak.config if self.cloak else None) if cloak is True else cloak
         options = FileOptions(image_format, quality, keep_metadata, chosen_cloak or None)
-        planner = self.planner if faces is None else self.planner_for(faces)
-        image, plan = decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, planner)
-        return encode_protected(image, plan, self.perturbations(plan, code), options, self.info.epsilon)
+        return encode_protected(image, plan, deltas, options, self.info.epsilon)
 
     def planner_for(self, faces: FaceMode) -> Planner:
         """The planner of a face mode (made once; the detector is opened once and shared)."""

@@ -124,8 +124,6 @@ def test_a_full_queue_is_503_with_retry_after(photo):
     release = threading.Event()
 
     class SlowProtector:
-        info = None
-
         def code_for(self, identity=None, label=None, code=None):
             return 1
 

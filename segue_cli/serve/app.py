@@ -36,6 +36,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..choices import FACE_MODES
@@ -54,11 +55,11 @@ def error(status: int, message: str, hint: str | None = None, headers: dict[str,
 
 
 class Gate:
-    """At most ``running`` protections at once, and at most ``waiting`` requests waiting for
-    one; the next is turned away (503) at once instead of queueing without end."""
+    """At most ``running + waiting`` requests inside at once (their photos in memory, at
+    most ``running`` of them being protected, on the pool's threads); the next is turned
+    away (503) at once instead of queueing without end."""
 
     def __init__(self, running: int, waiting: int) -> None:
-        self.slots = asyncio.Semaphore(running)
         self.limit = running + waiting
         self.inside = 0
 
@@ -139,6 +140,8 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
             try:
                 body = await read_body(request.stream(), request.headers.get("content-length"), config.max_upload_bytes)
                 upload = parse(body, request.headers.get("content-type", ""), config.max_files)
+            except ClientDisconnect:  # gone mid-upload: nothing to answer, nothing kept
+                return Response(status_code=400)
             except TooLarge:
                 return error(413, f"the request is over the upload limit of {config.max_upload_mb:g} MB",
                              "send fewer or smaller photos at once (the server's --max-upload-mb)")
@@ -152,17 +155,18 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
                 call = _call_options(options, state["protector"])
             except SegueError as exc:
                 return error(400, exc.message, exc.hint)
-            async with gate.slots:
-                loop = asyncio.get_running_loop()
-                results = []
-                for name, data in upload.files:
-                    try:
-                        results.append(await loop.run_in_executor(pool, partial(state["protector"].protect_file, data, **call)))
-                    except ConfigError as exc:
-                        return error(400, exc.message, exc.hint)
-                    except InputError as exc:
-                        message = exc.message.removeprefix("<bytes>: ")
-                        return error(422, f"{name}: {message}", exc.hint)
+            results = []
+            loop = asyncio.get_running_loop()
+            for name, data in upload.files:
+                try:
+                    # One request's photo on one pool thread, as a folder run's worker would do it. Batching
+                    # the generator across requests was measured slower on this 2-core CPU (docs/benchmarks.md).
+                    results.append(await loop.run_in_executor(pool, partial(state["protector"].protect_file, data, **call)))
+                except ConfigError as exc:
+                    return error(400, exc.message, exc.hint)
+                except InputError as exc:
+                    message = exc.message.removeprefix("<bytes>: ")
+                    return error(422, f"{name}: {message}", exc.hint)
             warning = lossy_warning(call["image_format"], call["quality"])
             headers = {"X-Segue-Warning": warning} if warning else {}
             if len(results) == 1:

@@ -17,7 +17,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1  # processes, each with its own model
     threads: int = 0  # protections at once in each process; 0: one per core
-    queue: int = 0  # requests that may wait for a thread before 503; 0: 4 x threads
+    queue: int = 32  # requests that may wait for a thread before 503
     max_upload_mb: float = 50.0  # per request, all files together
     max_files: int = 32  # files in one request
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -43,7 +43,7 @@ class ServeConfig:
 
     @property
     def waiting_at_most(self) -> int:
-        return self.queue or 4 * self.protections_at_once
+        return self.queue
 
     @property
     def max_upload_bytes(self) -> int:
