@@ -12,6 +12,12 @@ protect themselves), as on a real platform:
     segue evaluate --train-protected runs/cloak --train-clean ../shared/data/WebFace10/train \\
         --test ../shared/data/WebFace10/test --protocol p112 --arch embedding-dlib --skip-baseline --threads 1
 
+Transfer (issue 32): the same tree judged by SFace, a network the cloak is never made
+against (``--arch embedding-sface``); knobs that may help it transfer: ``--grid-divisor``
+(a smoother cloak), ``--momentum`` (MI-FGSM), ``--model-noise`` (a perturbed twin every
+step). The report's protected-people line gives the cloaked people's recall against the
+same people's with nobody cloaked.
+
 Each photo is cloaked by ``segue protect --cloak``'s own code (``segue_cli/cloak.py``: one
 luminance channel over the face region, 30 steps through the training distortion layer,
 within 8/255), on the clean photo (no generator), against either the photo's own clean
@@ -52,10 +58,14 @@ def main() -> None:
     parser.add_argument("--cloak", type=int, default=3, help="cloak the first N identities; the rest are copied clean")
     parser.add_argument("--reference", choices=("self", "centroid"), default="self",
                         help="move each photo away from its own clean descriptor, or from its person's mean")
+    parser.add_argument("--grid-divisor", type=int, default=2, help="the cloak's grid: the face region / this (smoother)")
+    parser.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM momentum (0: plain signed steps)")
+    parser.add_argument("--model-noise", type=float, default=0.0, help="std of the twin's channel-scale noise per step")
     add_pgd_options(parser, steps=30, step=2.0, batch=None)
     args = parser.parse_args()
     start_output(args)
-    cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step))
+    cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step, grid_divisor=args.grid_divisor,
+                                      momentum=args.momentum, model_noise=args.model_noise))
     dataset = scan_image_folder(args.data)
     started = time.perf_counter()
     for rank, identity in enumerate(dataset.identities):

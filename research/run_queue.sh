@@ -7,7 +7,7 @@ n=0
 while IFS= read -r command; do
   n=$((n + 1))
   [ -z "$command" ] && continue
-  echo "[$(date +%H:%M)] $command" >> logs/run_queue.log
-  bash -c "$command" > "logs/run_queue-$n.log" 2>&1
-  echo "[$(date +%H:%M)] exit $?" >> logs/run_queue.log
+  echo "[$(date +%H:%M)] $command" >> logs/run_queue-$(basename $1).log
+  bash -c "$command" > "logs/run_queue-$(basename $1)-$n.log" 2>&1
+  echo "[$(date +%H:%M)] exit $?" >> logs/run_queue-$(basename $1).log
 done < "$1"

@@ -177,25 +177,29 @@ class DlibFaceNet(nn.Module):
         self.fc.weight.data.copy_(torch.from_numpy(weights.fc))
         self.requires_grad_(False)
 
-    def _conv_affine(self, index: int, x: torch.Tensor) -> torch.Tensor:
+    def _conv_affine(self, index: int, x: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         start, end = self.offsets[index], self.offsets[index + 1]
         y = self.convs[index](x)
-        return y * self.gammas[start:end].view(1, -1, 1, 1) + self.betas[start:end].view(1, -1, 1, 1)
+        gammas = self.gammas[start:end] if gain is None else self.gammas[start:end] * gain[start:end]
+        return y * gammas.view(1, -1, 1, 1) + self.betas[start:end].view(1, -1, 1, 1)
 
-    def unit_descriptors(self, photos: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    def unit_descriptors(self, photos: torch.Tensor, matrices: torch.Tensor, gain: torch.Tensor | None = None
+                         ) -> torch.Tensor:
         """Unit-length descriptors [B, 128] of the faces that :func:`chip_matrix` maps
         [B, 2, 3] cut from photos [B, 3, H, W] in 0..255 (any float type): what the
-        cosine terms of training and of the cloak compare. Differentiable in the photos."""
-        return F.normalize(self(extract_chips(photos, matrices).float()), dim=1)
+        cosine terms of training and of the cloak compare. Differentiable in the photos.
+        ``gain``: a factor on every channel's affine scale (a perturbed copy of the network,
+        for a cloak that must not fit this one network only); None: the network itself."""
+        return F.normalize(self(extract_chips(photos, matrices).float(), gain), dim=1)
 
-    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+    def forward(self, chips: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         x = (chips - self.means) / 256.0
-        x = F.max_pool2d(F.relu(self._conv_affine(0, x)), 3, 2)
+        x = F.max_pool2d(F.relu(self._conv_affine(0, x, gain)), 3, 2)
         index = 1
         for _, blocks, down in LEVELS:
             for block in range(blocks):
-                y = F.relu(self._conv_affine(index, x))
-                y = self._conv_affine(index + 1, y)
+                y = F.relu(self._conv_affine(index, x, gain))
+                y = self._conv_affine(index + 1, y, gain)
                 shortcut = F.avg_pool2d(x, 2, 2) if self.strides[index] == 2 else x
                 channels = max(y.shape[1], shortcut.shape[1])
                 height, width = max(y.shape[2], shortcut.shape[2]), max(y.shape[3], shortcut.shape[3])

@@ -52,11 +52,15 @@ class CloakConfig:
     epsilon: float | None = None
     step: float | None = None  # in 1/255 per step; None: a quarter of the cloak's reach, at most 2/255
     seed: int = 0  # the distortion draws; the same photo always gets the same cloak
+    # Knobs for transfer to networks the cloak is not made against (issue 32; research/identity_cloak.py):
+    grid_divisor: int = 2  # the cloak's grid is the face region's size over this (larger: smoother)
+    momentum: float = 0.0  # > 0: MI-FGSM, steps follow a running mean of normalised gradients
+    model_noise: float = 0.0  # > 0: every step sees a copy of the network with its channel scales x (1 + N(0, s))
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
-        check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1)},
-                     flag="--cloak-{}")
+        check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1),
+                            "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1)}, flag="--cloak-{}")
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -167,12 +171,12 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     clean = clean_u8.permute(2, 0, 1)[None].float() / 255
     start = start_u8.permute(2, 0, 1)[None].float() / 255
     height, width = clean.shape[-2:]
-    grid = (max(8, min(150, round(height / 2))), max(8, min(150, round(width / 2))))
+    grid = (max(8, min(150, round(height / config.grid_divisor))), max(8, min(150, round(width / config.grid_divisor))))
     low, high = (clean - epsilon).clamp(0, 1), (clean + epsilon).clamp(0, 1)
     rng = torch.Generator().manual_seed(config.seed)
 
-    def descriptor(photo: Any) -> Any:
-        return cloak.net.unit_descriptors(photo * 255.0, matrix)
+    def descriptor(photo: Any, gain: Any = None) -> Any:
+        return cloak.net.unit_descriptors(photo * 255.0, matrix, gain)
 
     def cloaked(delta: Any) -> Any:
         full = upsample(delta, (height, width))
@@ -182,11 +186,18 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
         reference = descriptor(clean) if reference is None else F.normalize(reference[None], dim=1)
     reach, step = config.reach(epsilon)  # the clip to the clean photo's bound is in ``cloaked``
     delta = torch.zeros(1, 1, *grid, requires_grad=True)
+    velocity = torch.zeros_like(delta)
     for _ in range(config.steps):
         params = distortions.sample(1, cloak.layer, rng).without_flips()  # the chip is cut where the face is
-        similarity = (descriptor(distortions.apply(cloaked(delta), params, cloak.layer)) * reference).sum()
+        gain = None
+        if config.model_noise > 0:
+            gain = 1 + config.model_noise * torch.randn(cloak.net.gammas.shape, generator=rng)
+        similarity = (descriptor(distortions.apply(cloaked(delta), params, cloak.layer), gain) * reference).sum()
         (gradient,) = torch.autograd.grad(similarity, delta)
         with torch.no_grad():
+            if config.momentum > 0:
+                velocity = config.momentum * velocity + gradient / gradient.abs().mean().clamp_min(1e-12)
+                gradient = velocity
             delta -= step * gradient.sign()
             delta.clamp_(-reach, reach)
     with torch.no_grad():

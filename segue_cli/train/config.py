@@ -100,7 +100,7 @@ class TrainConfig:
             (self.code_assignment in CODE_ASSIGNMENTS, f"--code-assignment must be one of {CODE_ASSIGNMENTS}"),
             (self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}"),
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
-            (self.lr_generator > 0 and self.lr_surrogate > 0, "learning rates must be positive"),
+            (self.lr_generator > 0 and self.lr_surrogate > 0, "--lr-generator and --lr-surrogate must be positive"),
             (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
             (self.objective not in KEYED_OBJECTIVES or self.pattern_grid > 0,
              f"--objective {self.objective} derives its target from the code pattern: give --pattern-grid > 0"),
