@@ -25,6 +25,12 @@ EMBEDDING_METHODS = ("ncm", "1nn", "linear")  # nearest class mean, nearest neig
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
 
+# --strength: the share of the model's epsilon the generator's perturbation may use, and the
+# cloak's steps (--cloak). high is the model's full bound (8/255 for the shipped model);
+# medium and low keep photos closer to the original and protect less (figures: the card).
+STRENGTHS: dict[str, tuple[float, int]] = {"low": (0.5, 5), "medium": (0.75, 10), "high": (1.0, 10)}
+DEFAULT_STRENGTH = "high"
+
 MIN_OPSET = 18  # the torch.export-based exporter emits opset 18 and later only
 MAX_OPSET = 23  # highest opset checked here (onnxruntime 1.32); 18 runs on onnxruntime >= 1.14
 # Max |delta_onnx - delta_torch| allowed by the parity check. fp16: the graph computes in

@@ -25,10 +25,12 @@ import numpy as np
 from PIL import Image
 
 from .photo.cloak import CloakConfig, IdentityCloak
-from .choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
+from .backends.base import PerturbationBackend, at_strength
+from .choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
 from .errors import InputError, SegueWarning
 from .formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
 from .imageio import LoadedImage, encode_image, load_image
+from .photo.compose import FileOptions, decode_photo, encode_protected
 from .photo.plans import PhotoPlan, Planner
 from .backends.opening import open_backend
 from .side_info import label_code
@@ -41,15 +43,19 @@ class Protector:
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 threads: int | None = None, cloak: CloakConfig | None = None) -> None:
+                 threads: int | None = None, cloak: CloakConfig | None = None, strength: str = DEFAULT_STRENGTH) -> None:
         from .photo.plans import default_planner
 
         if faces not in FACE_MODES:
             raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
-        self.backend = open_backend(model, backend, device, threads=threads)
+        if strength not in STRENGTHS:
+            raise InputError(f"unknown strength {strength!r}", f"use one of {', '.join(STRENGTHS)}")
+        self.model_backend = open_backend(model, backend, device, threads=threads)
+        self.backend = at_strength(self.model_backend, strength)
         self.info = self.backend.info
         self.planner, self.protection = default_planner(faces, detector, self.info.image_size)
         self._detector_name, self._planners = detector, {faces: self.planner}
+        self._strengths: dict[str, PerturbationBackend] = {strength: self.backend}
         self.max_pixels = max_pixels
         self.cloak = IdentityCloak(cloak) if cloak is not None else None
         if self.info.note:  # as the CLI's summary says it
@@ -101,34 +107,30 @@ class Protector:
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
     def protect_file(self, data: bytes, code: int, image_format: str = "png", quality: int | None = None,
-                     keep_metadata: bool = False, faces: FaceMode | None = None, cloak: CloakConfig | None | bool = True
-                     ) -> tuple[bytes, list[str]]:
+                     keep_metadata: bool = False, faces: FaceMode | None = None, cloak: CloakConfig | None | bool = True,
+                     strength: str | None = None) -> tuple[bytes, list[str]]:
         """An image file's bytes in, the protected file's bytes and the notes out, exactly as
         ``segue protect`` writes that file with these options (the same decode, compose and
         encode steps): what ``segue protect -`` and the server return. ``faces`` overrides
         the face mode this Protector was opened with; ``cloak`` True keeps its cloak, a
-        CloakConfig or None replaces it for this call."""
-        image, plan = self.decode_file(data, faces)
-        return self.encode_file(image, plan, self.perturbations(plan, code), image_format, quality, keep_metadata, cloak)
-
-    def decode_file(self, data: bytes, faces: FaceMode | None = None) -> tuple[LoadedImage, PhotoPlan]:
-        """:meth:`protect_file`'s first step: the photo decoded and planned (the generator's inputs)."""
-        from .photo.compose import decode_photo
-
+        CloakConfig or None replaces it for this call; ``strength`` replaces its strength."""
+        backend = self.backend if strength is None else self.at(strength)
         planner = self.planner if faces is None else self.planner_for(faces)
-        return decode_photo(data, self.info.image_size, self.info.epsilon, self.max_pixels, planner)
-
-    def encode_file(self, image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], image_format: str = "png",
-                    quality: int | None = None, keep_metadata: bool = False, cloak: CloakConfig | None | bool = True
-                    ) -> tuple[bytes, list[str]]:
-        """:meth:`protect_file`'s last step: the deltas composed (and cloaked) and the file encoded."""
-        from .photo.compose import FileOptions, encode_protected
-
+        image, plan = decode_photo(data, backend.info.image_size, backend.info.epsilon, self.max_pixels, planner)
+        deltas = [backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
+        chosen_cloak = (self.cloak.config if self.cloak else None) if cloak is True else cloak
         if image_format not in OUTPUT_FORMATS:
             raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
-        chosen_cloak = (self.cloak.config if self.cloak else None) if cloak is True else cloak
         options = FileOptions(image_format, quality, keep_metadata, chosen_cloak or None)
-        return encode_protected(image, plan, deltas, options, self.info.epsilon)
+        return encode_protected(image, plan, deltas, options, backend.info.epsilon)
+
+    def at(self, strength: str) -> PerturbationBackend:
+        """The backend at a ``--strength`` preset (made once)."""
+        if strength not in STRENGTHS:
+            raise InputError(f"unknown strength {strength!r}", f"use one of {', '.join(STRENGTHS)}")
+        if strength not in self._strengths:
+            self._strengths[strength] = at_strength(self.model_backend, strength)
+        return self._strengths[strength]
 
     def planner_for(self, faces: FaceMode) -> Planner:
         """The planner of a face mode (made once; the detector is opened once and shared)."""

@@ -109,3 +109,25 @@ def test_cloaked_outputs_are_the_recorded_bytes(tmp_path):
     for name in ("portrait.png", "alpha.png", "photo.jpg"):
         (photos / name).unlink()  # the cloak is the slow part: a face crop and a gray photo suffice
     _check("cloak", {"cli-cloak": _cli(photos, tmp_path / "cloak", "--cloak", "--cloak-steps", "3")})
+
+
+def test_strength_presets_use_their_share_of_the_bound_and_high_is_the_default(tmp_path):
+    """low and medium move no pixel more than 4 and 6 levels (the default model's 8/255
+    times 1/2 and 3/4), differ from high, and high is what no --strength writes."""
+    photos = _photos(tmp_path / "photos")
+    default = _cli(photos, tmp_path / "default")
+    assert _cli(photos, tmp_path / "high", "--strength", "high") == default
+    original = np.asarray(Image.open(photos / "crop.png").convert("RGB")).astype(int)
+    for strength, limit in (("low", 4), ("medium", 6)):
+        outputs = _cli(photos, tmp_path / strength, "--strength", strength)
+        assert outputs["crop.png"] != default["crop.png"]
+        written = np.asarray(Image.open(tmp_path / strength / "crop.png").convert("RGB")).astype(int)
+        assert 0 < np.abs(written - original).max() <= limit
+    # A re-run at another strength would mix two protections: refused.
+    result = runner.invoke(app, ["protect", str(photos), "--out", str(tmp_path / "low"), "--identity", "golden",
+                                 "--strength", "medium"])
+    assert result.exit_code == 2 and "strength" in result.output
+    # The server and Protector take the same presets and write the same bytes.
+    crop = (photos / "crop.png").read_bytes()
+    assert Protector(strength="medium").protect_file(crop, Protector().code_for(identity="golden"))[0] == \
+        (tmp_path / "medium" / "crop.png").read_bytes()

@@ -8,7 +8,7 @@ sessions directly, so ``protect`` works the same on either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -41,3 +41,24 @@ class PerturbationBackend(Protocol):
     def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """float32 [B, 3, H, W] in [0, 1], int64 [B] -> float32 delta [B, 3, H, W]."""
         ...
+
+
+class ScaledBackend:
+    """A backend whose deltas are ``scale`` times its model's (``--strength``), with the
+    epsilon it reports scaled alike, so every plan, clip and bound check downstream holds the
+    smaller bound without knowing of it."""
+
+    def __init__(self, backend: PerturbationBackend, scale: float) -> None:
+        self.backend, self.scale = backend, scale
+        self.info = replace(backend.info, epsilon=backend.info.epsilon * scale)
+
+    def perturb(self, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self.backend.perturb(images, codes) * np.float32(self.scale)
+
+
+def at_strength(backend: PerturbationBackend, strength: str) -> PerturbationBackend:
+    """``backend`` at a ``--strength`` preset (high: itself)."""
+    from ..choices import STRENGTHS
+
+    scale = STRENGTHS[strength][0]
+    return backend if scale == 1.0 else ScaledBackend(backend, scale)

@@ -41,7 +41,7 @@ from rich.markup import escape
 
 from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
-from ..choices import DEFAULT_MAX_PIXELS
+from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, STRENGTHS
 from ..errors import InputError, input_not_found
 from ..storage import is_uri
 from .options import DeviceOption, JsonOption, ModelOption
@@ -90,6 +90,7 @@ def protect(
     engine: Annotated[str, typer.Option("--engine", help="Where the work runs: local (this machine's threads) or ray (a Ray cluster through Ray Data, for large batches; needs pip install 'segue[ray]'). The same inputs, outputs, codes and settings record; byte-identical files. With ray, INPUT and --out may be object-store URIs (s3://bucket/prefix; credentials and endpoint from the AWS_* variables).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster to join (auto, or HOST:PORT of its head). Default: start a local Ray instance for this run.")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", help="With --engine ray: how many workers protect photos, each holding one model (default: one per CPU of the cluster).")] = None,
+    strength: Annotated[str, typer.Option("--strength", help="How much of the model's bound the perturbation may use: low (half: 4/255 for the default model), medium (three quarters: 6/255) or high (all of it: 8/255, the default). Lower keeps the photo closer to the original (less visible: a faint texture and, with the default model, a colour cast) and protects less; the model card gives the figures for each. With --cloak it also sets the cloak's steps (5, 10, 10).")] = DEFAULT_STRENGTH,
     cloak: Annotated[bool, typer.Option("--cloak", help="Also cloak each photo's face against an existing face-recognition network (dlib's ResNet, which face_recognition and many tools use): a per-photo optimisation, within the same 8/255 as the generator's perturbation, that moves the face's descriptor away from the person's, so that a system which enrols the protected photos does not match the person's other photos. About 0.6 s a photo on one CPU thread at the default 10 steps (the generator alone: milliseconds). Made against dlib's network itself (white box): other face networks may see through it. The two perturbations share the 8/255, so it costs part of the protection against a model trained from scratch on the photos, and it shows as fine texture on the face. Needs pip install 'segue[train]' (torch, dlib). Figures: docs/protect.md.")] = False,
     cloak_steps: Annotated[Optional[int], typer.Option("--cloak-steps", show_default=False, help="With --cloak: optimisation steps a photo (default 10; more: a stronger cloak, proportionally slower and more visible).")] = None,
     cloak_epsilon: Annotated[Optional[float], typer.Option("--cloak-epsilon", show_default=False, help="With --cloak: the most the cloak changes any pixel of the generator's output, in 1/255 (default: as far as the model's bound allows; the result stays within the model's 8/255 of your photo either way). Less keeps the photo closer to the original and cloaks less.")] = None,
@@ -127,7 +128,7 @@ def protect(
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
-        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon),
+        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, strength), strength=strength,
     )
     from ..protect.single import single_output
 
@@ -216,12 +217,14 @@ def _one_image(config: Any, piped: bytes | None, quiet: bool, json_output: bool)
         _print_summary(summary)
 
 
-def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float]) -> Optional[CloakConfig]:
+def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], strength: str) -> Optional[CloakConfig]:
     given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon)) if value is not None]
     if given and not cloak:
         raise InputError(f"{' and '.join(given)} apply with --cloak only", f"add --cloak, or drop {' and '.join(given)}")
     if not cloak:
         return None
+    if steps is None and strength in STRENGTHS:
+        steps = STRENGTHS[strength][1]  # the preset's steps, unless --cloak-steps says
     return CloakConfig(**({"steps": steps} if steps is not None else {}), epsilon=epsilon)
 
 

@@ -47,7 +47,7 @@ class ProtectWorker:
         self.config, self.source_fs, self.output_fs = config, source_fs, output_fs
         # One thread per actor: Ray gives each actor one CPU, and more would oversubscribe.
         self.protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
-                                   config.max_pixels, threads=1)
+                                   config.max_pixels, threads=1, strength=config.strength)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         rows = [self._decoded(source, output, int(code))

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..backends import BACKEND_CHOICES
 from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
-from ..choices import DEFAULT_MAX_PIXELS, FACE_MODES, FaceMode
+from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
 from ..errors import ConfigError, check_options, check_ranges
 from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS, lossy_warning
 from ..job import engines
@@ -59,7 +59,8 @@ class ProtectConfig:
     ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join a cluster
     actors: int | None = None  # Ray actors (None: one per CPU of the cluster)
     engine_progress: bool = True  # the Ray engine's own progress bars (off for --quiet and --json)
-    cloak: CloakConfig | None = None  # also cloak each face against dlib's face network (segue_cli/cloak.py)
+    cloak: CloakConfig | None = None  # also cloak each face against dlib's face network (photo/cloak.py)
+    strength: str = DEFAULT_STRENGTH  # the share of the model's epsilon the perturbation uses (choices.STRENGTHS)
 
     def __post_init__(self) -> None:
         chosen = [name for name, given in (("--identity", self.identity is not None), ("--label", self.label is not None),
@@ -74,6 +75,8 @@ class ProtectConfig:
                 raise ConfigError(f"--quality applies to {lossy} only", f"{self.image_format.upper()} is lossless; drop --quality")
             if not 1 <= self.quality <= 100:
                 raise ConfigError(f"--quality {self.quality} is out of range", "use 1..100")
+        if self.strength not in STRENGTHS:
+            raise ConfigError(f"unknown --strength {self.strength!r}", f"use one of {', '.join(STRENGTHS)}")
         if self.faces not in FACE_MODES:
             raise ConfigError(f"unknown face mode {self.faces!r}", f"use one of {', '.join(FACE_MODES)}")
         if self.detector not in DETECTOR_CHOICES:

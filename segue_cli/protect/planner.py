@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 
 from .. import __version__
-from ..backends.base import PerturbationBackend
+from ..backends.base import PerturbationBackend, at_strength
 from ..backends.opening import open_backend
 from ..errors import ConfigError
 from ..imageio import IMAGE_EXTENSIONS
@@ -59,7 +59,8 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
     tree = OutputTree(locate(config.out) if config.out is not None else default_out(inputs))
     tree.check_against(inputs)
     planned = tree.plan(inputs, config.image_format, config.overwrite)
-    backend = backend or open_backend(config.model, config.backend, config.device, threads=config.generator_threads)
+    backend = at_strength(backend or open_backend(config.model, config.backend, config.device,
+                                                  threads=config.generator_threads), config.strength)
     side = side_information(config, inputs, backend.info.code_space)
     info = backend.info
     if planner is None:
@@ -68,6 +69,8 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
         protection = f"custom planner ({getattr(planner, '__name__', planner.__class__.__name__)})"
     if config.engine != "local":
         protection += f" ({config.engine} workers)"
+    if config.strength != "high":
+        protection += f"; strength {config.strength} (epsilon {info.epsilon * 255:.1f}/255 of the model's bound)"
     if config.cloak is not None:
         protection += (f"; identity cloak against dlib's face network ({config.cloak.steps} steps a face, "
                        f"about {0.06 * config.cloak.steps:.1f} s a photo on one CPU thread)")

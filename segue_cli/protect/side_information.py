@@ -75,4 +75,5 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
     return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
             "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
             "quality": config.output_quality, "keep_metadata": config.keep_metadata,
-            **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {})}  # absent without: older records still match
+            **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {}),
+            **({"strength": config.strength} if config.strength != "high" else {})}  # absent at their defaults: older records still match

@@ -67,7 +67,7 @@ def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[by
             raise OutputError(f"--out {config.out} is the input itself", "name another file: inputs are never overwritten")
     started = time.perf_counter()
     protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
-                          config.max_pixels, threads=config.generator_threads, cloak=config.cloak)
+                          config.max_pixels, threads=config.generator_threads, cloak=config.cloak, strength=config.strength)
     code = protector.code_for(identity=identity, label=config.label)
     quality = config.quality if image_format != "png" else None
     encoded, notes = protector.protect_file(data, code, image_format, quality, config.keep_metadata)

@@ -39,7 +39,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..choices import FACE_MODES
+from ..choices import DEFAULT_STRENGTH, FACE_MODES, STRENGTHS
 from ..errors import ConfigError, InputError, SegueError
 from ..formats import OUTPUT_FORMATS, lossy_warning
 from .config import ServeConfig
@@ -126,6 +126,8 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
                 "model_sha256": model.model_sha256, "model_file_sha256": model.file_sha256, "backend": model.name,
                 "device": model.device, "epsilon": model.epsilon, "working_size": model.image_size,
                 "faces": list(FACE_MODES), "formats": list(OUTPUT_FORMATS),
+                "strengths": {name: {"epsilon": model.epsilon * scale, "cloak_steps": steps}
+                              for name, (scale, steps) in STRENGTHS.items()},
                 "limits": {"max_upload_mb": config.max_upload_mb, "max_files": config.max_files,
                            "max_pixels": config.max_pixels, "protections_at_once": config.protections_at_once,
                            "waiting_at_most": config.waiting_at_most}}
@@ -193,9 +195,10 @@ def _call_options(options: dict[str, str], protector: Any) -> dict[str, Any]:
     """``protect_file``'s arguments from the request's fields, with the CLI's checks and words."""
     from ..photo.cloak import CloakConfig
 
-    unknown = sorted(set(options) - {"identity", "label", "code", "faces", "cloak", "format", "quality", "token"})
+    unknown = sorted(set(options) - {"identity", "label", "code", "faces", "cloak", "format", "quality", "strength", "token"})
     if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}", "use identity, label, code, faces, cloak, format, quality")
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}",
+                          "use identity, label, code, faces, cloak, format, quality, strength")
 
     def integer(name: str) -> int | None:
         if name not in options:
@@ -219,12 +222,16 @@ def _call_options(options: dict[str, str], protector: Any) -> dict[str, Any]:
     cloak_word = options.get("cloak", "false").strip().lower()
     if cloak_word not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
         raise ConfigError(f"cloak must be true or false, got {options['cloak']!r}")
-    cloak = CloakConfig() if cloak_word in ("true", "1", "on", "yes") else None
+    strength = options.get("strength", DEFAULT_STRENGTH)
+    if strength not in STRENGTHS:
+        raise ConfigError(f"unknown --strength {strength!r}", f"use one of {', '.join(STRENGTHS)}")
+    cloak = CloakConfig(steps=STRENGTHS[strength][1]) if cloak_word in ("true", "1", "on", "yes") else None
     if cloak is not None:
         from ..extras import require
 
         require("protect --cloak")
-    return {"code": code, "image_format": image_format, "quality": quality, "faces": faces, "cloak": cloak}
+    return {"code": code, "image_format": image_format, "quality": quality, "faces": faces, "cloak": cloak,
+            "strength": strength}
 
 
 def _safe(stem: str) -> str:

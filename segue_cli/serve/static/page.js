@@ -37,6 +37,7 @@
     body.append("file", file, file.name);
     body.append("identity", document.getElementById("identity").value);
     body.append("faces", document.getElementById("faces").value);
+    body.append("strength", document.getElementById("strength").value);
     body.append("cloak", document.getElementById("cloak").checked ? "true" : "false");
     const headers = token ? { Authorization: "Bearer " + token } : {};
     const response = await fetch("/v1/protect", { method: "POST", body, headers });
