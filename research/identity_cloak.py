@@ -61,12 +61,15 @@ def main() -> None:
     parser.add_argument("--grid-divisor", type=int, default=2, help="the cloak's grid: the face region / this (smoother)")
     parser.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM momentum (0: plain signed steps)")
     parser.add_argument("--model-noise", type=float, default=0.0, help="std of the twin's channel-scale noise per step")
+    parser.add_argument("--toward", type=Path, default=None,
+                        help="a photo of another face: every cloak also pulls toward its descriptor (Fawkes' target)")
     add_pgd_options(parser, steps=30, step=2.0, batch=None)
     args = parser.parse_args()
     start_output(args)
     cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step, grid_divisor=args.grid_divisor,
                                       momentum=args.momentum, model_noise=args.model_noise))
     dataset = scan_image_folder(args.data)
+    toward = None if args.toward is None else cloak.embedder.embed_many([load_image(args.toward).rgb])[0].vector
     started = time.perf_counter()
     for rank, identity in enumerate(dataset.identities):
         items = [item for item in dataset.items if item.identity == identity]
@@ -83,7 +86,7 @@ def main() -> None:
             reference = class_centroids(vectors, torch.zeros(len(vectors), dtype=torch.long), 1)[0].numpy()
         similarities = []
         for item, rgb in zip(items, photos):
-            result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference)
+            result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference, toward)
             similarities.append(result.similarity)
             save_image(folder / (item.path.stem + ".png"), result.pixels)
         print(f"identity {identity}: {len(items)} photos cloaked, mean similarity {np.mean(similarities):.3f} "

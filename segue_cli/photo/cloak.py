@@ -96,10 +96,12 @@ class IdentityCloak:
         self._locate_lock = threading.Lock()  # dlib's detector and shape predictor are not shared across threads
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
-              reference: np.ndarray | None = None) -> CloakResult:
+              reference: np.ndarray | None = None, toward: np.ndarray | None = None) -> CloakResult:
         """``protected`` (the generator's output, H x W x 3 uint8) cloaked against ``clean``'s
         own descriptor, or against ``reference`` (a 128-d descriptor, e.g. the mean of the
-        person's clean photos), every pixel within ``epsilon`` of ``clean``."""
+        person's clean photos), every pixel within ``epsilon`` of ``clean``; with ``toward``
+        (a 128-d descriptor of another face) also pulled toward it, one direction for all of a
+        person's photos (research/identity_cloak.py --toward)."""
         import numpy as np
         import torch
 
@@ -111,7 +113,8 @@ class IdentityCloak:
             region, similarity = _optimise(
                 self, torch.from_numpy(np.array(clean[top:bottom, left:right])),
                 torch.from_numpy(np.array(protected[top:bottom, left:right])), torch.from_numpy(matrix)[None], epsilon,
-                None if reference is None else torch.from_numpy(np.asarray(reference, np.float32)))
+                None if reference is None else torch.from_numpy(np.asarray(reference, np.float32)),
+                None if toward is None else torch.from_numpy(np.asarray(toward, np.float32)))
         pixels = protected.copy()
         pixels[top:bottom, left:right] = region
         return CloakResult(pixels, similarity, found > 0)
@@ -159,7 +162,7 @@ def _region(matrix: np.ndarray, height: int, width: int) -> tuple[tuple[int, int
 
 
 def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, epsilon: float,
-              reference: Any) -> tuple[np.ndarray, float]:
+              reference: Any, toward: Any = None) -> tuple[np.ndarray, float]:
     """(the cloaked region, H x W x 3 uint8; its descriptor's cosine to the reference)."""
     import torch
     import torch.nn.functional as F
@@ -184,6 +187,7 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
 
     with torch.no_grad():
         reference = descriptor(clean) if reference is None else F.normalize(reference[None], dim=1)
+        target = None if toward is None else F.normalize(toward[None], dim=1)
     reach, step = config.reach(epsilon)  # the clip to the clean photo's bound is in ``cloaked``
     delta = torch.zeros(1, 1, *grid, requires_grad=True)
     velocity = torch.zeros_like(delta)
@@ -192,7 +196,8 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
         gain = None
         if config.model_noise > 0:
             gain = 1 + config.model_noise * torch.randn(cloak.net.gammas.shape, generator=rng)
-        similarity = (descriptor(distortions.apply(cloaked(delta), params, cloak.layer), gain) * reference).sum()
+        seen = descriptor(distortions.apply(cloaked(delta), params, cloak.layer), gain)
+        similarity = (seen * reference).sum() - (0 if target is None else (seen * target).sum())
         (gradient,) = torch.autograd.grad(similarity, delta)
         with torch.no_grad():
             if config.momentum > 0:
