@@ -30,7 +30,7 @@ from segue_cli.photo.cloak import IdentityCloak, _region  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "WebFace10" / "train"
 
 
-def objective_factory(cloak: IdentityCloak, rgb: np.ndarray, epsilon: float):  # type: ignore[no-untyped-def]
+def objective_factory(cloak: IdentityCloak, rgb: np.ndarray, epsilon: float):
     """(similarity(delta) of the cloaked face to the clean one, the delta's grid shape)."""
     matrix, _ = cloak.embedder.chip_map(np.ascontiguousarray(rgb))
     (top, bottom), (left, right) = _region(matrix, *rgb.shape[:2])
