@@ -129,3 +129,18 @@ def test_ray_engine_cloaks_as_the_local_engine_does(tmp_path, ray_instance, webf
     assert (local.written, on_ray.written) == (2, 2)
     assert tree_digest(tmp_path / "ray") == tree_digest(tmp_path / "local")
     assert (local.cloaked, on_ray.cloaked) == (2, 2) and local.cloak_no_face == on_ray.cloak_no_face
+
+
+def test_quiet_means_quiet_with_the_ray_engine(tmp_path):
+    """Ray's own notices (its auth line, its C++ core's log, Ray Data's warnings) are muted
+    under --quiet; a failed file is still named. In a child process: only there does what
+    Ray writes to file descriptor 2 show."""
+    import subprocess
+    import sys
+
+    root = people(tmp_path / "photos", per_person=1)
+    done = subprocess.run([sys.executable, "-m", "segue_cli", "protect", str(root), "--by-folder", "--engine", "ray",
+                           "--quiet", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"failed: {root / 'bob' / 'broken.jpg'}: not a readable image "
+                                                "(UnidentifiedImageError) (remove or replace the file)"]

@@ -127,7 +127,7 @@ def protect(
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
-        engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal,
+        engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal, quiet=quiet,
         cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, strength), strength=strength,
     )
     from ..protect.single import single_output
@@ -149,6 +149,7 @@ def protect(
     with progress(transient=False) if chatty else nullcontext(None) as bar:
         draw = ProgressRenderer(bar) if bar is not None else None
         written = [0]
+        failures: list[str] = []
 
         def on_event(event: ProgressEvent) -> None:
             if event.name == "start":
@@ -162,8 +163,9 @@ def protect(
                 if json_output:
                     print_json(result.to_dict())
                 if result.status == "failed":
-                    stderr_console.print(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}",
-                                         highlight=False, soft_wrap=True)
+                    failures.append(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}")
+                    if not quiet:  # a quiet run says its failures when it ends: a quiet Ray run mutes stderr meanwhile
+                        stderr_console.print(failures[-1], highlight=False, soft_wrap=True)
                 if draw is not None:
                     for note in result.notes:
                         stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
@@ -175,9 +177,13 @@ def protect(
             try:
                 summary = run_protect(config, on_event)
             except KeyboardInterrupt:
+                for line in failures if quiet else []:
+                    stderr_console.print(line, highlight=False, soft_wrap=True)
                 # The photo being written is finished or dropped whole (writes are atomic).
                 stderr_console.print(f"interrupted: {written[0]} written, re-run to finish", highlight=False)
                 raise typer.Exit(143 if stopped else 130) from None
+    for line in failures if quiet else []:
+        stderr_console.print(line, highlight=False, soft_wrap=True)
     if chatty:
         _print_summary(summary)
         if example and out is not None:

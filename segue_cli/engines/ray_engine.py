@@ -19,8 +19,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
-from typing import Any, Callable
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from ..errors import ConfigError, InputError
 from ..job import FileResult, Job
@@ -189,10 +192,41 @@ def run_rows(config: Any, rows: list[dict[str, Any]], source_fs: Any, output_fs:
              finish: Callable[[RowResult], None]) -> None:
     """Protect ``rows`` ({source, output, code}: paths in the two filesystems, None for local
     paths) on Ray; ``finish`` gets each file's result on the driver as it arrives."""
+    import warnings
+
+    progress = config.engine_progress
+    with warnings.catch_warnings(), _stderr_silenced(config.quiet):
+        if not progress:
+            warnings.simplefilter("ignore")
+        _run_rows(config, rows, source_fs, output_fs, finish, progress)
+
+
+@contextmanager
+def _stderr_silenced(quiet: bool) -> Iterator[None]:
+    """--quiet means quiet, Ray included: its notices come from its Python loggers (configured
+    as it runs), its C++ core and its warnings, so the file descriptor they share is sent to
+    /dev/null for the run. The CLI prints a quiet run's failures after it."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(sink, 2)
+    os.close(sink)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_rows(config: Any, rows: list[dict[str, Any]], source_fs: Any, output_fs: Any,
+              finish: Callable[[RowResult], None], progress: bool) -> None:
     import ray
     import ray.data
 
-    progress = config.engine_progress
     started = start_ray(config.ray_address)
     try:
         context = ray.data.DataContext.get_current()
@@ -200,7 +234,7 @@ def run_rows(config: Any, rows: list[dict[str, Any]], source_fs: Any, output_fs:
         context.print_on_execution_start = False
         if not progress:  # Ray Data logs its progress when it draws no bars: quiet means quiet
             logging.getLogger("ray.data").setLevel(logging.WARNING)
-        actors = ray_actors(config)
+        actors = min(ray_actors(config), len(rows))  # no more actors than photos
         # One block per batch: a task is one batch, so a killed actor costs one batch of work
         # and results come back as batches finish.
         batch = max(1, min(config.batch_size, len(rows) // (2 * actors) or 1))
