@@ -201,20 +201,30 @@ def _replaced_output(tmp: Path) -> None:
     assert record["written"] == 1 and (out / "p0.png").read_bytes() == whole
 
 
+def _bmp_album(tmp: Path) -> tuple[Path, Path]:
+    """Photos whose size in bytes is fixed by their pixels' count (BMP), so an edit keeps it."""
+    source = tmp / "bmp"
+    for index in range(2):
+        Image.open(photo(tmp / "made" / f"p{index}.png", index)).save(photo(source / f"p{index}.bmp", index))
+    cli("protect", str(source), "--out", str(tmp / "o"), "--identity", "x", "--quiet", expect=0)
+    return source, tmp / "o"
+
+
 def _input_edited_times_restored(tmp: Path) -> None:
-    source, out = _first_run(tmp)
-    before = os.stat(source / "p0.png")
-    photo(source / "p0.png", seed=5)  # same size (same PNG layout), other pixels
-    os.utime(source / "p0.png", ns=(before.st_atime_ns, before.st_mtime_ns))  # as rsync -t, cp -p do
+    source, out = _bmp_album(tmp)
+    before = os.stat(source / "p0.bmp")
+    photo(source / "p0.bmp", seed=5)  # the same size in bytes, other pixels
+    os.utime(source / "p0.bmp", ns=(before.st_atime_ns, before.st_mtime_ns))  # as rsync -t, cp -p do
+    assert os.stat(source / "p0.bmp").st_size == before.st_size
     record = _rerun(source, out)
     assert record["written"] == 1 and record["skipped"] == 1
 
 
 def _input_copied_with_cp_p(tmp: Path) -> None:
-    source, out = _first_run(tmp)
-    other = photo(tmp / "elsewhere" / "q.png", seed=6)
-    os.utime(other, ns=(os.stat(source / "p1.png").st_atime_ns, os.stat(source / "p1.png").st_mtime_ns))
-    shutil.copy2(other, source / "p1.png")  # cp -p: content and mtime from elsewhere
+    source, out = _bmp_album(tmp)
+    other = photo(tmp / "elsewhere" / "q.bmp", seed=6)
+    os.utime(other, ns=(os.stat(source / "p1.bmp").st_atime_ns, os.stat(source / "p1.bmp").st_mtime_ns))
+    shutil.copy2(other, source / "p1.bmp")  # cp -p: the same size, content and mtime from elsewhere
     record = _rerun(source, out)
     assert record["written"] == 1
 
