@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segue_cli.datasets import LabelledSet, scan_image_folder  # noqa: E402
-from segue_cli.imageio import load_image, save_image  # noqa: E402
+from research.trees import write_tree  # noqa: E402
+from segue_cli.datasets import LabelledImage, LabelledSet, scan_image_folder  # noqa: E402
+from segue_cli.nn.delta import upsample  # noqa: E402
 from segue_cli.side_info import folder_code  # noqa: E402
 
 TEXTURE_SIZE = 224  # textures are drawn at this size and resized to the photo
@@ -109,15 +109,12 @@ def main() -> None:
         signs = {name: s.repeat(1, 1, repeats, repeats)[..., : args.working_size, : args.working_size]
                  for name, s in signs.items()}
     per_photo = texture_patterns(args, dataset) if args.texture else {}
-    for item in dataset.items:
-        rgb = load_image(item.path).rgb
+    def delta_of(item: LabelledImage, rgb: np.ndarray) -> np.ndarray:
         source = per_photo[item.path] if args.texture else signs[item.identity]
-        pattern = F.interpolate(source, size=rgb.shape[:2], mode="bilinear", align_corners=False)[0]
-        delta = (pattern * args.epsilon * 255).round().permute(1, 2, 0).numpy()
-        out = np.clip(rgb.astype(np.float64) + delta, 0, 255).astype(np.uint8)
-        target = args.out / item.identity / (item.path.stem + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_image(target, out)
+        pattern = upsample(source, rgb.shape[:2])[0]
+        return (pattern * args.epsilon * 255).round().permute(1, 2, 0).numpy()
+
+    write_tree(dataset, args.out, delta_of)
     print(f"wrote {len(dataset.items)} photos to {args.out}")
 
 

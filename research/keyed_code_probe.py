@@ -38,8 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segue_cli.datasets import scan_image_folder  # noqa: E402
-from segue_cli.imageio import load_image, save_image  # noqa: E402
+from research.trees import write_tree  # noqa: E402
+from segue_cli.datasets import LabelledImage, scan_image_folder  # noqa: E402
 from research.p112 import protected_people  # noqa: E402
 from segue_cli.side_info import identity_code  # noqa: E402
 
@@ -108,27 +108,23 @@ def main() -> None:
         raise SystemExit(f"{args.out} exists; choose a new folder")
     dataset = scan_image_folder(args.data)
     chosen = set(protected_people(dataset.identities, args.protect))
-    for item in dataset.items:
-        rgb = load_image(item.path).rgb
-        relative = str(item.path.relative_to(args.data))
-        if item.identity in chosen:
-            code = identity_code(f"{args.hash_prefix}-{item.identity}")
-            rng = photo_rng(relative)
-            shape = rgb.shape[:2]
-            if args.family == "grating":
-                pattern = grating(code, shape, rng, args.periods, args.angles)
-            elif args.family == "atoms":
-                pattern = atoms(code, shape, rng, args.periods, args.angles, args.active)
-            elif args.family == "fixed":
-                pattern = fixed(code, shape, args.grid, 3 if args.colour else 1)
-            else:
-                pattern = tile(code, shape, rng, args.cell, args.tile)
-            delta = np.round(pattern * args.amplitude)
-            delta = delta if delta.ndim == 3 else delta[..., None]
-            rgb = np.clip(rgb.astype(np.float64) + delta, 0, 255).astype(np.uint8)
-        target = args.out / item.identity / (item.path.stem + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_image(target, rgb)
+    def delta_of(item: LabelledImage, rgb: np.ndarray) -> np.ndarray | None:
+        if item.identity not in chosen:
+            return None
+        code = identity_code(f"{args.hash_prefix}-{item.identity}")
+        rng = photo_rng(str(item.path.relative_to(args.data)))
+        shape = rgb.shape[:2]
+        if args.family == "grating":
+            pattern = grating(code, shape, rng, args.periods, args.angles)
+        elif args.family == "atoms":
+            pattern = atoms(code, shape, rng, args.periods, args.angles, args.active)
+        elif args.family == "fixed":
+            pattern = fixed(code, shape, args.grid, 3 if args.colour else 1)
+        else:
+            pattern = tile(code, shape, rng, args.cell, args.tile)
+        return np.round(pattern * args.amplitude)
+
+    write_tree(dataset, args.out, delta_of)
     print(f"wrote {len(dataset.items)} photos to {args.out}; protected: {', '.join(sorted(chosen))}")
 
 

@@ -451,6 +451,9 @@ def _bad_number(command: str, option: str, value: str) -> Callable[[Path], None]
 
 # --- 7. the library's types ---------------------------------------------------------------------
 
+PIXELS = np.zeros((32, 32, 3), np.uint8)
+
+
 def _library(call: Callable[[object], object], says: str) -> Callable[[Path], None]:
     def run(tmp: Path) -> None:
         from segue_cli import Protector
@@ -628,20 +631,15 @@ CASES: list[Case] = [
            _bad_number(command, option, value))
       for command, (_, options) in NUMBER_OPTIONS.items() for option in options
       for value in (BAD_NUMBERS if command != "train" else BAD_NUMBERS[:3])],
-    Case("library types", "Protector.protect(identity=123)", "InputError: identity= must be a name",
-         _library(lambda p: p.protect(np.zeros((32, 32, 3), np.uint8), identity=123), "must be a name")),
-    *[Case("library types", f"Protector.protect(code={value!r})", "InputError: code= must be an int",
-           _library(lambda p, v=value: p.protect(np.zeros((32, 32, 3), np.uint8), code=v), "must be an int"))
-      for value in (float("nan"), True, 1.9, "5")],
-    Case("library types", "Protector.protect(label=2.0)", "InputError: label= must be an int",
-         _library(lambda p: p.protect(np.zeros((32, 32, 3), np.uint8), label=2.0), "must be an int")),
-    Case("library types", "Protector.protect(a list)", "InputError: cannot protect a list",
-         _library(lambda p: p.protect([1, 2, 3], identity="x"), "cannot protect a list")),
-    Case("library types", "Protector.protect(a float array)", "InputError: must be uint8",
-         _library(lambda p: p.protect(np.zeros((32, 32, 3)), identity="x"), "must be uint8")),
-    Case("library types", "Protector.protect(..., image_format='gif')", "InputError: unknown image_format",
-         _library(lambda p: p.protect(np.zeros((32, 32, 3), np.uint8), identity="x", image_format="gif"),
-                  "unknown image_format")),
+    *[Case("library types", f"Protector.protect({shown})", f"InputError: {says}",
+           _library(lambda p, image=image, options=options: p.protect(image, **options), says))
+      for shown, image, options, says in [
+          ("identity=123", PIXELS, {"identity": 123}, "identity= must be a name"),
+          *[(f"code={value!r}", PIXELS, {"code": value}, "code= must be an int") for value in (float("nan"), True, 1.9, "5")],
+          ("label=2.0", PIXELS, {"label": 2.0}, "label= must be an int"),
+          ("a list", [1, 2, 3], {"identity": "x"}, "cannot protect a list"),
+          ("a float array", np.zeros((32, 32, 3)), {"identity": "x"}, "must be uint8"),
+          ("..., image_format='gif'", PIXELS, {"identity": "x", "image_format": "gif"}, "unknown image_format")]],
     Case("library types", "a mode-F (float) PIL image", "protected (converted to 8-bit)", _library_float_image),
     Case("library types", "JPEG bytes in, JPEG bytes out", "a SegueWarning with the CLI's words", _library_lossy_warns),
     Case("global state", "threads loading images with different --max-pixels at once",

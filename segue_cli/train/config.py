@@ -130,27 +130,3 @@ class TrainConfig:
                 dist[key] = tuple(dist[key])
         values["distortion"] = distortions.DistortionConfig(**dist)
         return cls(**values)
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    stage: str  # "surrogate" (clean photos in a warm-up epoch: codes "clean") or "generator"
-    loss: float
-    ce: float
-    accuracy: float  # surrogate accuracy on the perturbed (and distorted) batches
-    delta_l2: float
-    delta_linf: float
-    seconds: float
-    codes: str  # "labels", "random" or "decoys"
-    identity_similarity: float | None = None  # with --identity-weight: mean cosine to the identity (generator epochs)
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    generator_path: Path
-    epochs_run: int
-    stopped_early: bool
-    history: list[EpochRecord]
-    seconds: float
