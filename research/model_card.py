@@ -31,7 +31,7 @@ from segue_cli.artifacts import load_generator, read_metadata  # noqa: E402
 
 from segue_cli.storage import file_sha256  # noqa: E402
 from segue_cli.nn.generator import count_parameters  # noqa: E402
-from research.model_card_render import (CHANCE_ACCURACY, EMBEDDING_MATCHERS,  # noqa: E402
+from research.model_card_render import (CHANCE_ACCURACY, EMBEDDING_MATCHERS, EMBEDDING_NETWORKS,  # noqa: E402
                                         TARGETS, _learned_nothing, baseline_command, render)
 
 def archive(folder: Path, runs: list[dict[str, Any]], archive_dir: Path, prefix: str) -> str:
@@ -145,6 +145,7 @@ def main() -> None:
         "evaluations": rows,
         "embedding_attacker": embedding_rows,
         "cloak": cloak_figures(evals, runs, previous),
+        "people_never_seen": unseen_figures(evals, previous),
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip, args.portrait))
@@ -153,26 +154,47 @@ def main() -> None:
 
 def embedding_table(runs: dict[tuple[str, str, str, str], dict[str, Any]],
                     previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (counter-measure, matcher) of the embedding-dlib attacker that was run:
-    clean photos enrolled, protected with labels, with hashed names, and with hashed names
-    and ``segue protect --cloak`` (variant ``hashed-cloak``). Cells not given now keep the
-    previous card's figure (``--keep-from-card``)."""
-    kept = {(row["attack"], row["matcher"]): row for row in previous}
-    attacks = sorted({key[2] for key in runs if key[1].startswith("embedding-dlib/")} | {a for a, _ in kept},
-                     key=lambda a: (a != "none", a))
+    """One row per (network, counter-measure, matcher) of the embedding attackers that were
+    run (dlib's, and SFace, which nothing in segue is optimised against): clean photos
+    enrolled, protected with labels, with hashed names, and with hashed names and ``segue
+    protect --cloak`` (variant ``hashed-cloak``). Cells not given now keep the previous
+    card's figure (``--keep-from-card``; rows of older cards are dlib's)."""
+    kept = {(row.get("network", "dlib"), row["attack"], row["matcher"]): row for row in previous}
     rows = []
-    for attack in attacks:
-        for matcher, name in EMBEDDING_MATCHERS.items():
-            arch = f"embedding-dlib/{matcher}"
-            old = kept.get((attack, matcher), {})
-            rows.append({
-                "attack": attack, "matcher": matcher, "matcher_name": name,
-                "clean": (runs.get(("labels", arch, attack, "clean")) or runs.get(("hashed", arch, attack, "clean"))
-                          or runs.get(("hashed-cloak", arch, attack, "clean")) or old.get("clean")),
-                **{column: runs.get((column, arch, attack, "protected")) or old.get(column)
-                   for column in ("labels", "hashed", "hashed-cloak")},
-            })
+    for network in EMBEDDING_NETWORKS:
+        attacks = sorted({key[2] for key in runs if key[1].startswith(f"embedding-{network}/")}
+                         | {a for n, a, _ in kept if n == network}, key=lambda a: (a != "none", a))
+        for attack in attacks:
+            for matcher, name in EMBEDDING_MATCHERS.items():
+                arch = f"embedding-{network}/{matcher}"
+                old = kept.get((network, attack, matcher), {})
+                rows.append({
+                    "network": network, "attack": attack, "matcher": matcher, "matcher_name": name,
+                    "clean": (runs.get(("labels", arch, attack, "clean")) or runs.get(("hashed", arch, attack, "clean"))
+                              or runs.get(("hashed-cloak", arch, attack, "clean")) or old.get("clean")),
+                    **{column: runs.get((column, arch, attack, "protected")) or old.get(column)
+                       for column in ("labels", "hashed", "hashed-cloak")},
+                })
     return rows
+
+
+def unseen_figures(evals: list[tuple[str, Path]], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The protocols for people the model never saw (docs/benchmark-protocol.md), from runs
+    named ``unseen`` (p112-unseen), ``few-lfw48`` and ``few-webface10`` (p112-few): each one's
+    figures as ``segue evaluate`` reports them (ResNet18, no counter-measure)."""
+    from segue_cli.evaluation.report import summary_rows
+
+    figures = dict((previous or {}).get("people_never_seen") or {})
+    for variant, folder in evals:
+        if variant not in ("unseen", "few-lfw48", "few-webface10"):
+            continue
+        results = json.loads((folder / "results.json").read_text())
+        row = next(r for r in summary_rows(results) if (r["arch"], r["attack"]) == ("resnet18", "none"))
+        figures[variant] = {"chance": round(results["chance_accuracy"], 1), "protected": round(row["protected"]["final"], 1),
+                            "clean": round(row["clean"]["final"], 1), "margin_share": row.get("margin_share"),
+                            "protected_people": row.get("protected_people"),
+                            "results": str(folder / "results.json")}
+    return figures
 
 
 def cloak_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str, str], dict[str, Any]],

@@ -39,6 +39,7 @@ TARGETS = [
 ]
 
 # The pretrained face-recognition attacker (docs/benchmark-protocol.md): enrolled set -> variant.
+EMBEDDING_NETWORKS = ("dlib", "sface")  # sface: OpenCV Zoo's SFace, which no protection in segue is made against
 EMBEDDING_MATCHERS = {"ncm": "nearest class mean", "1nn": "nearest enrolled photo", "linear": "linear probe"}
 EMBEDDING_COMMAND = "python research/p112.py --variant {variant} --arch embedding-dlib --threads 1"
 
@@ -64,24 +65,55 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
         "trains a face classifier *from scratch* on them (protocol P112's attacker), including with the",
         "counter-measures measured above.", "",
         "**Does not protect against, on its own:** matching with a face-recognition network trained elsewhere (how most",
-        "deployed face recognition works). The protected photos are enrolled with dlib's pretrained 128-d",
-        "face network (`segue evaluate --arch embedding-dlib`) and the person's clean test photos are",
-        "matched against them (clean-test accuracy %, chance 10%):", "",
-        "| counter-measure | matcher | clean photos enrolled | protected, labels | protected, hashed names "
+        "deployed face recognition works). The protected photos are enrolled with a pretrained face network and",
+        "the person's clean test photos are matched against them (clean-test accuracy %, chance 10%), with two",
+        "networks: dlib's 128-d ResNet (`segue evaluate --arch embedding-dlib`), the one `--cloak` is made",
+        "against, and OpenCV Zoo's SFace (`--arch embedding-sface`), which nothing in segue is optimised against:", "",
+        "| network | counter-measure | matcher | clean photos enrolled | protected, labels | protected, hashed names "
         "| protected with `--cloak`, hashed names |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     if not rows:
-        lines.append("| - | - | not measured | not measured | not measured | not measured |")
+        lines.append("| - | - | - | not measured | not measured | not measured | not measured |")
     for row in rows:
-        lines.append(f"| {row['attack']} | {row['matcher_name']} | {cell(row['clean'])} | {cell(row['labels'])} | "
-                     f"{cell(row['hashed'])} | {cell(row.get('hashed-cloak'))} |")
+        lines.append(f"| {row.get('network', 'dlib')} | {row['attack']} | {row['matcher_name']} | {cell(row['clean'])} | "
+                     f"{cell(row['labels'])} | {cell(row['hashed'])} | {cell(row.get('hashed-cloak'))} |")
     lines += ["", f"Commands: `{EMBEDDING_COMMAND.format(variant='labels')}` (with the clean baseline), "
                   f"`{EMBEDDING_COMMAND.format(variant='hashed')} --skip-baseline` and, for the last column, "
                   f"`{CLOAK_COMMAND}`.", ""]
     without = next((row["protected"] for row in card["evaluations"]
                     if (row["variant"], row["arch"], row["attack"]) == ("hashed", "resnet18", "none")), None)
-    return lines + render_cloak(card.get("cloak"), without)
+    return lines + render_cloak(card.get("cloak"), without) + render_never_seen(card.get("people_never_seen") or {})
+
+
+def render_never_seen(figures: dict[str, Any]) -> list[str]:
+    """The protocols for people the model never saw, as measured (or said not to be)."""
+    lines = ["## People the model never saw", "",
+             "Every real user is someone the generator never saw; WebFace10's figures above are for its ten training",
+             "people. Protocols `p112-unseen` and `p112-few` (docs/benchmark-protocol.md) measure the rest on LFW48",
+             "(48 other people, ResNet18 from scratch, 20 epochs):", "",
+             "| protocol | who is protected | protected | clean | figure | target |", "|---|---|---|---|---|---|"]
+    unseen = figures.get("unseen")
+    if unseen:
+        share = "-" if unseen["margin_share"] is None else f"{unseen['margin_share']:.0%}"
+        lines.append(f"| p112-unseen, LFW48 | all 48 people, hashed names | {unseen['protected']:.1f}% | {unseen['clean']:.1f}% "
+                     f"| keeps {share} of the clean attacker's lead over chance ({unseen['chance']:.1f}%) | <= 25% |")
+    else:
+        lines.append("| p112-unseen, LFW48 | all 48 people, hashed names | not measured | | | <= 25% |")
+    for key, data in (("few-lfw48", "LFW48, 5 of 48"), ("few-webface10", "WebFace10, 2 of 10")):
+        few = figures.get(key)
+        if few and few.get("protected_people"):
+            people = few["protected_people"]
+            share = "-" if people["share"] is None else f"{people['share']:.0%}"
+            lines.append(f"| p112-few, {data} | {', '.join(people['identities'])}, hashed names | "
+                         f"{people['recall_protected']:.1f}% recall | {people['recall_clean']:.1f}% recall | "
+                         f"{share} of their clean recall | <= 25% |")
+        else:
+            lines.append(f"| p112-few, {data} | hashed names | not measured | | | <= 25% |")
+    lines += ["", "Commands: `python research/p112.py --data ../shared/data/LFW48 --prefix lfw48 --variant hashed "
+              "--protocol p112-unseen --threads 1`, the same with `--few 5 --protocol p112-few`, and "
+              "`python research/p112.py --variant hashed --few 2 --protocol p112-few --threads 1` (WebFace10).", ""]
+    return lines
 
 
 CLOAK_COMMAND = ("python research/p112.py --variant hashed --cloak 10 --out runs/p112-cloak10 --arch embedding-dlib "
