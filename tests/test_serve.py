@@ -157,7 +157,8 @@ def test_the_token_is_asked_of_every_request(photo):
             assert guarded.get(path).status_code == 401, path
         assert guarded.get("/healthz", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
         assert guarded.get("/healthz", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-        assert guarded.get(f"/?token={TOKEN}").status_code == 200  # the page, opened from a link
+        page = guarded.get(f"/?token={TOKEN}")  # the page, opened from a link: one request brings all of it
+        assert page.status_code == 200 and "fetch(\"/v1/protect\"" in page.text
         assert guarded.get(f"/v1/info?token={TOKEN}").status_code == 401  # the API takes the header only
         response = guarded.post("/v1/protect", files={"file": ("me.png", photo, "image/png")}, data={"identity": "A"},
                                 headers={"Authorization": f"Bearer {TOKEN}"})
@@ -171,12 +172,12 @@ def test_info_health_docs_and_the_page(client):
     assert info["epsilon"] == pytest.approx(8 / 255) and info["limits"]["max_upload_mb"] == 50
     assert "/v1/protect" in client.get("/openapi.json").json()["paths"]
     page = client.get("/")
-    assert page.status_code == 200 and "<script src=\"/static/page.js\">" in page.text
+    assert page.status_code == 200 and "const token = new URLSearchParams" in page.text  # its JS, inlined
+    assert "src=" not in page.text and "href=" not in page.text  # nothing else to fetch
     assert "does not stop existing face-recognition networks" in " ".join(page.text.split())
     import re
 
-    for asset in ("/", "/static/page.js", "/static/page.css"):  # works offline: nothing is fetched from elsewhere
-        assert re.search(r"(https?:)?//[\w.-]+\.[a-z]{2,}", client.get(asset).text) is None, asset
+    assert re.search(r"(https?:)?//[\w.-]+\.[a-z]{2,}", page.text) is None  # works offline: nothing from elsewhere
     response = client.options("/v1/protect", headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in response.headers  # CORS off unless asked
 

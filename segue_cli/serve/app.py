@@ -9,7 +9,8 @@
   options, 401 no or wrong token, 413 too large, 415 not multipart or an image, 422 not a
   readable image (or a decompression bomb, or too small), 503 with Retry-After when the
   queue is full.
-* ``GET /``: the page (plain HTML, CSS and JS from the package: no build step, no CDN);
+* ``GET /``: the page (plain HTML with its CSS and JS inlined, from the package: no build
+  step, no CDN, one request);
   ``GET /healthz``; ``GET /v1/info`` (version, model and its sha256, limits);
   ``GET /docs``: the OpenAPI docs.
 
@@ -35,7 +36,6 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
@@ -91,8 +91,7 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
 
     app = FastAPI(title="segue", version=__version__, lifespan=lifespan,
                   description="Protect face photos from unauthorised face-recognition training.")
-    static = resources.files("segue_cli.serve") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    page_html = _page()
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -113,7 +112,7 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse(page_html)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -182,6 +181,16 @@ def create_app(config: ServeConfig, protector: Any = None) -> FastAPI:
             gate.leave()
 
     return app
+
+
+def _page() -> str:
+    """The page as one response: its CSS and JS inlined, so that with --token the one
+    request that carries the token (/?token=...) brings all of it."""
+    static = resources.files("segue_cli.serve") / "static"
+    html = (static / "index.html").read_text(encoding="utf-8")
+    for name in ("page.css", "page.js"):
+        html = html.replace(f"/* {name} */", (static / name).read_text(encoding="utf-8"))
+    return html
 
 
 def _authorised(request: Request, token: str) -> bool:
