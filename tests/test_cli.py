@@ -12,7 +12,7 @@ from segue_cli import __version__
 from segue_cli.cli.app import app
 
 runner = CliRunner()
-COMMANDS = ("train", "cluster", "protect", "evaluate", "export")
+COMMANDS = ("train", "cluster", "protect", "evaluate", "export", "serve")
 
 
 def test_root_help_lists_every_command():
@@ -24,7 +24,7 @@ def test_root_help_lists_every_command():
 
 @pytest.mark.parametrize(("command", "option"), [
     ("train", "--code-assignment"), ("cluster", "--k"), ("protect", "--max-pixels"),
-    ("evaluate", "swin_t"), ("export", "--opset"),
+    ("evaluate", "swin_t"), ("export", "--opset"), ("serve", "--max-upload-mb"),
 ])
 def test_command_help_explains_its_options(command, option):
     result = runner.invoke(app, [command, "--help"])
