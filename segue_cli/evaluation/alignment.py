@@ -5,7 +5,7 @@ already face crops). ``detect-align``: the attacker is a scraper of whole photos
 detects the faces in every photo (after any full-resolution counter-measure: the scraper
 sees what it downloaded), keeps the largest (the person the photo is labelled with) and
 aligns it with its five landmarks to the ArcFace 112 x 112 crop
-(:func:`segue_cli.attacker_pipeline.align_largest`, the same code as the defender's).
+(:func:`segue_cli.evaluation.attacker_pipeline.align_largest`, the same code as the defender's).
 
 Photos where no face is found are NOT dropped: they get a centred square crop (the
 shorter side) resized to the aligned size, so every identity keeps all its photos and
