@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _faces_set_module():
     if "make_faces_set" in sys.modules:
         return sys.modules["make_faces_set"]
-    spec = importlib.util.spec_from_file_location("make_faces_set", ROOT / "benchmarks" / "make_faces_set.py")
+    spec = importlib.util.spec_from_file_location("make_faces_set", ROOT / "research" / "make_faces_set.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_faces_set"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

@@ -284,7 +284,7 @@ def test_detect_align_folder_writes_crops_and_reports_misses(tmp_path, astronaut
 
 
 def _load_make_faces_set():
-    spec = importlib.util.spec_from_file_location("make_faces_set", REPO / "benchmarks" / "make_faces_set.py")
+    spec = importlib.util.spec_from_file_location("make_faces_set", REPO / "research" / "make_faces_set.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
