@@ -82,7 +82,8 @@ def test_the_readme_ray_pipeline_runs_as_printed(tmp_path, s3_server):
     from segue_cli import Protector
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Large batches"):readme.index("## The five commands")]
+    start = readme.index("## Large batches")
+    section = readme[start:readme.index("\n## ", start + 1)]  # up to the next section
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
     root = people(tmp_path / "photos", per_person=2)
     (root / "bob" / "broken.jpg").unlink()
