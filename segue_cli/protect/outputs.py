@@ -24,7 +24,6 @@ size and upload time their listing gives, and outputs by their size.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -38,9 +37,9 @@ from ..formats import OUTPUT_FORMATS
 from ..job import FileResult, PlannedFile
 from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
 from .inputs import OUTPUT_MARKER, InputFile, InputSet
+from .lock import LOCK_FILE, locked_out_dir
 
 SETTINGS_FILE = ".segue-protect.json"
-LOCK_FILE = ".segue-lock"
 MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
 
 
@@ -73,6 +72,7 @@ class OutputTree:
     out: Location
     record: dict[str, Any] = field(default_factory=lambda: {"settings": {}, "outputs": {}})
     _dirty: int = 0
+    _listing: dict[str, int] | None = None
 
     @property
     def label(self) -> str:
@@ -121,7 +121,7 @@ class OutputTree:
     def plan(self, inputs: InputSet, image_format: str, overwrite: bool) -> list[PlannedFile]:
         """One PlannedFile per input, in input order: to do, skipped (its output exists:
         :meth:`check_done` decides later whether it is done), or failed with the reason."""
-        listed = {rel: size for rel, size, _ in list_files(self.out)} if not self.out.local and exists(self.out) else {}
+        listed = self._listed()
         real_out = os.path.realpath(self.out.path) if self.out.local else ""
         real_inputs = {os.path.realpath(f.location.path) for f in inputs.files} if self.out.local else set()
         claimed: dict[str, str] = {}
@@ -180,6 +180,13 @@ class OutputTree:
                            f"move it away and re-run with --overwrite to protect every photo in {self.label} again, "
                            "or pass another --out")
 
+    def _listed(self) -> dict[str, int]:
+        """An object-store OUT's files and sizes, listed once a run (a local OUT: empty)."""
+        if self._listing is None:
+            self._listing = ({rel: size for rel, size, _ in list_files(self.out)}
+                             if not self.out.local and exists(self.out) else {})
+        return self._listing
+
     def key(self, planned: PlannedFile) -> str:
         return PurePosixPath(os.path.relpath(planned.output.path, self.out.path)).as_posix() if self.out.local else \
             PurePosixPath(planned.output.path).relative_to(self.out.path).as_posix()
@@ -191,7 +198,7 @@ class OutputTree:
         did not write it. Outputs made under other settings stop the run."""
         current = settings_id(settings)
         outputs = self.record["outputs"]
-        listed = {rel: size for rel, size, _ in list_files(self.out)} if not self.out.local and exists(self.out) else {}
+        listed = self._listed()
         checked: list[PlannedFile] = []
         stale: list[str] = []
         for item in planned:
@@ -355,44 +362,3 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
     """``name: old -> new`` for each setting that differs."""
     return [f"{name}: {recorded.get(name)!r} -> {current.get(name)!r}"
             for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
-
-
-@contextmanager
-def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
-    """Hold OUT for one run (an OS lock on OUT/.segue-lock, released when the process
-    ends, however it ends; the file is removed after a run). A second run into the same
-    OUT is refused, naming the first run's pid, or waits for it with ``wait``: two runs
-    would both write every file and, with different identities, leave a silent mix."""
-    path = out_dir / LOCK_FILE
-    while True:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc} ({path})",
-                              "check its permissions (a read-only folder cannot hold protected photos), "
-                              "or pass another --out") from exc
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise OutputError(f"{out_dir} is being written by another segue protect (pid {holder})",
-                              "let it finish, pass --wait to wait for it, or pass another --out") from None
-        try:
-            same_file = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            break
-        handle.close()  # the run before removed the file while we waited: lock the new one
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        path.unlink(missing_ok=True)  # while still held, so no one locks a file about to vanish
-        handle.close()
