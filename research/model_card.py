@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from segue_cli.artifacts import load_generator, read_metadata  # noqa: E402
 
 from segue_cli.storage import file_sha256  # noqa: E402
+from segue_cli.choices import STRENGTHS  # noqa: E402
 from segue_cli.nn.generator import count_parameters  # noqa: E402
 from research.model_card_render import (CHANCE_ACCURACY, EMBEDDING_MATCHERS, EMBEDDING_NETWORKS,  # noqa: E402
                                         TARGETS, _learned_nothing, baseline_command, render)
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--strip", type=Path, default=None, help="clean/protected/residual strip PNG to show")
     parser.add_argument("--portrait", type=Path, default=None,
                         help="a full portrait protected with --faces (research/portrait_strip.py), relative to docs/")
+    parser.add_argument("--preset-portrait", action="append", default=[], metavar="STRENGTH=PATH",
+                        help="the portrait at a --strength preset (research/portrait_strip.py --strength), relative to docs/")
     parser.add_argument("--baseline", type=Path, action="append", default=[],
                         help="folder of a clean-vs-clean `segue evaluate` run (protected = clean train split): the "
                              "measured baseline of each of its attackers (repeatable)")
@@ -104,6 +107,9 @@ def main() -> None:
         if previous.get("clean_baseline_measured"):
             measured_baselines.setdefault(("resnet18", "none"), previous["clean_baseline_measured"])
     meta = read_metadata(args.model)
+    portraits = dict(item.split("=", 1) for item in args.preset_portrait)
+    if args.portrait:
+        portraits.setdefault("high", str(args.portrait))
     onnx_path = args.model.with_suffix(".onnx")
     training = meta.training
     rows = []
@@ -146,6 +152,9 @@ def main() -> None:
         "embedding_attacker": embedding_rows,
         "cloak": cloak_figures(evals, runs, previous),
         "people_never_seen": unseen_figures(evals, previous),
+        "strength_presets": {name: {"share_of_epsilon": scale, "epsilon_255": round(meta.epsilon * scale * 255, 2),
+                                    "cloak_steps": steps, "portrait": portraits.get(name)}
+                             for name, (scale, steps) in STRENGTHS.items()},
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip, args.portrait))

@@ -83,7 +83,22 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
                   f"`{CLOAK_COMMAND}`.", ""]
     without = next((row["protected"] for row in card["evaluations"]
                     if (row["variant"], row["arch"], row["attack"]) == ("hashed", "resnet18", "none")), None)
-    return lines + render_cloak(card.get("cloak"), without) + render_never_seen(card.get("people_never_seen") or {})
+    return (lines + render_cloak(card.get("cloak"), without) + render_never_seen(card.get("people_never_seen") or {})
+            + render_presets(card.get("strength_presets") or {}))
+
+
+def render_presets(presets: dict[str, Any]) -> list[str]:
+    """`segue protect --strength`: what each preset spends, and how it looks."""
+    if not presets:
+        return []
+    lines = ["## Strength presets (`segue protect --strength`)", "",
+             "Each preset spends a share of this model's bound; every figure above is for **high**, the default.",
+             "The lower presets' protection has not been measured under P112 yet.", "",
+             "| preset | largest change | `--cloak` steps | portrait (clean / protected / residual x30) |", "|---|---|---|---|"]
+    for name, preset in presets.items():
+        picture = f"![{name}]({preset['portrait']})" if preset.get("portrait") else "-"
+        lines.append(f"| {name} | {preset['epsilon_255']:g}/255 | {preset['cloak_steps']} | {picture} |")
+    return lines + ["", "Portraits: `python research/portrait_strip.py --strength PRESET --out docs/img/...`.", ""]
 
 
 def render_never_seen(figures: dict[str, Any]) -> list[str]:

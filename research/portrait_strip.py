@@ -4,6 +4,7 @@ sees them before posting.
 
   python research/portrait_strip.py --out docs/img/default-model-portrait.png
   python research/portrait_strip.py --cloak 10 --out docs/img/cloak-portrait.png   # segue protect --cloak
+  python research/portrait_strip.py --strength low --out docs/img/default-model-portrait-low.png
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="generator (default: the shipped model)")
     parser.add_argument("--photo", type=Path, default=EXAMPLE, help="portrait to protect (default: the shipped example)")
     parser.add_argument("--cloak", type=int, default=None, metavar="STEPS", help="also cloak, as protect --cloak")
+    parser.add_argument("--strength", default="high", help="segue protect --strength (low, medium, high)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     clean = np.asarray(Image.open(args.photo).convert("RGB"))
     cloak = CloakConfig(steps=args.cloak) if args.cloak else None
-    protector = Protector(model=args.model, faces="on", cloak=cloak)
+    protector = Protector(model=args.model, faces="on", cloak=cloak, strength=args.strength)
     protected = np.asarray(protector.protect(clean, identity="segue example"))
     residual = np.clip(127.5 + RESIDUAL_GAIN * (protected.astype(np.float64) - clean), 0, 255).astype(np.uint8)
     gap = np.full((clean.shape[0], 8, 3), 255, np.uint8)
