@@ -80,6 +80,11 @@ def main() -> None:
                         help="the `segue train` command that made the checkpoint, shown on the card")
     parser.add_argument("--keep-from-card", action="store_true",
                         help="keep the existing card's figures for scenarios not given now (same checkpoint only)")
+    parser.add_argument("--stale", action="append", default=[], metavar="VARIANT",
+                        help="with --keep-from-card: the previous card's rows of VARIANT not given now are marked stale "
+                             "(measured on a protected set that today's segue protect does not reproduce) and count "
+                             "toward no target (repeatable)")
+    parser.add_argument("--stale-reason", default="", help="with --stale: why, shown under the table")
     parser.add_argument("--reference-baseline", type=float, default=81.5,
                         help="P112 clean baseline from docs/benchmark-protocol.md, used when no baseline run is given")
     args = parser.parse_args()
@@ -100,8 +105,10 @@ def main() -> None:
     if previous:
         quality = quality or previous["quality"]
         for row in previous["evaluations"]:
-            if row["protected"]:
-                runs.setdefault((row["variant"], row["arch"], row["attack"], "protected"), row["protected"])
+            key = (row["variant"], row["arch"], row["attack"], "protected")
+            if row["protected"] and key not in runs:
+                stale = row["variant"] in args.stale or row["protected"].get("stale")
+                runs[key] = {**row["protected"], **({"stale": True} if stale else {})}
             if row["baseline"]:
                 measured_baselines.setdefault((row["arch"], row["attack"]), row["baseline"])
         if previous.get("clean_baseline_measured"):
@@ -123,7 +130,8 @@ def main() -> None:
         rows.append({
             "scenario": scenario, "variant": variant, "arch": arch, "attack": attack, "target_max_accuracy": target,
             "protected": protected, "baseline": baseline,
-            "met": None if protected is None or inconclusive or target is None else protected["final"] <= target,
+            "met": (None if protected is None or inconclusive or target is None or protected.get("stale")
+                    else protected["final"] <= target),
             "inconclusive": inconclusive, "command": command,
         })
     embedding_rows = embedding_table(runs, previous.get("embedding_attacker", []) if previous else [])
@@ -144,6 +152,7 @@ def main() -> None:
             "log": "models/segue-webface10-112-training/metrics.jsonl",
         },
         "protocol": "P112 (docs/benchmark-protocol.md); final = accuracy after the last epoch",
+        "stale_reason": args.stale_reason or (previous or {}).get("stale_reason"),
         "clean_baseline_reference": args.reference_baseline,
         "clean_baseline_measured": measured_baselines.get(("resnet18", "none")),
         "chance_accuracy": CHANCE_ACCURACY,

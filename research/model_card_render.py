@@ -181,6 +181,8 @@ def _learned_nothing(protected: dict[str, Any], baseline: dict[str, Any] | None)
 def _met_cell(row: dict[str, Any]) -> str:
     if row["inconclusive"]:
         return "inconclusive (at chance in every epoch; no baseline shows this attacker can learn)"
+    if row["protected"] is not None and row["protected"].get("stale"):
+        return "stale (see below the table)"
     if row["met"] is None:
         return "-" if row["protected"] is None or row["target_max_accuracy"] is not None else "measured (no target)"
     if row["met"]:
@@ -192,12 +194,15 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     q = card["quality"]
     measured = [row for row in card["evaluations"] if row["met"] is not None]
     missed = [row for row in measured if not row["met"]]
+    stale = sum(bool(row["protected"] and row["protected"].get("stale")) for row in card["evaluations"])
+    stale_note = f" {stale} more rows are stale and count toward no target (below the table)." if stale else ""
     if not measured:
         verdict = "**Status: protection not measured yet.**"
     elif missed:
         worst = max(row["protected"]["final"] - row["target_max_accuracy"] for row in missed)
         verdict = (f"**Status: this model misses {len(missed)} of the {len(measured)} protection targets measured "
-                   f"below** (by up to {worst:.1f} points of attacker accuracy); see the table before relying on it.")
+                   f"below** (by up to {worst:.1f} points of attacker accuracy); see the table before relying on it."
+                   + stale_note)
     else:
         verdict = f"**Status: meets all {len(measured)} protection targets measured below.**"
     lines = [
@@ -233,6 +238,8 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
         target = "none set" if row["target_max_accuracy"] is None else f"<= {row['target_max_accuracy']:.0f}"
         lines.append(f"| {row['scenario']} | {target} | {figure} | {baseline} | "
                      f"{_met_cell(row)} | `{row['command']}` |")
+    if any(row["protected"] and row["protected"].get("stale") for row in card["evaluations"]):
+        lines += ["", f"**Stale rows** count toward no target: {card.get('stale_reason') or 'measured on an older protected set'}"]
     lines += ["", f"A clean baseline is the same attacker trained on the clean train split: "
                   f"`{baseline_command('ARCH', 'none')}` (with `--attack ATTACK` for a counter-measure's row)."]
     lines += ["", *render_threat_model(card)]

@@ -25,6 +25,7 @@ on LFW48: ``p112-unseen`` protects everyone under hashed names (``--prefix lfw48
   python research/p112.py --variant labels --image-size 64 --skip-baseline  # a departure, recorded
   python research/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
   python research/p112.py --variant hashed --cloak 10 --arch embedding-dlib --skip-baseline  # protect --cloak
+  python research/p112.py --variant hashed --cloak 10 --cloak-split keep-colour --out runs/p112-keep --skip-baseline
   segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
   python research/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--cloak", type=int, default=None, metavar="STEPS",
                         help="protect with --cloak --cloak-steps STEPS (the identity cloak against dlib's network)")
     parser.add_argument("--cloak-epsilon", type=float, default=None, help="with --cloak: protect's --cloak-epsilon")
+    parser.add_argument("--cloak-split", default=None, help="with --cloak: protect's --cloak-split (clip, keep-colour)")
     parser.add_argument("--prefix", default="webface10", help="hashed names are PREFIX-<folder> (lfw48 for LFW48)")
     parser.add_argument("--few", type=int, default=None, metavar="N",
                         help="protect only N people, spread over the folder order (p112-few); the rest stay clean")
@@ -115,7 +117,8 @@ def main() -> None:
     protected = variant_dir / "protected"
     if not protected.exists():
         cloak = [] if args.cloak is None else ["--cloak", "--cloak-steps", str(args.cloak)] + (
-            [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)])
+            [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)]) + (
+            [] if args.cloak_split is None else ["--cloak-split", args.cloak_split])
         protect(args.model, args.data / "train", protected, args.variant, args.labels, cloak, args.prefix, args.few)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
                      "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(variant_dir / "eval"),

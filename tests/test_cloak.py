@@ -72,6 +72,23 @@ def test_cloak_epsilon_limits_the_cloaks_own_change(webface10):
     assert result.similarity < 1.0
 
 
+def test_keep_colour_split_leaves_the_generators_colour_exactly(webface10):
+    clean = webface_crop(webface10, 2)
+    rng = np.random.default_rng(1)
+    colour = rng.integers(-4, 5, size=clean.shape)  # a colour pattern with room left for the cloak
+    generator_output = np.clip(clean.astype(np.int16) + colour, 0, 255).astype(np.uint8)
+    clip = IdentityCloak(CloakConfig(steps=6)).cloak(clean, generator_output, EPSILON)
+    kept = IdentityCloak(CloakConfig(steps=6, split="keep-colour")).cloak(clean, generator_output, EPSILON)
+    change = kept.pixels.astype(np.int16) - generator_output
+    assert (change[..., 0] == change[..., 1]).all() and (change[..., 1] == change[..., 2]).all()
+    assert (change != 0).mean() > 0.1 and levels_moved(kept.pixels, clean) <= 8
+    assert kept.similarity < 0.97
+    clipped = clip.pixels.astype(np.int16) - generator_output  # the default split does change the colour
+    assert (clipped[..., 0] != clipped[..., 1]).any()
+    with pytest.raises(ConfigError, match="cloak-split"):
+        CloakConfig(split="chroma")
+
+
 def test_cloak_is_deterministic(webface10, cloak):
     clean = webface_crop(webface10, 3)
     assert (cloak.cloak(clean, clean, EPSILON).pixels == cloak.cloak(clean, clean, EPSILON).pixels).all()
@@ -127,3 +144,19 @@ def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak-steps", "5"])
     assert result.exit_code == 2
     assert "--cloak-steps apply with --cloak only" in result.output
+
+
+def test_cloak_split_is_checked_and_recorded(tmp_path, webface10):
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak-split", "keep-colour"])
+    assert result.exit_code == 2 and "--cloak-split apply with --cloak only" in result.output
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-split", "chroma"])
+    assert result.exit_code == 2 and "--cloak-split must be one of clip, keep-colour" in result.output
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.fromarray(webface_crop(webface10, 4)).save(source / "0.png")
+    out = tmp_path / "out"
+    first = CliRunner().invoke(app, ["protect", str(source), "--out", str(out), "--cloak", "--cloak-steps", "2",
+                                     "--cloak-split", "keep-colour", "--quiet"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(app, ["protect", str(source), "--out", str(out), "--cloak", "--cloak-steps", "2"])
+    assert again.exit_code == 2 and "cloak_split" in again.output  # other pixels: refused, not skipped as done

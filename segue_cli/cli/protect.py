@@ -93,6 +93,7 @@ def protect(
     strength: Annotated[str, typer.Option("--strength", help="How much of the model's bound the perturbation may use: low (half: 4/255 for the default model), medium (three quarters: 6/255) or high (all of it: 8/255, the default). Lower keeps the photo closer to the original (less visible: a faint texture and, with the default model, a colour cast) and protects less; the model card gives the figures for each. With --cloak it also sets the cloak's steps (5, 10, 10).")] = DEFAULT_STRENGTH,
     cloak: Annotated[bool, typer.Option("--cloak", help="Also cloak each photo's face against an existing face-recognition network (dlib's ResNet, which face_recognition and many tools use): a per-photo optimisation, within the same 8/255 as the generator's perturbation, that moves the face's descriptor away from the person's, so that a system which enrols the protected photos does not match the person's other photos. About 0.6 s a photo on one CPU thread at the default 10 steps (the generator alone: milliseconds). Made against dlib's network itself (white box): other face networks may see through it. The two perturbations share the 8/255, so it costs part of the protection against a model trained from scratch on the photos, and it shows as fine texture on the face. Needs pip install 'segue[train]' (torch, dlib). Figures: docs/protect.md.")] = False,
     cloak_steps: Annotated[Optional[int], typer.Option("--cloak-steps", show_default=False, help="With --cloak: optimisation steps a photo (default 10; more: a stronger cloak, proportionally slower and more visible).")] = None,
+    cloak_split: Annotated[Optional[str], typer.Option("--cloak-split", show_default=False, help="With --cloak: how the cloak shares the 8/255 with the generator's perturbation. clip (the default): the sum is clipped to the bound channel by channel, which is where the cloak costs part of the generator's protection against a model trained from scratch. keep-colour: the cloak only uses the room left in all three channels, so the generator's colour pattern stays exactly as it was, and the cloak is weaker. Figures: docs/protect.md.")] = None,
     cloak_epsilon: Annotated[Optional[float], typer.Option("--cloak-epsilon", show_default=False, help="With --cloak: the most the cloak changes any pixel of the generator's output, in 1/255 (default: as far as the model's bound allows; the result stays within the model's 8/255 of your photo either way). Less keeps the photo closer to the original and cloaks less.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another segue protect is writing to the same --out, wait for it to finish instead of stopping (exit 2).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
@@ -128,7 +129,7 @@ def protect(
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal, quiet=quiet,
-        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, strength), strength=strength,
+        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, cloak_split, strength), strength=strength,
     )
     from ..protect.single import single_output
 
@@ -223,15 +224,19 @@ def _one_image(config: Any, piped: bytes | None, quiet: bool, json_output: bool)
         _print_summary(summary)
 
 
-def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], strength: str) -> Optional[CloakConfig]:
-    given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon)) if value is not None]
+def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], split: Optional[str],
+                  strength: str) -> Optional[CloakConfig]:
+    given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon), ("--cloak-split", split))
+             if value is not None]
     if given and not cloak:
         raise InputError(f"{' and '.join(given)} apply with --cloak only", f"add --cloak, or drop {' and '.join(given)}")
     if not cloak:
         return None
     if steps is None and strength in STRENGTHS:
         steps = STRENGTHS[strength][1]  # the preset's steps, unless --cloak-steps says
-    return CloakConfig(**({"steps": steps} if steps is not None else {}), epsilon=epsilon)
+    defaults = CloakConfig()
+    return CloakConfig(steps=defaults.steps if steps is None else steps, epsilon=epsilon,
+                       split=defaults.split if split is None else split)
 
 
 EXAMPLE_NAME = "example-astronaut.png"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..errors import check_ranges
+from ..errors import ConfigError, check_ranges
 from ..faces.dlib_weights import CHIP_SIZE
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig im
 _LAST = float(CHIP_SIZE - 1)
 CHIP_CORNERS = ((0.0, 0.0), (_LAST, 0.0), (0.0, _LAST), (_LAST, _LAST))  # dlib's chip, in its own pixels
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
+CLOAK_SPLITS = ("clip", "keep-colour")
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,19 @@ class CloakConfig:
     grid_divisor: int = 2  # the cloak's grid is the face region's size over this (larger: smoother)
     momentum: float = 0.0  # > 0: MI-FGSM, steps follow a running mean of normalised gradients
     model_noise: float = 0.0  # > 0: every step sees a copy of the network with its channel scales x (1 + N(0, s))
+    # How the cloak shares the bound with the generator's perturbation (issue 32, item 4):
+    # "clip": the sum is clipped to the bound channel by channel, so where the cloak pushes
+    # past it the generator's colour pattern is lost; "keep-colour": the cloak only takes the
+    # room every channel has, so the differences between R, G and B (the generator's colour
+    # code) stay exactly as the generator made them.
+    split: str = "clip"
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
         check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1),
                             "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1)}, flag="--cloak-{}")
+        if self.split not in CLOAK_SPLITS:
+            raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -181,9 +190,15 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     def descriptor(photo: Any, gain: Any = None) -> Any:
         return cloak.net.unit_descriptors(photo * 255.0, matrix, gain)
 
+    room_low, room_high = (low - start).amax(1, keepdim=True), (high - start).amin(1, keepdim=True)
+
+    def shared_change(delta: Any) -> Any:  # keep-colour: the room all three channels share
+        return torch.minimum(torch.maximum(upsample(delta, (height, width)), room_low), room_high)
+
     def cloaked(delta: Any) -> Any:
-        full = upsample(delta, (height, width))
-        return torch.minimum(torch.maximum(start + full, low), high)
+        if config.split == "keep-colour":
+            return start + shared_change(delta)
+        return torch.minimum(torch.maximum(start + upsample(delta, (height, width)), low), high)
 
     with torch.no_grad():
         reference = descriptor(clean) if reference is None else F.normalize(reference[None], dim=1)
@@ -206,7 +221,10 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
             delta -= step * gradient.sign()
             delta.clamp_(-reach, reach)
     with torch.no_grad():
-        pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
+        if config.split == "keep-colour":  # one rounded change for all three channels: R-G and B-G stay exact
+            pixels = start_u8.permute(2, 0, 1)[None].float() + torch.round(shared_change(delta) * 255)
+        else:
+            pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
         final = float((descriptor(pixels / 255) * reference).sum())
     return pixels[0].permute(1, 2, 0).to(torch.uint8).numpy(), final
 

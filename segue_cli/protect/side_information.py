@@ -76,4 +76,5 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
             "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
             "quality": config.output_quality, "keep_metadata": config.keep_metadata,
             **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {}),
+            **({"cloak_split": config.cloak.split} if config.cloak and config.cloak.split != "clip" else {}),
             **({"strength": config.strength} if config.strength != "high" else {})}  # absent at their defaults: older records still match
