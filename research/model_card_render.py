@@ -178,10 +178,15 @@ def _learned_nothing(protected: dict[str, Any], baseline: dict[str, Any] | None)
     return at_chance(protected) and (baseline is None or at_chance(baseline))
 
 
+def _stale(row: dict[str, Any]) -> bool:
+    """A figure kept from a protected set that segue protect no longer makes (model_card.py --stale)."""
+    return bool(row["protected"] and row["protected"].get("stale"))
+
+
 def _met_cell(row: dict[str, Any]) -> str:
     if row["inconclusive"]:
         return "inconclusive (at chance in every epoch; no baseline shows this attacker can learn)"
-    if row["protected"] is not None and row["protected"].get("stale"):
+    if _stale(row):
         return "stale (see below the table)"
     if row["met"] is None:
         return "-" if row["protected"] is None or row["target_max_accuracy"] is not None else "measured (no target)"
@@ -194,7 +199,7 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     q = card["quality"]
     measured = [row for row in card["evaluations"] if row["met"] is not None]
     missed = [row for row in measured if not row["met"]]
-    stale = sum(bool(row["protected"] and row["protected"].get("stale")) for row in card["evaluations"])
+    stale = sum(map(_stale, card["evaluations"]))
     stale_note = f" {stale} more rows are stale and count toward no target (below the table)." if stale else ""
     if not measured:
         verdict = "**Status: protection not measured yet.**"
@@ -238,7 +243,7 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
         target = "none set" if row["target_max_accuracy"] is None else f"<= {row['target_max_accuracy']:.0f}"
         lines.append(f"| {row['scenario']} | {target} | {figure} | {baseline} | "
                      f"{_met_cell(row)} | `{row['command']}` |")
-    if any(row["protected"] and row["protected"].get("stale") for row in card["evaluations"]):
+    if stale:
         lines += ["", f"**Stale rows** count toward no target: {card.get('stale_reason') or 'measured on an older protected set'}"]
     lines += ["", f"A clean baseline is the same attacker trained on the clean train split: "
                   f"`{baseline_command('ARCH', 'none')}` (with `--attack ATTACK` for a counter-measure's row)."]

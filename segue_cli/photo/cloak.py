@@ -190,13 +190,15 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     def descriptor(photo: Any, gain: Any = None) -> Any:
         return cloak.net.unit_descriptors(photo * 255.0, matrix, gain)
 
-    room_low, room_high = (low - start).amax(1, keepdim=True), (high - start).amin(1, keepdim=True)
+    keep_colour = config.split == "keep-colour"
+    if keep_colour:  # the room all three channels share, so R-G and B-G never change
+        room_low, room_high = (low - start).amax(1, keepdim=True), (high - start).amin(1, keepdim=True)
 
-    def shared_change(delta: Any) -> Any:  # keep-colour: the room all three channels share
+    def shared_change(delta: Any) -> Any:  # keep-colour's one change for R, G and B
         return torch.minimum(torch.maximum(upsample(delta, (height, width)), room_low), room_high)
 
     def cloaked(delta: Any) -> Any:
-        if config.split == "keep-colour":
+        if keep_colour:
             return start + shared_change(delta)
         return torch.minimum(torch.maximum(start + upsample(delta, (height, width)), low), high)
 
@@ -221,7 +223,7 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
             delta -= step * gradient.sign()
             delta.clamp_(-reach, reach)
     with torch.no_grad():
-        if config.split == "keep-colour":  # one rounded change for all three channels: R-G and B-G stay exact
+        if keep_colour:  # one rounded change for all three channels: R-G and B-G stay exact
             pixels = start_u8.permute(2, 0, 1)[None].float() + torch.round(shared_change(delta) * 255)
         else:
             pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
