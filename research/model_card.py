@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from segue_cli.artifacts import load_generator, read_metadata  # noqa: E402
 
 from segue_cli.storage import file_sha256  # noqa: E402
-from segue_cli.choices import STRENGTHS  # noqa: E402
+from segue_cli.choices import DEFAULT_STRENGTH, STRENGTHS  # noqa: E402
 from segue_cli.nn.generator import count_parameters  # noqa: E402
 from research.model_card_render import (CHANCE_ACCURACY, EMBEDDING_MATCHERS, EMBEDDING_NETWORKS,  # noqa: E402
                                         TARGETS, _learned_nothing, baseline_command, render)
@@ -161,9 +161,7 @@ def main() -> None:
         "embedding_attacker": embedding_rows,
         "cloak": cloak_figures(evals, runs, previous),
         "people_never_seen": unseen_figures(evals, previous),
-        "strength_presets": {name: {"share_of_epsilon": scale, "epsilon_255": round(meta.epsilon * scale * 255, 2),
-                                    "cloak_steps": steps, "portrait": portraits.get(name)}
-                             for name, (scale, steps) in STRENGTHS.items()},
+        "strength_presets": preset_figures(evals, runs, previous, meta.epsilon, portraits),
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (ROOT / "docs" / "model-card.md").write_text(render(card, args.strip, args.portrait))
@@ -227,6 +225,28 @@ def cloak_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str,
                     if variant == "hashed-cloak" and arch == "resnet18" and train_set == "protected"}
     from_scratch = {**kept.get("from_scratch", {}), **from_scratch}
     return {"quality": quality, "from_scratch": from_scratch} if quality or from_scratch else None
+
+
+def preset_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str, str], dict[str, Any]],
+                   previous: dict[str, Any] | None, epsilon: float, portraits: dict[str, str]) -> dict[str, Any]:
+    """Each ``--strength`` preset: its bound and cloak steps, its portrait, and, where measured,
+    the from-scratch attacker on WebFace10 with hashed names (variant ``hashed-PRESET``;
+    ``hashed`` for high, the default) with that set's image quality."""
+    kept = (previous or {}).get("strength_presets") or {}
+    presets = {}
+    for name, (scale, steps) in STRENGTHS.items():
+        variant = "hashed" if name == DEFAULT_STRENGTH else f"hashed-{name}"
+        folders = [folder for given, folder in evals if given == variant]
+        quality = next((q for q in (json.loads((f / "results.json").read_text()).get("quality") for f in folders) if q),
+                       (kept.get(name) or {}).get("quality"))
+        presets[name] = {"share_of_epsilon": scale, "epsilon_255": round(epsilon * scale * 255, 2), "cloak_steps": steps,
+                         "portrait": portraits.get(name) or (kept.get(name) or {}).get("portrait"),
+                         "hashed": runs.get((variant, "resnet18", "none", "protected")) or (kept.get(name) or {}).get("hashed"),
+                         "quality": {key: quality[key] for key in PRESET_QUALITY if key in quality} if quality else None}
+    return presets
+
+
+PRESET_QUALITY = ("psnr_db", "ssim", "ms_ssim", "linf_max_255", "tint_ciede2000", "chroma_share")  # a preset's row
 
 
 def previous_card(card_path: Path, model: Path) -> dict[str, Any] | None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import json
 from typing import Any
 
+from segue_cli.choices import DEFAULT_STRENGTH
+
 CHANCE_ACCURACY = 10.0  # WebFace10: 10 identities
 # A clean-vs-clean run: the attacker trained on the clean train split (the --baseline folders).
 BASELINE_COMMAND = ("segue evaluate --train-protected ../shared/data/WebFace10/train "
@@ -88,17 +90,32 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
 
 
 def render_presets(presets: dict[str, Any]) -> list[str]:
-    """`segue protect --strength`: what each preset spends, and how it looks."""
+    """`segue protect --strength`: what each preset spends, what it protects and how it looks."""
     if not presets:
         return []
+    unmeasured = [name for name, preset in presets.items() if not preset.get("hashed")]
     lines = ["## Strength presets (`segue protect --strength`)", "",
-             "Each preset spends a share of this model's bound; every figure above is for **high**, the default.",
-             "The lower presets' protection has not been measured under P112 yet.", "",
-             "| preset | largest change | `--cloak` steps | portrait (clean / protected / residual x30) |", "|---|---|---|---|"]
+             f"Each preset spends a share of this model's bound; every figure above is for **{DEFAULT_STRENGTH}**, the default.",
+             "P112 here: ResNet18 from scratch on WebFace10 protected under hashed names (the realistic case; "
+             "target <= 15%), final (peak); image quality of that protected set against the clean photos at 224 px.",
+             *([f"Not measured under P112 yet: {', '.join(unmeasured)}."] if unmeasured else []), "",
+             "| preset | largest change | P112, hashed names | PSNR | SSIM | tint (CIEDE2000) | `--cloak` steps "
+             "| portrait (clean / protected / residual x30) |", "|---|---|---|---|---|---|---|---|"]
     for name, preset in presets.items():
         picture = f"![{name}]({preset['portrait']})" if preset.get("portrait") else "-"
-        lines.append(f"| {name} | {preset['epsilon_255']:g}/255 | {preset['cloak_steps']} | {picture} |")
-    return lines + ["", "Portraits: `python research/portrait_strip.py --strength PRESET --out docs/img/...`.", ""]
+        quality = preset.get("quality") or {}
+        measured = " | ".join("-" if quality.get(key) is None else template.format(quality[key])
+                              for key, template in (("psnr_db", "{:.2f} dB"), ("ssim", "{:.3f}"), ("tint_ciede2000", "{:.2f}")))
+        lines.append(f"| {name} | {preset['epsilon_255']:g}/255 | {_accuracy(preset.get('hashed'))} | {measured} | "
+                     f"{preset['cloak_steps']} | {picture} |")
+    return lines + ["", "Commands: `python research/p112.py --variant hashed --strength PRESET --out runs/p112-PRESET "
+                    "--skip-baseline --threads 1` (high: without `--strength`); portraits: "
+                    "`python research/portrait_strip.py --strength PRESET --out docs/img/...`.", ""]
+
+
+def _accuracy(run: dict[str, Any] | None) -> str:
+    """An attacker's final (peak) accuracy, or that it was not measured."""
+    return "not measured" if run is None else f"{run['final']:.1f}% ({run['peak']:.1f}%)"
 
 
 def render_never_seen(figures: dict[str, Any]) -> list[str]:
@@ -213,7 +230,8 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     lines = [
         f"# Model card: `{card['name']}`", "", verdict, "",
         "The generator `segue protect` uses when no `--model` is given. Every figure below is read from",
-        f"a file by `research/model_card.py`; the machine-readable card is `models/{card['name']}.json`.", "",
+        f"a file by `research/model_card.py` (`bash research/default_model_card.sh` runs it over the evaluation runs "
+        f"it names); the machine-readable card is `models/{card['name']}.json`.", "",
         "## What it is", "",
         f"- Segue generator ({card['parameters']:,} parameters; architecture {json.dumps(card['architecture'])}), epsilon {card['epsilon'] * 255:.0f}/255 (L-inf), working size "
         f"{card['image_size']} px, {card['code_bits']}-bit side-information codes.",

@@ -26,6 +26,7 @@ on LFW48: ``p112-unseen`` protects everyone under hashed names (``--prefix lfw48
   python research/p112.py --variant hashed --protocol p112-screen --skip-baseline  # a screen, not P112
   python research/p112.py --variant hashed --cloak 10 --arch embedding-dlib --skip-baseline  # protect --cloak
   python research/p112.py --variant hashed --cloak 10 --cloak-split keep-colour --out runs/p112-keep --skip-baseline
+  python research/p112.py --variant hashed --strength medium --out runs/p112-medium --skip-baseline
   segue cluster ../shared/data/WebFace10/train --k 10 --out runs/wf10-pseudo.csv
   python research/p112.py --variant pseudo --labels runs/wf10-pseudo.csv --skip-baseline
 """
@@ -67,9 +68,9 @@ def identity_folders(train: Path) -> list[str]:
                   else (1, name))
 
 
-def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, cloak: list[str],
+def protect(model: str | None, train: Path, out: Path, variant: str, labels: Path | None, extra: list[str],
             prefix: str = "webface10", few: int | None = None) -> None:
-    options = (["--model", model] if model else []) + cloak  # passed to every protect call
+    options = (["--model", model] if model else []) + extra  # passed to every protect call
     if few is not None and variant != "hashed":
         raise SystemExit("--few protects a few people under hashed names: use it with --variant hashed")
     if variant == "pseudo":
@@ -106,6 +107,7 @@ def main() -> None:
                         help="protect with --cloak --cloak-steps STEPS (the identity cloak against dlib's network)")
     parser.add_argument("--cloak-epsilon", type=float, default=None, help="with --cloak: protect's --cloak-epsilon")
     parser.add_argument("--cloak-split", default=None, help="with --cloak: protect's --cloak-split (clip, keep-colour)")
+    parser.add_argument("--strength", default=None, help="protect's --strength preset (low, medium, high; default: high)")
     parser.add_argument("--prefix", default="webface10", help="hashed names are PREFIX-<folder> (lfw48 for LFW48)")
     parser.add_argument("--few", type=int, default=None, metavar="N",
                         help="protect only N people, spread over the folder order (p112-few); the rest stay clean")
@@ -116,10 +118,12 @@ def main() -> None:
     variant_dir = args.out / (args.variant + (f"-few{args.few}" if args.few else ""))
     protected = variant_dir / "protected"
     if not protected.exists():
-        cloak = [] if args.cloak is None else ["--cloak", "--cloak-steps", str(args.cloak)] + (
-            [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)]) + (
-            [] if args.cloak_split is None else ["--cloak-split", args.cloak_split])
-        protect(args.model, args.data / "train", protected, args.variant, args.labels, cloak, args.prefix, args.few)
+        extra = [] if args.strength is None else ["--strength", args.strength]
+        if args.cloak is not None:
+            extra += ["--cloak", "--cloak-steps", str(args.cloak)] + (
+                [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)]) + (
+                [] if args.cloak_split is None else ["--cloak-split", args.cloak_split])
+        protect(args.model, args.data / "train", protected, args.variant, args.labels, extra, args.prefix, args.few)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
                      "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(variant_dir / "eval"),
                      "--seed", str(args.seed), "--threads", str(args.threads), "--json"]
