@@ -15,8 +15,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 evals=()
+finished() { grep -qs '"status": "complete"' "$1/results.json"; }
 add() {  # add VARIANT DIR: only runs that finished
-  if grep -qs '"status": "complete"' "$2/results.json"; then evals+=(--eval "$1=$2")
+  if finished "$2"; then evals+=(--eval "$1=$2")
   else echo "not here or not finished, kept from the card: $1=$2" >&2; fi
 }
 add labels runs/p112-now/labels
@@ -32,7 +33,7 @@ add hashed-cloak runs/p112-cloak-now/hashed
 add hashed-medium runs/p112-medium/hashed/eval
 add hashed-low runs/p112-low/hashed/eval
 baseline=()
-[ -f runs/p112-now/clean/results.json ] && baseline=(--baseline runs/p112-now/clean)
+if finished runs/p112-now/clean; then baseline=(--baseline runs/p112-now/clean); fi
 stale_reason="these rows were measured on 2026-11-23 on a labels set that \`segue protect\` with the shipped model \
 no longer makes: on that set ResNet18 reached 19.0%, on the set made now 37.5% \
 (\`python research/p112.py --variant labels --skip-baseline --threads 1\`). The code of that day (commit 94afd81) \

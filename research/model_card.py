@@ -217,10 +217,8 @@ def cloak_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str,
                   previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """``segue protect --cloak`` on this model (variant ``hashed-cloak``): its image quality and
     the from-scratch attacker's figures, beside the embedding table's column."""
-    folders = [folder for variant, folder in evals if variant == "hashed-cloak"]
     kept = (previous or {}).get("cloak") or {}
-    quality = next((q for q in (json.loads((f / "results.json").read_text()).get("quality") for f in folders) if q),
-                   kept.get("quality"))
+    quality = given_quality(evals, "hashed-cloak") or kept.get("quality")
     from_scratch = {attack: run for (variant, arch, attack, train_set), run in runs.items()
                     if variant == "hashed-cloak" and arch == "resnet18" and train_set == "protected"}
     from_scratch = {**kept.get("from_scratch", {}), **from_scratch}
@@ -236,14 +234,23 @@ def preset_figures(evals: list[tuple[str, Path]], runs: dict[tuple[str, str, str
     presets = {}
     for name, (scale, steps) in STRENGTHS.items():
         variant = "hashed" if name == DEFAULT_STRENGTH else f"hashed-{name}"
-        folders = [folder for given, folder in evals if given == variant]
-        quality = next((q for q in (json.loads((f / "results.json").read_text()).get("quality") for f in folders) if q),
-                       (kept.get(name) or {}).get("quality"))
+        old = kept.get(name) or {}
+        quality = given_quality(evals, variant) or old.get("quality")
         presets[name] = {"share_of_epsilon": scale, "epsilon_255": round(epsilon * scale * 255, 2), "cloak_steps": steps,
-                         "portrait": portraits.get(name) or (kept.get(name) or {}).get("portrait"),
-                         "hashed": runs.get((variant, "resnet18", "none", "protected")) or (kept.get(name) or {}).get("hashed"),
+                         "portrait": portraits.get(name) or old.get("portrait"),
+                         "hashed": runs.get((variant, "resnet18", "none", "protected")) or old.get("hashed"),
                          "quality": {key: quality[key] for key in PRESET_QUALITY if key in quality} if quality else None}
     return presets
+
+
+def given_quality(evals: list[tuple[str, Path]], variant: str) -> dict[str, Any] | None:
+    """The image quality of the first run given for ``variant`` that measured it (``--eval VARIANT=DIR``)."""
+    for given, folder in evals:
+        if given == variant:
+            quality = json.loads((folder / "results.json").read_text()).get("quality")
+            if quality:
+                return quality
+    return None
 
 
 PRESET_QUALITY = ("psnr_db", "ssim", "ms_ssim", "linf_max_255", "tint_ciede2000", "chroma_share")  # a preset's row

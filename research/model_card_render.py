@@ -106,16 +106,16 @@ def render_presets(presets: dict[str, Any]) -> list[str]:
         quality = preset.get("quality") or {}
         measured = " | ".join("-" if quality.get(key) is None else template.format(quality[key])
                               for key, template in (("psnr_db", "{:.2f} dB"), ("ssim", "{:.3f}"), ("tint_ciede2000", "{:.2f}")))
-        lines.append(f"| {name} | {preset['epsilon_255']:g}/255 | {_accuracy(preset.get('hashed'))} | {measured} | "
+        lines.append(f"| {name} | {preset['epsilon_255']:g}/255 | {_final_peak(preset.get('hashed'), '%')} | {measured} | "
                      f"{preset['cloak_steps']} | {picture} |")
     return lines + ["", "Commands: `python research/p112.py --variant hashed --strength PRESET --out runs/p112-PRESET "
                     "--skip-baseline --threads 1` (high: without `--strength`); portraits: "
                     "`python research/portrait_strip.py --strength PRESET --out docs/img/...`.", ""]
 
 
-def _accuracy(run: dict[str, Any] | None) -> str:
+def _final_peak(run: dict[str, Any] | None, unit: str = "") -> str:
     """An attacker's final (peak) accuracy, or that it was not measured."""
-    return "not measured" if run is None else f"{run['final']:.1f}% ({run['peak']:.1f}%)"
+    return "not measured" if run is None else f"{run['final']:.1f}{unit} ({run['peak']:.1f}{unit})"
 
 
 def render_never_seen(figures: dict[str, Any]) -> list[str]:
@@ -256,7 +256,7 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     ]
     for row in card["evaluations"]:
         protected = row["protected"]
-        figure = "not measured" if protected is None else f"{protected['final']:.1f} ({protected['peak']:.1f})"
+        figure = _final_peak(protected)
         baseline = "-" if row["baseline"] is None else f"{row['baseline']['final']:.1f}"
         target = "none set" if row["target_max_accuracy"] is None else f"<= {row['target_max_accuracy']:.0f}"
         lines.append(f"| {row['scenario']} | {target} | {figure} | {baseline} | "
