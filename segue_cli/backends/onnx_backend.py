@@ -21,6 +21,10 @@ from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DEL
 from .base import BackendInfo
 from ..side_info import code_signs
 
+# segue_cli/__init__ sets ORT_TELEMETRY_DISABLED before this import; the runtime's own switch
+# too, for builds that read only that (issue 44: nothing leaves the machine).
+ort.disable_telemetry_events()
+
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
