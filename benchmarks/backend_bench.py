@@ -25,11 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import segue_cli  # noqa: E402,F401  (first: it turns ONNX Runtime's telemetry off before the runtime loads)
+import onnxruntime as ort  # noqa: E402
 
 from segue_cli.artifacts import save_generator  # noqa: E402
 
