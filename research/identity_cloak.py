@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from research.pgd_options import add_pgd_options, start_output  # noqa: E402
+from segue_cli.faces.networks import SURROGATES  # noqa: E402
 from segue_cli.photo.cloak import CloakConfig, IdentityCloak  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.train.identity import class_centroids  # noqa: E402
@@ -61,15 +62,19 @@ def main() -> None:
     parser.add_argument("--grid-divisor", type=int, default=2, help="the cloak's grid: the face region / this (smoother)")
     parser.add_argument("--momentum", type=float, default=0.0, help="MI-FGSM momentum (0: plain signed steps)")
     parser.add_argument("--model-noise", type=float, default=0.0, help="std of the twin's channel-scale noise per step")
+    parser.add_argument("--networks", default=",".join(SURROGATES),
+                        help=f"the face networks the cloak is made against, comma-separated (default: all of {', '.join(SURROGATES)})")
+    parser.add_argument("--smoothing", type=float, default=0.0, help="weight of the objective on a Gaussian-smoothed copy (LowKey)")
     parser.add_argument("--toward", type=Path, default=None,
                         help="a photo of another face: every cloak also pulls toward its descriptor (Fawkes' target)")
     add_pgd_options(parser, steps=30, step=2.0, batch=None)
     args = parser.parse_args()
     start_output(args)
     cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step, grid_divisor=args.grid_divisor,
-                                      momentum=args.momentum, model_noise=args.model_noise))
+                                      momentum=args.momentum, model_noise=args.model_noise,
+                                      networks=tuple(args.networks.split(",")), smoothing=args.smoothing))
     dataset = scan_image_folder(args.data)
-    toward = None if args.toward is None else cloak.embedder.embed_many([load_image(args.toward).rgb])[0].vector
+    toward = None if args.toward is None else cloak.descriptors(load_image(args.toward).rgb)
     started = time.perf_counter()
     for rank, identity in enumerate(dataset.identities):
         items = [item for item in dataset.items if item.identity == identity]
@@ -82,8 +87,11 @@ def main() -> None:
         photos = [load_image(item.path).rgb for item in items]
         reference = None
         if args.reference == "centroid":
-            vectors = F.normalize(torch.from_numpy(np.stack([e.vector for e in cloak.embedder.embed_many(photos)])), dim=1)
-            reference = class_centroids(vectors, torch.zeros(len(vectors), dtype=torch.long), 1)[0].numpy()
+            described = [cloak.descriptors(rgb) for rgb in photos]
+            reference = {}
+            for name in cloak.nets:
+                vectors = F.normalize(torch.from_numpy(np.stack([d[name] for d in described])), dim=1)
+                reference[name] = class_centroids(vectors, torch.zeros(len(vectors), dtype=torch.long), 1)[0].numpy()
         similarities = []
         for item, rgb in zip(items, photos):
             result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference, toward)

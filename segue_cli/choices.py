@@ -20,7 +20,9 @@ ATTACKER_NAMES = (
 # Pretrained face-recognition attackers (segue_cli.evaluation.embedding_attack): they train
 # nothing, they embed enrolled (train) and probe (test) faces with a network trained
 # elsewhere and match. Named with --arch beside the from-scratch architectures.
-EMBEDDING_ATTACKER_NAMES = ("embedding-dlib", "embedding-sface")
+# embedding-sface is the judge no cloak is made against; the others are the cloak's surrogates
+# (segue_cli.faces.networks), so a row of theirs measures a white-box network.
+EMBEDDING_ATTACKER_NAMES = ("embedding-dlib", "embedding-sface", "embedding-faceplugin", "embedding-mobilefacenet")
 EMBEDDING_METHODS = ("ncm", "1nn", "linear")  # nearest class mean, nearest neighbour, logistic regression
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels

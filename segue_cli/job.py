@@ -100,10 +100,11 @@ class ProtectSummary:
     faces_found: int = 0
     no_face: int = 0
     whole_image: int = 0
-    # With --cloak: photos cloaked, and among them those where no face was found (their
-    # centre was cloaked as a face crop's).
+    # With --cloak: photos cloaked, and photos where no face was found (written without a
+    # cloak); the networks the cloak is made against.
     cloaked: int = 0
     cloak_no_face: int = 0
+    cloak_networks: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
     # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
     not_read: list[dict[str, str]] = field(default_factory=list)
@@ -126,8 +127,9 @@ class ProtectSummary:
             else:
                 self.whole_image += 1
             if "cloak_similarity" in result.details:
-                self.cloaked += 1
-                self.cloak_no_face += not result.details.get("cloak_face_found", True)
+                found = bool(result.details.get("cloak_face_found", True))
+                self.cloaked += found
+                self.cloak_no_face += not found
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "summary", "out_dir": str(self.out_dir), "side_information": self.side_information,
@@ -138,6 +140,7 @@ class ProtectSummary:
                 "written": self.written, "skipped": self.skipped, "failed": self.failed,
                 "face_aware": self.face_aware, "faces_found": self.faces_found, "no_face": self.no_face,
                 "whole_image": self.whole_image, "cloaked": self.cloaked, "cloak_no_face": self.cloak_no_face,
+                "cloak_networks": list(self.cloak_networks),
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
                 "not_read": self.not_read}

@@ -12,6 +12,7 @@ to nscd's socket. Loopback traffic (the test's own requests to the server) is al
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -103,8 +104,10 @@ def test_serve_leaves_home_empty_and_looks_nothing_up_for_fifteen_seconds(tmp_pa
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    # Its own process group: strace detaches on a signal and leaves the server running, so the
+    # whole group (strace and the server) is signalled at the end.
     server = subprocess.Popen(_traced([str(SEGUE), "serve", "--port", str(port)], trace), env=_quiet_env(home),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -118,11 +121,14 @@ def test_serve_leaves_home_empty_and_looks_nothing_up_for_fifteen_seconds(tmp_pa
                 time.sleep(0.5)
         time.sleep(15)
     finally:
-        server.send_signal(signal.SIGINT)
+        os.killpg(server.pid, signal.SIGINT)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):  # the traced server, if it outlived strace
+            os.killpg(server.pid, signal.SIGKILL)
     assert _home_files(home) == []
     assert _outside_calls(trace) == []

@@ -12,7 +12,10 @@ Three matchers, all on the same embeddings:
 ``embedding-dlib`` is dlib's 128-d ResNet (the CC0 weights ``segue cluster`` uses, pinned
 by sha256), with dlib's 5-landmark alignment to its 150 px chip; ``embedding-sface`` is
 OpenCV Zoo's SFace with its YuNet detector (``faces/sface.py``, the ``sface`` extra), a
-second, independent network that no protection in segue is optimised against. Embeddings are computed
+second, independent network that no protection in segue is optimised against;
+``embedding-faceplugin`` and ``embedding-mobilefacenet`` are the two MobileFaceNets of the
+cloak's ensemble (``faces/networks.py``: white box for the cloak, so their rows measure the
+networks it is made against, and the leave-one-out runs measure transfer). Embeddings are computed
 once per set and decoding counter-measure and cached in :class:`EvaluationData`.
 """
 
@@ -66,6 +69,13 @@ def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
         from ..faces.sface import SFaceEmbedder
 
         return SFaceEmbedder()  # its own YuNet finds the face and its landmarks (alignCrop needs YuNet's)
+    if name in ("embedding-faceplugin", "embedding-mobilefacenet"):
+        from ..extras import require
+
+        require("evaluate --arch embedding-faceplugin")
+        from ..faces.face_nets import FaceNetEmbedder
+
+        return FaceNetEmbedder(name.removeprefix("embedding-"))  # YuNet's five points, ArcFace's template
     from ..faces.embedding import DlibEmbedder
 
     return DlibEmbedder(detector=detector)

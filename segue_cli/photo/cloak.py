@@ -1,27 +1,27 @@
-"""The identity cloak of ``segue protect --cloak`` (issue 17): a per-photo perturbation
-against a pretrained face-recognition network.
+"""The identity cloak of ``segue protect --cloak`` (issues 17 and 40): a per-photo
+perturbation against pretrained face-recognition networks.
 
 The generator's perturbation makes photos unlearnable for a model trained on them from
 scratch; it does nothing against a system that matches faces with a network trained
-elsewhere (docs/evaluation.md: dlib's embedding recognises 95% of the people protected by
-the shipped model). No generator trained here learned to move dlib's descriptor, but
-per-photo optimisation does, within the same 8/255 of luminance. So the cloak is made for
-each photo, Fawkes' route (most of a second a photo, not the generator's milliseconds):
+elsewhere. Per-photo optimisation does move such a network's descriptor, within the same
+budget, so the cloak is made for each photo, Fawkes' route (about a second a photo):
 
-- the face is located and aligned as dlib's attacker does it (the largest face; a tight
-  crop's centre box when the detector finds none, as the attacker also assumes);
+- each network of the ensemble (``CloakConfig.networks``; by default every one in the
+  registry ``faces.networks``: dlib's ResNet and two MobileFaceNets) locates and aligns the
+  face as its attacker does (``faces.face_nets.FaceLocator``: dlib's chip, or YuNet's five
+  points to ArcFace's template; a tight crop is assumed when nothing is found);
 - the cloak is one luminance channel (the same change on R, G and B: a black-and-white
   photo stays black and white, and an attacker's grayscale keeps it) on a grid of about
-  half the face region's pixels, at most dlib's 150 px chip, upsampled to the region;
+  half the face region's pixels (at most 150 px), upsampled to the region;
 - it is added to the generator's protected photo and the sum is clipped to epsilon of the
   clean photo, so the two share the budget and the bound holds exactly;
-- ``steps`` signed-gradient steps (10 by default, about 0.6 s a photo on one CPU thread) lower the cosine similarity between the descriptor of
-  the cloaked face (through the PyTorch twin of dlib's network, seen through the training
-  distortion layer: a fresh draw of blur, resize and JPEG each step, no flips) and the
-  clean photo's own descriptor, which needs no other photo of the person.
+- ``steps`` signed-gradient steps lower the mean, over the networks, of the cosine
+  similarity between the cloaked face's descriptor (seen through the training distortion
+  layer: a fresh draw of blur, resize and JPEG each step, no flips) and the clean photo's
+  own descriptor (a feature-level objective that needs no other photo of the person).
 
-White box: dlib's network is the one it is made against; other face networks could not be
-measured offline and may see through it.
+SFace (OpenCV Zoo) is never in the ensemble: it judges whether the cloak transfers to a
+network it was not made against (docs/model-card.md).
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError, check_ranges
-from ..faces.dlib_weights import CHIP_SIZE
+from ..faces.networks import FACE_NETWORKS, SURROGATES
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
 
-_LAST = float(CHIP_SIZE - 1)
-CHIP_CORNERS = ((0.0, 0.0), (_LAST, 0.0), (0.0, _LAST), (_LAST, _LAST))  # dlib's chip, in its own pixels
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
 CLOAK_SPLITS = ("clip", "keep-colour")
 
@@ -63,13 +61,24 @@ class CloakConfig:
     # room every channel has, so the differences between R, G and B (the generator's colour
     # code) stay exactly as the generator made them.
     split: str = "clip"
+    # The face networks it is made against (faces.networks.FACE_NETWORKS), each with its own
+    # alignment; the objective is the mean of their cosines. ("dlib",) is issue 17's cloak.
+    networks: tuple[str, ...] = SURROGATES
+    # > 0: LowKey's smoothing, the objective also on a Gaussian-smoothed copy (kernel 7,
+    # sigma 3) with this weight, so the cloak does not hide in the finest pixels.
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
         check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1),
-                            "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1)}, flag="--cloak-{}")
+                            "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1), "smoothing": (0, 4)},
+                     flag="--cloak-{}")
         if self.split not in CLOAK_SPLITS:
             raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
+        unknown = [name for name in self.networks if name not in FACE_NETWORKS]
+        if unknown or not self.networks or len(set(self.networks)) != len(self.networks):
+            raise ConfigError(f"--cloak-networks takes distinct names from {', '.join(FACE_NETWORKS)}, not "
+                              f"{','.join(self.networks) or 'nothing'}", "e.g. --cloak-networks dlib,faceplugin")
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -83,8 +92,9 @@ class CloakConfig:
 @dataclass(frozen=True)
 class CloakResult:
     pixels: np.ndarray  # H x W x 3 uint8: within epsilon of the clean photo
-    similarity: float  # cosine of the cloaked face's descriptor to the reference (by default the clean face's; 1: unmoved)
-    face_found: bool  # False: no face detected, the centre box was cloaked as a face crop
+    similarity: float  # mean over the networks of the cloaked face's descriptor's cosine to the reference (1: unmoved)
+    face_found: bool  # False: no detector found a face, and the photo was left uncloaked
+    similarities: dict[str, float]  # each network's cosine
 
 
 class IdentityCloak:
@@ -95,38 +105,61 @@ class IdentityCloak:
         from ..extras import require
 
         require("protect --cloak")
-        from ..faces.embedding import DlibEmbedder
+        from ..faces.face_nets import FaceLocator, shared_face_net
         from ..nn.distortions import DistortionConfig
 
         self.config = config
-        self.embedder = DlibEmbedder(engine="twin")
-        self.net = self.embedder.twin.requires_grad_(False)
+        self.nets = {name: shared_face_net(name) for name in config.networks}
+        self.locator = FaceLocator(config.networks)
         self.layer = DistortionConfig()
-        self._locate_lock = threading.Lock()  # dlib's detector and shape predictor are not shared across threads
+        # dlib's embedder and twin, for the research probes that use them directly (None without dlib).
+        self.embedder: Any = self.locator.dlib
+        self.net: Any = self.nets["dlib"].twin if "dlib" in self.nets else None
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
-              reference: np.ndarray | None = None, toward: np.ndarray | None = None) -> CloakResult:
+              reference: dict[str, np.ndarray] | None = None, toward: dict[str, np.ndarray] | None = None
+              ) -> CloakResult:
         """``protected`` (the generator's output, H x W x 3 uint8) cloaked against ``clean``'s
-        own descriptor, or against ``reference`` (a 128-d descriptor, e.g. the mean of the
+        own descriptors, or against ``reference`` ({network: descriptor}, e.g. the mean of the
         person's clean photos), every pixel within ``epsilon`` of ``clean``; with ``toward``
-        (a 128-d descriptor of another face) also pulled toward it, one direction for all of a
-        person's photos (research/identity_cloak.py --toward)."""
+        ({network: descriptor of another face}) also pulled toward it, one direction for all
+        of a person's photos (research/identity_cloak.py --toward)."""
         import numpy as np
         import torch
 
-        with self._locate_lock:
-            matrix, found = self.embedder.chip_map(np.ascontiguousarray(clean))
-        (top, bottom), (left, right) = _region(matrix, clean.shape[0], clean.shape[1])
-        matrix[:, 2] -= (left, top)  # the chip's map within the region
+        maps, found = self.locator.locate(clean)
+        if not found:  # no detector sees a face: nothing to cloak, and the photo is said to be uncloaked
+            return CloakResult(protected.copy(), 1.0, False, {})
+        (top, bottom), (left, right) = _region(maps, clean.shape[0], clean.shape[1])
+        matrices = {}
+        for name, matrix in maps.items():
+            matrix = matrix.copy()
+            matrix[:, 2] -= (left, top)  # the crop's map within the region
+            matrices[name] = torch.from_numpy(matrix)[None]
+
+        def tensors(vectors: dict[str, np.ndarray] | None) -> dict[str, Any] | None:
+            return None if vectors is None else {n: torch.from_numpy(np.asarray(v, np.float32)) for n, v in vectors.items()}
+
         with _one_torch_thread():
-            region, similarity = _optimise(
+            region, similarities = _optimise(
                 self, torch.from_numpy(np.array(clean[top:bottom, left:right])),
-                torch.from_numpy(np.array(protected[top:bottom, left:right])), torch.from_numpy(matrix)[None], epsilon,
-                None if reference is None else torch.from_numpy(np.asarray(reference, np.float32)),
-                None if toward is None else torch.from_numpy(np.asarray(toward, np.float32)))
+                torch.from_numpy(np.array(protected[top:bottom, left:right])), matrices, epsilon,
+                tensors(reference), tensors(toward))
         pixels = protected.copy()
         pixels[top:bottom, left:right] = region
-        return CloakResult(pixels, similarity, found > 0)
+        return CloakResult(pixels, sum(similarities.values()) / len(similarities), found, similarities)
+
+    def descriptors(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """Each network's unit descriptor of the photo's face, aligned as the cloak aligns it
+        (for a person's centroid, or another face to pull toward)."""
+        import numpy as np
+        import torch
+
+        maps, _ = self.locator.locate(rgb)
+        photo = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            return {name: net.unit_descriptors(photo, torch.from_numpy(maps[name])[None])[0].numpy()
+                    for name, net in self.nets.items()}
 
 
 _threads_lock = threading.Lock()
@@ -158,11 +191,15 @@ def _one_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_threads_before)
 
 
-def _region(matrix: np.ndarray, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Rows and columns of the photo the chip is cut from (its footprint plus a margin)."""
+def _region(maps: dict[str, np.ndarray], height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and columns of the photo the networks' crops are cut from (their footprints plus a margin)."""
     import numpy as np
 
-    corners = np.array([matrix @ np.array([x, y, 1.0]) for x, y in CHIP_CORNERS])
+    points = []
+    for name, matrix in maps.items():
+        last = float(FACE_NETWORKS[name].input_size - 1)
+        points += [matrix @ np.array([x, y, 1.0]) for x, y in ((0.0, 0.0), (last, 0.0), (0.0, last), (last, last))]
+    corners = np.array(points)
     left, top = np.floor(corners.min(axis=0)).astype(int) - REGION_MARGIN
     right, bottom = np.ceil(corners.max(axis=0)).astype(int) + REGION_MARGIN + 1
     top, left = max(0, int(top)), max(0, int(left))
@@ -170,9 +207,10 @@ def _region(matrix: np.ndarray, height: int, width: int) -> tuple[tuple[int, int
     return (top, bottom), (left, right)
 
 
-def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, epsilon: float,
-              reference: Any, toward: Any = None) -> tuple[np.ndarray, float]:
-    """(the cloaked region, H x W x 3 uint8; its descriptor's cosine to the reference)."""
+def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict[str, Any], epsilon: float,
+              reference: dict[str, Any] | None, toward: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, float]]:
+    """(the cloaked region, H x W x 3 uint8; each network's descriptor's cosine to its reference)."""
     import torch
     import torch.nn.functional as F
 
@@ -187,8 +225,14 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
     low, high = (clean - epsilon).clamp(0, 1), (clean + epsilon).clamp(0, 1)
     rng = torch.Generator().manual_seed(config.seed)
 
-    def descriptor(photo: Any, gain: Any = None) -> Any:
-        return cloak.net.unit_descriptors(photo * 255.0, matrix, gain)
+    def descriptors(photo: Any, gain: Any = None) -> dict[str, Any]:
+        return {name: net.unit_descriptors(photo * 255.0, matrices[name], gain if name == "dlib" else None)
+                for name, net in cloak.nets.items()}
+
+    def objective(seen: dict[str, Any]) -> Any:
+        """The mean over the networks of cos(seen, own reference) - cos(seen, target)."""
+        terms = [(seen[n] * references[n]).sum() - (0 if targets is None else (seen[n] * targets[n]).sum()) for n in seen]
+        return terms[0] if len(terms) == 1 else torch.stack(terms).mean()
 
     keep_colour = config.split == "keep-colour"
     if keep_colour:  # the room all three channels share, so R-G and B-G never change
@@ -203,18 +247,20 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
         return torch.minimum(torch.maximum(start + upsample(delta, (height, width)), low), high)
 
     with torch.no_grad():
-        reference = descriptor(clean) if reference is None else F.normalize(reference[None], dim=1)
-        target = None if toward is None else F.normalize(toward[None], dim=1)
+        references = descriptors(clean) if reference is None else {n: F.normalize(v[None], dim=1) for n, v in reference.items()}
+        targets = None if toward is None else {n: F.normalize(v[None], dim=1) for n, v in toward.items()}
     reach, step = config.reach(epsilon)  # the clip to the clean photo's bound is in ``cloaked``
     delta = torch.zeros(1, 1, *grid, requires_grad=True)
     velocity = torch.zeros_like(delta)
     for _ in range(config.steps):
         params = distortions.sample(1, cloak.layer, rng).without_flips()  # the chip is cut where the face is
         gain = None
-        if config.model_noise > 0:
+        if config.model_noise > 0 and cloak.net is not None:  # dlib's twin only: its channel scales
             gain = 1 + config.model_noise * torch.randn(cloak.net.gammas.shape, generator=rng)
-        seen = descriptor(distortions.apply(cloaked(delta), params, cloak.layer), gain)
-        similarity = (seen * reference).sum() - (0 if target is None else (seen * target).sum())
+        seen_photo = distortions.apply(cloaked(delta), params, cloak.layer)
+        similarity = objective(descriptors(seen_photo, gain))
+        if config.smoothing > 0:
+            similarity = similarity + config.smoothing * objective(descriptors(_smoothed(seen_photo)))
         (gradient,) = torch.autograd.grad(similarity, delta)
         with torch.no_grad():
             if config.momentum > 0:
@@ -227,8 +273,19 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrix: Any, e
             pixels = start_u8.permute(2, 0, 1)[None].float() + torch.round(shared_change(delta) * 255)
         else:
             pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
-        final = float((descriptor(pixels / 255) * reference).sum())
+        final = {name: float((seen * references[name]).sum()) for name, seen in descriptors(pixels / 255).items()}
     return pixels[0].permute(1, 2, 0).to(torch.uint8).numpy(), final
+
+
+def _smoothed(photo: Any) -> Any:
+    """LowKey's smoothed copy: a 7 x 7 Gaussian blur, sigma 3, per channel."""
+    import torch
+    import torch.nn.functional as F
+
+    taps = torch.exp(-((torch.arange(7, dtype=photo.dtype) - 3) ** 2) / (2 * 3.0**2))
+    taps = taps / taps.sum()
+    kernel = (taps[:, None] * taps[None, :]).expand(photo.shape[1], 1, 7, 7)
+    return F.conv2d(F.pad(photo, (3, 3, 3, 3), mode="replicate"), kernel, groups=photo.shape[1])
 
 
 @lru_cache(maxsize=4)

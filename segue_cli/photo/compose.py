@@ -32,7 +32,7 @@ def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarr
                       cloak: IdentityCloak | None = None) -> np.ndarray:
     """The protected pixels of one photo from the generator's deltas: composed at full
     resolution by its plan (a black-and-white photo gets their luminance only), cloaked
-    against dlib's face network when ``cloak`` is given (its figures go into the plan's
+    against the ensemble of face networks when ``cloak`` is given (its figures go into the plan's
     details), then checked against the bound."""
     protected = plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
     if cloak is not None:
@@ -40,8 +40,8 @@ def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarr
         protected = cloaked.pixels
         plan.details.update(cloak_similarity=round(cloaked.similarity, 4), cloak_face_found=cloaked.face_found)
         if not cloaked.face_found:
-            plan.notes.append("identity cloak: no face found; the centre of the photo was cloaked as a face crop, "
-                              "as a face-recognition system that finds no face would take it")
+            plan.notes.append("identity cloak: no face found, so this photo is not cloaked (the generator's "
+                              "protection is applied as usual)")
     if not within_limit(image.rgb, protected, epsilon):
         raise RuntimeError(f"the planned output moves pixels by more than epsilon = {epsilon:.4f}; not written")
     return protected

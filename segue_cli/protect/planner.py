@@ -77,7 +77,8 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
     summary = ProtectSummary(out_dir=tree.out.reported, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
                              device=info.device, image_format=config.image_format, epsilon=info.epsilon,
-                             file_sha256=info.file_sha256, protection=protection, total=len(planned))
+                             file_sha256=info.file_sha256, protection=protection, total=len(planned),
+                             cloak_networks=config.cloak.networks if config.cloak else ())
     _warn(summary, config, inputs)
     if info.note:
         summary.warnings.append(info.note)

@@ -78,7 +78,8 @@ def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[by
     summary = ProtectSummary(out_dir="<stdout>" if target is None else str(target.parent), side_information=f"identity {identity!r}" if identity is not None
                              else f"label {config.label}", model=str(info.model_path), model_sha256=info.model_sha256,
                              backend=info.name, device=info.device, image_format=image_format, epsilon=info.epsilon,
-                             file_sha256=info.file_sha256, protection=protector.protection, total=1)
+                             file_sha256=info.file_sha256, protection=protector.protection, total=1,
+                             cloak_networks=config.cloak.networks if config.cloak else ())
     if info.note:
         summary.warnings.append(info.note)
     warning = lossy_warning(image_format, quality)

