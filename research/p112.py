@@ -104,9 +104,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="attacker input size (a departure from 112)")
     parser.add_argument("--skip-baseline", action="store_true", help="do not train the clean baseline")
     parser.add_argument("--cloak", type=int, default=None, metavar="STEPS",
-                        help="protect with --cloak --cloak-steps STEPS (the identity cloak against dlib's network)")
+                        help="protect with --cloak --cloak-steps STEPS (the identity cloak against the face networks)")
     parser.add_argument("--cloak-epsilon", type=float, default=None, help="with --cloak: protect's --cloak-epsilon")
     parser.add_argument("--cloak-split", default=None, help="with --cloak: protect's --cloak-split (clip, keep-colour)")
+    parser.add_argument("--cloak-networks", default=None, help="with --cloak: protect's --cloak-networks (default: all three)")
+    parser.add_argument("--cloak-target", default=None, help="with --cloak: protect's --cloak-target (example, none)")
     parser.add_argument("--strength", default=None, help="protect's --strength preset (low, medium, high; default: high)")
     parser.add_argument("--prefix", default="webface10", help="hashed names are PREFIX-<folder> (lfw48 for LFW48)")
     parser.add_argument("--few", type=int, default=None, metavar="N",
@@ -122,7 +124,9 @@ def main() -> None:
         if args.cloak is not None:
             extra += ["--cloak", "--cloak-steps", str(args.cloak)] + (
                 [] if args.cloak_epsilon is None else ["--cloak-epsilon", str(args.cloak_epsilon)]) + (
-                [] if args.cloak_split is None else ["--cloak-split", args.cloak_split])
+                [] if args.cloak_split is None else ["--cloak-split", args.cloak_split]) + (
+                [] if args.cloak_networks is None else ["--cloak-networks", args.cloak_networks]) + (
+                [] if args.cloak_target is None else ["--cloak-target", args.cloak_target])
         protect(args.model, args.data / "train", protected, args.variant, args.labels, extra, args.prefix, args.few)
     evaluate_args = ["evaluate", "--train-protected", str(protected), "--train-clean", str(args.data / "train"),
                      "--test", str(args.data / "test"), "--protocol", args.protocol, "--out", str(variant_dir / "eval"),

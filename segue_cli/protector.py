@@ -4,7 +4,7 @@ and protects one image per call, the way ``segue protect`` protects each file.
     from segue_cli import CloakConfig, Protector
     protector = Protector()                       # the shipped default model
     safe = protector.protect(image, identity="Ada Lovelace")
-    cloaking = Protector(cloak=CloakConfig())     # also against dlib's face network (segue[train])
+    cloaking = Protector(cloak=CloakConfig())     # also against three face networks (segue[cloak])
 
 ``image`` may be a PIL image, a numpy array (H x W x 3 or H x W x 4 uint8, or H x W
 gray), the bytes of an image file, or a path; what comes back is of the same kind (bytes

@@ -11,7 +11,7 @@ MAX_LINES = 400
 
 
 def modules() -> list[Path]:
-    return [p for folder in ("segue_cli", "research", "benchmarks") for p in sorted((ROOT / folder).rglob("*.py"))]
+    return [p for folder in ("segue_cli", "research", "benchmarks", "tools") for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
 def imported(path: Path) -> set[str]:

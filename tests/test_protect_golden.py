@@ -108,7 +108,12 @@ def test_cloaked_outputs_are_the_recorded_bytes(tmp_path):
     photos = _photos(tmp_path / "photos")
     for name in ("portrait.png", "alpha.png", "photo.jpg"):
         (photos / name).unlink()  # the cloak is the slow part: a face crop and a gray photo suffice
-    _check("cloak", {"cli-cloak": _cli(photos, tmp_path / "cloak", "--cloak", "--cloak-steps", "3")})
+    # The default ensemble (issue 40) and issue 17's dlib-only cloak; regenerated when issue 40
+    # made photos where no detector finds a face uncloaked (dlib misses the crop: it is left as
+    # the generator made it, where the centre used to be cloaked).
+    _check("cloak", {"cli-cloak": _cli(photos, tmp_path / "cloak", "--cloak", "--cloak-steps", "3"),
+                     "cli-cloak-dlib": _cli(photos, tmp_path / "cloak-dlib", "--cloak", "--cloak-steps", "3",
+                                            "--cloak-networks", "dlib", "--cloak-target", "none")})
 
 
 def test_strength_presets_use_their_share_of_the_bound_and_high_is_the_default(tmp_path):

@@ -92,6 +92,7 @@ def protect(
     actors: Annotated[Optional[int], typer.Option("--actors", help="With --engine ray: how many workers protect photos, each holding one model (default: one per CPU of the cluster).")] = None,
     strength: Annotated[str, typer.Option("--strength", help="How much of the model's bound the perturbation may use: low (half: 4/255 for the default model), medium (three quarters: 6/255) or high (all of it: 8/255, the default). Lower keeps the photo closer to the original (less visible: a faint texture and, with the default model, a colour cast) and protects less; the model card gives the figures for each. With --cloak it also sets the cloak's steps (5, 10, 10).")] = DEFAULT_STRENGTH,
     cloak: Annotated[bool, typer.Option("--cloak", help="Also cloak each photo's face against existing face-recognition networks: a per-photo optimisation, within the same 8/255 as the generator's perturbation, that moves the face's descriptor in three networks at once (dlib's ResNet, which face_recognition and many tools use, and two MobileFaceNets; see --cloak-networks), so that a system which enrols the protected photos matches the person's other photos less often. About 1.3 s a photo on one CPU thread at the default 10 steps (the generator alone: milliseconds). Networks it was not made against see through it in part: the model card gives SFace's figures, a network none of the three is. A photo where no face is found is written without a cloak and counted. The two perturbations share the 8/255, so it costs part of the protection against a model trained from scratch on the photos, and it shows as fine texture on the face. Needs pip install 'segue[cloak]'. Figures: docs/protect.md.")] = False,
+    cloak_target: Annotated[Optional[str], typer.Option("--cloak-target", show_default=False, help="With --cloak: example (the default) also pulls every photo toward one other face, the same for everyone (the public-domain portrait of --example), so that all of a person's photos move the same way and a system that averages them still misses; none only pushes each photo away from itself.")] = None,
     cloak_networks: Annotated[Optional[str], typer.Option("--cloak-networks", show_default=False, help="With --cloak: the face networks to cloak against, comma-separated, from dlib, faceplugin, mobilefacenet (default: all three). dlib alone is the earlier, faster cloak (about 0.5 s a photo) that other networks see through.")] = None,
     cloak_steps: Annotated[Optional[int], typer.Option("--cloak-steps", show_default=False, help="With --cloak: optimisation steps a photo (default 10; more: a stronger cloak, proportionally slower and more visible).")] = None,
     cloak_split: Annotated[Optional[str], typer.Option("--cloak-split", show_default=False, help="With --cloak: how the cloak shares the 8/255 with the generator's perturbation. clip (the default): the sum is clipped to the bound channel by channel, which is where the cloak costs part of the generator's protection against a model trained from scratch. keep-colour: the cloak only uses the room left in all three channels, so the generator's colour pattern stays exactly as it was, and the cloak is weaker. Figures: docs/protect.md.")] = None,
@@ -130,7 +131,8 @@ def protect(
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal, quiet=quiet,
-        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, cloak_split, strength, cloak_networks), strength=strength,
+        cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, cloak_split, strength, cloak_networks, cloak_target),
+        strength=strength,
     )
     from ..protect.single import single_output
 
@@ -226,9 +228,9 @@ def _one_image(config: Any, piped: bytes | None, quiet: bool, json_output: bool)
 
 
 def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], split: Optional[str],
-                  strength: str, networks: Optional[str] = None) -> Optional[CloakConfig]:
+                  strength: str, networks: Optional[str] = None, target: Optional[str] = None) -> Optional[CloakConfig]:
     given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon), ("--cloak-split", split),
-                                      ("--cloak-networks", networks)) if value is not None]
+                                      ("--cloak-networks", networks), ("--cloak-target", target)) if value is not None]
     if given and not cloak:
         raise InputError(f"{' and '.join(given)} apply with --cloak only", f"add --cloak, or drop {' and '.join(given)}")
     if not cloak:
@@ -238,7 +240,8 @@ def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], s
     defaults = CloakConfig()
     return CloakConfig(steps=defaults.steps if steps is None else steps, epsilon=epsilon,
                        split=defaults.split if split is None else split,
-                       networks=defaults.networks if networks is None else tuple(n.strip() for n in networks.split(",")))
+                       networks=defaults.networks if networks is None else tuple(n.strip() for n in networks.split(",")),
+                       target=defaults.target if target is None else target)
 
 
 EXAMPLE_NAME = "example-astronaut.png"

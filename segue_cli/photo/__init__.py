@@ -5,5 +5,5 @@ so that all write the same bytes:
   how its output maps back to full resolution (the bound checked in 8-bit levels);
 * ``compose``: decode and plan, compose the deltas (and the cloak) into the protected
   pixels, encode the output file, and the wording of each failure;
-* ``cloak``: ``--cloak``, the per-photo identity cloak against dlib's face network.
+* ``cloak``: ``--cloak``, the per-photo identity cloak against an ensemble of face networks.
 """

@@ -30,6 +30,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError, check_ranges
@@ -38,8 +39,13 @@ from ..faces.networks import FACE_NETWORKS, SURROGATES
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
 
+# The face every photo is pulled toward with target "example": NASA's public-domain portrait of
+# Eileen Collins, which also serves `segue protect --example`.
+EXAMPLE_TARGET = Path(__file__).resolve().parents[1] / "data" / "example-astronaut.png"
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
 CLOAK_SPLITS = ("clip", "keep-colour")
+CLOAK_TARGETS = ("example", "none")
+SAME_FACE_COSINE = 0.6  # above this in every network, a photo is taken to be of the target's face
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,11 @@ class CloakConfig:
     # > 0: LowKey's smoothing, the objective also on a Gaussian-smoothed copy (kernel 7,
     # sigma 3) with this weight, so the cloak does not hide in the finest pixels.
     smoothing: float = 0.0
+    # "example": every photo is also pulled toward one other face, the same for everyone (the
+    # public-domain portrait segue ships as its example), Fawkes' target identity: a class-
+    # consistent move that survives the class mean an enrolling attacker takes. "none": only
+    # away from the photo's own descriptor (per-photo moves that partly average out).
+    target: str = "example"
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
@@ -75,6 +86,8 @@ class CloakConfig:
                      flag="--cloak-{}")
         if self.split not in CLOAK_SPLITS:
             raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
+        if self.target not in CLOAK_TARGETS:
+            raise ConfigError(f"--cloak-target must be one of {', '.join(CLOAK_TARGETS)}, not {self.target!r}")
         unknown = [name for name in self.networks if name not in FACE_NETWORKS]
         if unknown or not self.networks or len(set(self.networks)) != len(self.networks):
             raise ConfigError(f"--cloak-networks takes distinct names from {', '.join(FACE_NETWORKS)}, not "
@@ -115,6 +128,11 @@ class IdentityCloak:
         # dlib's embedder and twin, for the research probes that use them directly (None without dlib).
         self.embedder: Any = self.locator.dlib
         self.net: Any = self.nets["dlib"].twin if "dlib" in self.nets else None
+        self.target: dict[str, np.ndarray] | None = None
+        if config.target == "example":
+            from ..imageio import load_image
+
+            self.target = self.descriptors(load_image(EXAMPLE_TARGET).rgb)
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
               reference: dict[str, np.ndarray] | None = None, toward: dict[str, np.ndarray] | None = None
@@ -127,6 +145,7 @@ class IdentityCloak:
         import numpy as np
         import torch
 
+        toward = self.target if toward is None else toward
         maps, found = self.locator.locate(clean)
         if not found:  # no detector sees a face: nothing to cloak, and the photo is said to be uncloaked
             return CloakResult(protected.copy(), 1.0, False, {})
@@ -249,6 +268,8 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
     with torch.no_grad():
         references = descriptors(clean) if reference is None else {n: F.normalize(v[None], dim=1) for n, v in reference.items()}
         targets = None if toward is None else {n: F.normalize(v[None], dim=1) for n, v in toward.items()}
+        if targets is not None and all(float((references[n] * targets[n]).sum()) > SAME_FACE_COSINE for n in targets):
+            targets = None  # the photo is of the target's face itself: pulling it toward itself would undo the cloak
     reach, step = config.reach(epsilon)  # the clip to the clean photo's bound is in ``cloaked``
     delta = torch.zeros(1, 1, *grid, requires_grad=True)
     velocity = torch.zeros_like(delta)

@@ -60,7 +60,7 @@ class ProtectConfig:
     actors: int | None = None  # Ray actors (None: one per CPU of the cluster)
     engine_progress: bool = True  # the Ray engine's own progress bars (off for --quiet and --json)
     quiet: bool = False  # --quiet: nothing on stderr but the failed files (the Ray engine's own notices silenced)
-    cloak: CloakConfig | None = None  # also cloak each face against dlib's face network (photo/cloak.py)
+    cloak: CloakConfig | None = None  # also cloak each face against the face networks of photo/cloak.py
     strength: str = DEFAULT_STRENGTH  # the share of the model's epsilon the perturbation uses (choices.STRENGTHS)
 
     def __post_init__(self) -> None:

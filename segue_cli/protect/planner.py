@@ -72,8 +72,10 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
     if config.strength != "high":
         protection += f"; strength {config.strength} (epsilon {info.epsilon * 255:.1f}/255 of the model's bound)"
     if config.cloak is not None:
-        protection += (f"; identity cloak against dlib's face network ({config.cloak.steps} steps a face, "
-                       f"about {0.06 * config.cloak.steps:.1f} s a photo on one CPU thread)")
+        # about 0.05 s a step for dlib's twin and 0.04 s for each MobileFaceNet, one CPU thread (benchmarks/cloak_bench.py)
+        seconds = config.cloak.steps * sum(0.05 if name == "dlib" else 0.04 for name in config.cloak.networks)
+        protection += (f"; identity cloak against {', '.join(config.cloak.networks)} ({config.cloak.steps} steps a face, "
+                       f"about {seconds:.1f} s a photo on one CPU thread)")
     summary = ProtectSummary(out_dir=tree.out.reported, side_information=side.description,
                              model=str(info.model_path), model_sha256=info.model_sha256, backend=info.name,
                              device=info.device, image_format=config.image_format, epsilon=info.epsilon,
