@@ -13,6 +13,7 @@ import numpy as np
 from ..artifacts import MODELS_DIR, read_metadata, resolve_model_path, untrained_reason
 
 from ..storage import file_sha256
+from ..devices import check_device
 from ..errors import ArtifactError, ConfigError
 from . import BACKEND_CHOICES, BACKENDS
 from .base import PerturbationBackend
@@ -106,8 +107,11 @@ def _probe_disagreement(checkpoint: Path, twin: Path, checkpoint_sha256: str, tw
 def _runs_on_cpu(device: str) -> bool:
     """Whether ``device`` means the CPU, without importing torch where no NVIDIA GPU is
     present (the CUDA device node is the cheap sign): torch costs seconds and ~700 MiB,
-    and on a CPU the ONNX twin does the work."""
-    if device == "cpu":
+    and on a CPU the ONNX twin does the work. Without torch (the core install) the twin is
+    the only way to run the model: ONNX Runtime then says whether it has the CUDA asked for."""
+    import importlib.util  # noqa: PLC0415
+
+    if device == "cpu" or importlib.util.find_spec("torch") is None:
         return True
     if device == "auto" and not Path("/dev/nvidiactl").exists():
         return True
@@ -129,6 +133,7 @@ def open_backend(
     """
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
+    check_device(device)
     path = resolve_model_path(model)
     verify_shipped(path)
     is_onnx = path.suffix.lower() == ".onnx"

@@ -1,0 +1,72 @@
+"""What a newcomer hits (issue 43): each case ends in a sentence and an exit code of 0, 1
+or 2, never a traceback or a silent guess."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from segue_cli.artifacts import MODELS_DIR, resolve_model_path
+from segue_cli.backends.opening import open_backend
+from segue_cli.cli.app import app
+from segue_cli.errors import ArtifactError, ConfigError, InputError
+
+runner = CliRunner()
+
+
+def face(seed: int, size: tuple[int, int] = (48, 48)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize(size, Image.Resampling.BILINEAR)
+
+
+# --- 1: --device on the core install -------------------------------------------------------------
+@pytest.mark.parametrize("device", ["gpu", "GPU", "cuda:x", "tpu"])
+def test_an_unknown_device_is_a_usage_error_before_torch_is_imported(device, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # the core install: `import torch` fails
+    with pytest.raises(ConfigError, match="unknown device"):
+        open_backend(None, "auto", device)
+
+
+def test_cuda_on_the_core_install_runs_the_onnx_export_or_says_why_not(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    try:
+        backend = open_backend(None, "auto", "cuda")
+    except ConfigError as exc:  # this onnxruntime has no CUDA provider: the fix, not a ModuleNotFoundError
+        assert "CUDA" in exc.message and "--device cpu" in (exc.hint or "")
+    else:
+        assert backend.info.name == "onnx"
+
+
+# --- 2: the shipped models by the names the hint gives -------------------------------------------
+@pytest.mark.parametrize("suffix", [".onnx", ".safetensors"])
+def test_a_shipped_model_is_found_by_its_file_name(suffix):
+    name = f"segue-webface10-112{suffix}"
+    assert resolve_model_path(name) == MODELS_DIR / name
+
+
+def test_the_not_found_hint_lists_only_models():
+    with pytest.raises(ArtifactError) as caught:
+        resolve_model_path("no-such-model")
+    listed = caught.value.hint or ""
+    assert "segue-webface10-112.onnx" in listed
+    for junk in ("candidates", "-evaluations", "-training", ".json"):
+        assert junk not in listed
+
+
+# --- 15: a float image has no stated range -------------------------------------------------------
+def test_a_float_pil_image_is_refused_with_the_reason():
+    from segue_cli import Protector
+
+    image = Image.fromarray(np.full((40, 40), 0.5, dtype=np.float32), "F")
+    with pytest.raises(InputError, match="floating-point") as caught:
+        Protector().protect(image, identity="a")
+    assert "convert" in (caught.value.hint or "")
