@@ -70,3 +70,26 @@ def test_a_float_pil_image_is_refused_with_the_reason():
     with pytest.raises(InputError, match="floating-point") as caught:
         Protector().protect(image, identity="a")
     assert "convert" in (caught.value.hint or "")
+
+
+# --- 7: --json errors are JSON on stdout ---------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ["protect", "/no/such/folder", "--json"],  # an input error (ours)
+    ["protect", "x.jpg", "--label", "abc", "--json"],  # a value of the wrong type (Typer's)
+    ["protect", "x.jpg", "--no-such-option", "--json"],  # an unknown option (Typer's)
+    ["protect", "--strength", "huge", "--json", "x.jpg"],
+    ["export", "--json", "--opset", "x"],
+])
+def test_a_usage_or_input_error_with_json_is_one_json_object_on_stdout(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    face(0).save(tmp_path / "x.jpg")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 1 and lines[0]["type"] == "error" and lines[0]["exit_code"] == 2
+    assert lines[0]["error"] and "hint" in lines[0]
+
+
+def test_json_help_says_json_lines():
+    result = runner.invoke(app, ["protect", "--help"])
+    assert "JSON Lines" in " ".join(result.output.split())

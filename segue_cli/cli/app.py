@@ -14,7 +14,7 @@ from ..errors import SegueError
 from . import cluster, evaluate, export, protect, serve, train
 from rich.markup import escape
 
-from .render import stderr_console
+from .render import print_json, stderr_console
 
 app = typer.Typer(
     name="segue",
@@ -39,6 +39,24 @@ class PlainUsageCommand(TyperCommand):
                 pieces.append(name if param.required else f"[{name}]")
         return pieces
 
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """A usage error (an unknown option, a value of the wrong type) is also a JSON error
+        object on stdout when ``--json`` was asked for: a script reads stdout only."""
+        wants_json = "--json" in args
+        try:
+            return super().make_context(info_name, list(args), parent, **extra)
+        except typer.TyperException as exc:  # Typer's own click: UsageError, BadParameter, NoSuchOption
+            if wants_json and getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+                context = getattr(exc, "ctx", None)
+                hint = f"see {context.command_path if context is not None else 'segue'} --help"
+                print_json(error_record(exc.format_message(), hint, 2))
+            raise
+
+
+def error_record(message: str, hint: str | None, exit_code: int) -> dict[str, Any]:
+    """The JSON object that ``--json`` writes on stdout for an error, besides the message on stderr."""
+    return {"type": "error", "error": message, "hint": hint, "exit_code": exit_code}
+
 
 def _report(message: str, hint: str | None) -> None:
     stderr_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -47,20 +65,26 @@ def _report(message: str, hint: str | None) -> None:
 
 
 def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a SegueError into its message, its hint and its exit code."""
+    """Turn a SegueError into its message, its hint and its exit code (and, with --json,
+    a JSON error object on stdout)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def report(message: str, hint: str | None, exit_code: int) -> typer.Exit:
+            _report(message, hint)
+            if kwargs.get("json_output"):
+                print_json(error_record(message, hint, exit_code))
+            return typer.Exit(exit_code)
+
         try:
             return command(*args, **kwargs)
         except SegueError as exc:
-            _report(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from exc
+            raise report(exc.message, exc.hint, exc.exit_code) from exc
         except OSError as exc:  # a file or folder the command was pointed at: name it, never a traceback
             where = f" {exc.filename}" if exc.filename else ""
-            _report(f"cannot use{where}: {exc.strerror or exc}",
-                    "check that the path exists, that it is a regular file or folder as asked, and its permissions")
-            raise typer.Exit(2) from exc
+            raise report(f"cannot use{where}: {exc.strerror or exc}",
+                         "check that the path exists, that it is a regular file or folder as asked, and its "
+                         "permissions", 2) from exc
 
     return wrapper
 
