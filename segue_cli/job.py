@@ -153,7 +153,18 @@ def run_started(summary: ProtectSummary) -> ProgressEvent:
 
 def file_finished(result: FileResult) -> ProgressEvent:
     """One event per file, in the order files finish (``data``: its result)."""
-    return step("file", "files", f"{result.status} {PurePosixPath(str(result.source)).name}", result)
+    return step("file", "files", f"{result.status} {shown_path(result.source)}", result)
+
+
+def shown_path(source: Path | str) -> str:
+    """A file as a progress line names it: relative to the working folder when inside it,
+    else whole (a base name alone is ambiguous in nested folders: 2023/a.jpg, 2024/a.jpg)."""
+    if isinstance(source, str):
+        return source  # an object's URI
+    try:
+        return source.relative_to(Path.cwd()).as_posix()
+    except (ValueError, OSError):  # outside the working folder, or no working folder
+        return str(source)
 
 
 def result_recorder(summary: ProtectSummary, emit: ProgressCallback) -> Callable[[FileResult], None]:

@@ -93,3 +93,53 @@ def test_a_usage_or_input_error_with_json_is_one_json_object_on_stdout(args, tmp
 def test_json_help_says_json_lines():
     result = runner.invoke(app, ["protect", "--help"])
     assert "JSON Lines" in " ".join(result.output.split())
+
+
+# --- 10: a default identity is said, with how to change it ---------------------------------------
+def test_a_folder_run_says_which_identity_it_took_and_how_to_change_it(tmp_path, tiny_generator_path):
+    (tmp_path / "photos").mkdir()
+    face(0).save(tmp_path / "photos" / "a.png")
+    result = runner.invoke(app, ["protect", str(tmp_path / "photos"), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "identity 'photos'" in said and "--identity NAME" in said and "--by-folder" in said
+
+
+def test_a_one_file_run_says_which_identity_it_took(tmp_path, tiny_generator_path):
+    (tmp_path / "family").mkdir()
+    face(0).save(tmp_path / "family" / "a.png")
+    result = runner.invoke(app, ["protect", str(tmp_path / "family" / "a.png"), "--out", str(tmp_path / "o.png"),
+                                 "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "identity 'family'" in said and "the default" in said and "--identity NAME" in said
+
+
+# --- 12: --out out.txt, names in progress lines, an empty folder ---------------------------------
+def test_out_with_a_non_image_suffix_for_one_file_is_refused_not_made_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    face(0).save(tmp_path / "a.png")
+    result = runner.invoke(app, ["protect", "a.png", "--identity", "x", "--out", "out.txt"])
+    assert result.exit_code == 2 and "out.png" in result.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_progress_lines_name_files_by_their_path_not_their_base_name(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from segue_cli.job import FileResult, file_finished
+
+    monkeypatch.chdir(tmp_path)
+    event = file_finished(FileResult(tmp_path / "2024" / "a.jpg", tmp_path / "out" / "a.png", "written"))
+    assert event.text == "written 2024/a.jpg"
+    elsewhere = Path("/elsewhere/2023/a.jpg")
+    assert file_finished(FileResult(elsewhere, "o.png", "written")).text == f"written {elsewhere}"
+
+
+def test_an_empty_folder_names_no_output_folder_it_did_not_make(tmp_path, tiny_generator_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["protect", str(tmp_path / "empty"), "--model", str(tiny_generator_path)])
+    assert result.exit_code == 0  # a scheduled run over a folder that is sometimes empty is no error (docs/protect.md)
+    said = " ".join(result.stderr.split())
+    assert "no images found" in said and "no output folder made" in said
+    assert not (tmp_path / "empty-protected").exists()

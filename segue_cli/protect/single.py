@@ -16,6 +16,7 @@ from ..formats import lossy_warning, suffix_format
 from ..job import FileResult, ProtectSummary
 from ..storage import atomic_write, local, read_bytes
 from .config import ProtectConfig
+from .side_information import default_identity
 
 STDOUT = "-"
 
@@ -26,7 +27,17 @@ def single_output(config: ProtectConfig) -> bool:
     out = config.out
     if out is None or "://" in str(out):
         return False
-    return str(out) == STDOUT or (suffix_format(Path(out).suffix) is not None and not Path(out).is_dir())
+    if str(out) == STDOUT:
+        return True
+    suffix = Path(out).suffix
+    if suffix_format(suffix) is not None:
+        return not Path(out).is_dir()
+    if suffix and not os.path.lexists(out) and os.path.isfile(os.path.expanduser(str(config.input))):
+        # out.txt for one photo is a slip for an image name: a folder called out.txt would surprise.
+        raise InputError(f"--out {out} is not an image name ({suffix} is no format segue writes) and no folder of "
+                         "that name exists", "name the output file out.png, out.jpg or out.webp; to write into a "
+                         f"new folder called {Path(out).name}, make it first (mkdir)")
+    return False
 
 
 def output_format(config: ProtectConfig) -> str:
@@ -75,8 +86,9 @@ def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[by
         atomic_write(target, lambda tmp: tmp.write_bytes(encoded))
     info = protector.info
     result = FileResult(source, "<stdout>" if target is None else str(target), "written", notes=tuple(notes), code=code)
-    summary = ProtectSummary(out_dir="<stdout>" if target is None else str(target.parent), side_information=f"identity {identity!r}" if identity is not None
-                             else f"label {config.label}", model=str(info.model_path), model_sha256=info.model_sha256,
+    side = (f"label {config.label}" if identity is None else f"identity {identity!r}" if config.identity is not None
+            else default_identity(identity, f"code {code}", "the folder the file is in", one_photo=True))
+    summary = ProtectSummary(out_dir="<stdout>" if target is None else str(target.parent), side_information=side, model=str(info.model_path), model_sha256=info.model_sha256,
                              backend=info.name, device=info.device, image_format=image_format, epsilon=info.epsilon,
                              file_sha256=info.file_sha256, protection=protector.protection, total=1)
     if info.note:
