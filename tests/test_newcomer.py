@@ -143,3 +143,21 @@ def test_an_empty_folder_names_no_output_folder_it_did_not_make(tmp_path, tiny_g
     said = " ".join(result.stderr.split())
     assert "no images found" in said and "no output folder made" in said
     assert not (tmp_path / "empty-protected").exists()
+
+
+# --- 9: one file's re-run, like a folder's -------------------------------------------------------
+def test_a_one_file_rerun_skips_the_same_output_and_refuses_another(tmp_path, tiny_generator_path):
+    face(0).save(tmp_path / "a.png")
+    args = ["protect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o.png"), "--model", str(tiny_generator_path)]
+    first = runner.invoke(app, [*args, "--identity", "x"])
+    assert first.exit_code == 0, first.output
+    made = (tmp_path / "o.png").read_bytes()
+    again = runner.invoke(app, [*args, "--identity", "x", "--json"])
+    assert again.exit_code == 0, again.output
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert lines[0]["status"] == "skipped" and lines[1]["skipped"] == 1
+    other = runner.invoke(app, [*args, "--identity", "y"])  # other settings: never replaced silently
+    assert other.exit_code == 2 and "--overwrite" in other.stderr
+    assert (tmp_path / "o.png").read_bytes() == made
+    assert runner.invoke(app, [*args, "--identity", "y", "--overwrite"]).exit_code == 0
+    assert (tmp_path / "o.png").read_bytes() != made

@@ -43,7 +43,8 @@ def print_summary(summary: ProtectSummary, side: bool = False) -> None:
         head = "nothing written: no images to protect" + (
             "" if os.path.isdir(str(summary.out_dir)) else f" (no output folder made; it would be {summary.out_dir})")
     elif summary.skipped == summary.total:
-        head = f"nothing to do: all {summary.total} outputs are already in {summary.out_dir} (--overwrite to redo)"
+        done = "the output is" if summary.total == 1 else f"all {summary.total} outputs are"
+        head = f"nothing to do: {done} already in {escape(str(summary.out_dir))} (--overwrite to redo)"
     else:
         failed = f"[red]{summary.failed} failed[/]" if summary.failed else "0 failed"
         skipped = f"{summary.skipped} skipped (outputs already there)" if summary.skipped else "0 skipped"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 from ..errors import InputError, OutputError
 from ..formats import lossy_warning, suffix_format
@@ -19,6 +20,7 @@ from .config import ProtectConfig
 from .side_information import default_identity
 
 STDOUT = "-"
+DONE = "output exists and holds exactly what this run would write (already protected; --overwrite to redo)"
 
 
 def single_output(config: ProtectConfig) -> bool:
@@ -71,21 +73,18 @@ def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[by
         identity = config.identity
     image_format = output_format(config)
     target = None if str(config.out) == STDOUT else Path(os.path.abspath(str(config.out)))
-    if target is not None:
-        if target.exists() and not config.overwrite:
-            raise OutputError(f"{config.out} exists", "pass --overwrite to replace it, or name another file")
-        if str(config.input) != "-" and target.exists() and os.path.samefile(target, config.input):
-            raise OutputError(f"--out {config.out} is the input itself", "name another file: inputs are never overwritten")
+    if target is not None and str(config.input) != "-" and target.exists() and os.path.samefile(target, config.input):
+        raise OutputError(f"--out {config.out} is the input itself", "name another file: inputs are never overwritten")
     started = time.perf_counter()
     protector = Protector(config.model, config.backend, config.device, config.faces, config.detector,
                           config.max_pixels, threads=config.generator_threads, cloak=config.cloak, strength=config.strength)
     code = protector.code_for(identity=identity, label=config.label)
     quality = config.quality if image_format != "png" else None
     encoded, notes = protector.protect_file(data, code, image_format, quality, config.keep_metadata)
-    if target is not None:
-        atomic_write(target, lambda tmp: tmp.write_bytes(encoded))
+    status = "written" if target is None else _write_unless_done(target, encoded, config)
     info = protector.info
-    result = FileResult(source, "<stdout>" if target is None else str(target), "written", notes=tuple(notes), code=code)
+    result = FileResult(source, "<stdout>" if target is None else str(target), status, notes=tuple(notes), code=code,
+                        reason=DONE if status == "skipped" else None)
     side = (f"label {config.label}" if identity is None else f"identity {identity!r}" if config.identity is not None
             else default_identity(identity, f"code {code}", "the folder the file is in", one_photo=True))
     summary = ProtectSummary(out_dir="<stdout>" if target is None else str(target.parent), side_information=side, model=str(info.model_path), model_sha256=info.model_sha256,
@@ -99,3 +98,17 @@ def protect_single(config: ProtectConfig, data: bytes | None = None) -> tuple[by
     summary.count(result)
     summary.seconds = time.perf_counter() - started
     return encoded, result, summary
+
+
+def _write_unless_done(target: Path, encoded: bytes, config: ProtectConfig) -> Literal["written", "skipped"]:
+    """Write the one output, as a folder re-run does: an existing file that is byte for byte
+    what this run makes is done (skipped); any other is refused, never silently replaced.
+    Outputs are deterministic, so the bytes themselves prove the same input and settings."""
+    if target.exists() and not config.overwrite:
+        if target.is_file() and target.stat().st_size == len(encoded) and target.read_bytes() == encoded:
+            return "skipped"
+        raise OutputError(f"{config.out} exists and is not what this run would write (another photo, or other "
+                          "settings: model, identity, strength, format...)",
+                          "pass --overwrite to replace it, or name another file")
+    atomic_write(target, lambda tmp: tmp.write_bytes(encoded))
+    return "written"
