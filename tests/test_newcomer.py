@@ -161,3 +161,18 @@ def test_a_one_file_rerun_skips_the_same_output_and_refuses_another(tmp_path, ti
     assert (tmp_path / "o.png").read_bytes() == made
     assert runner.invoke(app, [*args, "--identity", "y", "--overwrite"]).exit_code == 0
     assert (tmp_path / "o.png").read_bytes() != made
+
+
+# --- 11: export says what it is doing --------------------------------------------------------------
+def test_export_prints_each_stage_as_a_plain_line(tmp_path, monkeypatch):
+    from segue_cli import export as export_package
+    from segue_cli.errors import OutputError
+
+    def stages_then_fail(config, on_stage=None):
+        on_stage("checking parity with PyTorch")
+        raise OutputError("stopped by the test")
+
+    monkeypatch.setattr(export_package, "export_model", stages_then_fail)
+    result = runner.invoke(app, ["export", "--out", str(tmp_path / "g.onnx")])
+    assert result.exit_code == 2
+    assert "export: loading torch" in result.stderr and "export: checking parity with PyTorch" in result.stderr
