@@ -108,6 +108,8 @@ class ProtectSummary:
     # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
     not_read: list[dict[str, str]] = field(default_factory=list)
     failures: list[FileResult] = field(default_factory=list)
+    # Why the run stopped before every photo was done (a full disk), with the fix; None when it ran to the end.
+    stopped: str | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -140,6 +142,7 @@ class ProtectSummary:
                 "whole_image": self.whole_image, "cloaked": self.cloaked, "cloak_no_face": self.cloak_no_face,
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
+                "stopped": self.stopped,
                 "not_read": self.not_read}
 
 

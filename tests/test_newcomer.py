@@ -176,3 +176,79 @@ def test_export_prints_each_stage_as_a_plain_line(tmp_path, monkeypatch):
     result = runner.invoke(app, ["export", "--out", str(tmp_path / "g.onnx")])
     assert result.exit_code == 2
     assert "export: loading torch" in result.stderr and "export: checking parity with PyTorch" in result.stderr
+
+
+# --- 4: a full disk ------------------------------------------------------------------------------
+def test_a_full_disk_stops_the_run_says_what_was_written_and_the_rerun_does_only_the_rest(
+        tmp_path, tiny_generator_path, monkeypatch):
+    import errno
+    import os
+    from pathlib import Path
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for index in range(6):
+        face(index).save(root / f"{index}.png")
+    real_write = Path.write_bytes
+    full, freed = [False], [False]  # once the third photo fills the disk, every write fails (the record's too)
+
+    def disk_fills_at_the_third(self, data):
+        full[0] = not freed[0] and (full[0] or self.name.startswith(".2.png."))
+        if full[0]:
+            real_write(self, data[:12])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", disk_fills_at_the_third)
+    args = ["protect", str(root), "--out", str(tmp_path / "out"), "--model", str(tiny_generator_path),
+            "--identity", "x", "--workers", "1", "--batch-size", "1", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    summary = [json.loads(line) for line in result.stdout.splitlines()][-1]
+    assert summary["type"] == "summary" and "disk is full" in summary["stopped"] and summary["written"] >= 2
+    assert "permission" not in result.stderr and "disk is full" in result.stderr
+    assert 2 + summary["written"] + summary["failed"] <= 8  # stopped: not every photo was tried
+    freed[0] = True
+    rerun = runner.invoke(app, args)
+    again = [json.loads(line) for line in rerun.stdout.splitlines()][-1]
+    assert rerun.exit_code == 0, rerun.output
+    assert again["skipped"] == summary["written"] and again["written"] == 6 - summary["written"]
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_the_record_knows_each_output_as_it_is_written(tmp_path):
+    from segue_cli.protect import journal
+    from segue_cli.storage import local
+
+    out = local(tmp_path)
+    outputs = {"a.png": {"settings": "s"}, "b.png": {"settings": "s"}}
+    journal.append(out, "a.png", {"size": 3, "sha256": "abc"})
+    with open(tmp_path / journal.JOURNAL_FILE, "a") as cut:
+        cut.write('{"key": "b.png", "outp')  # killed mid-line
+    journal.replay(out, outputs)
+    assert outputs == {"a.png": {"settings": "s", "output": {"size": 3, "sha256": "abc"}}, "b.png": {"settings": "s"}}
+
+
+# --- 14: an input corrupted in place leaves a stale output, said as such -------------------------
+def test_an_input_corrupted_in_place_marks_its_earlier_output_stale(tmp_path, tiny_generator_path):
+    import os
+
+    root = tmp_path / "in"
+    root.mkdir()
+    face(0).save(root / "a.png")
+    face(1).save(root / "b.png")
+    out = tmp_path / "out"
+    args = ["protect", str(root), "--out", str(out), "--model", str(tiny_generator_path), "--identity", "x", "--json"]
+    assert runner.invoke(app, args).exit_code == 0
+    photo = root / "a.png"
+    before = os.stat(photo)
+    photo.write_bytes(b"\0" * before.st_size)  # corrupted in place: same size, and the same mtime below
+    os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = next(line for line in lines if line.get("status") == "failed")
+    assert "stale" in failed["reason"] and str(out / "a.png") in failed["reason"]
+    assert any("stale" in warning for warning in lines[-1]["warnings"])
+    record = json.loads((out / ".segue-protect.json").read_text())
+    assert "stale" in record["outputs"]["a.png"] and "stale" not in record["outputs"]["b.png"]

@@ -45,7 +45,7 @@ from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, STRENGTHS
 from ..errors import InputError, input_not_found
 from ..storage import is_uri
 from .options import DeviceOption, JsonOption, ModelOption
-from .protect_report import print_start, print_summary, print_warnings
+from .protect_report import print_start, print_stopped, print_summary, print_warnings
 from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
@@ -186,14 +186,16 @@ def protect(
                 raise typer.Exit(143 if stopped else 130) from None
     for line in failures if quiet else []:
         stderr_console.print(line, highlight=False, soft_wrap=True)
-    if chatty:
+    if not chatty:
+        print_stopped(summary)
+    else:
         print_summary(summary)
         if example and out is not None:
             stderr_console.print(f"example: before {Path(out) / EXAMPLE_ORIGINAL}, after {Path(out) / EXAMPLE_NAME}; now try "
                                  "`segue protect YOUR_FOLDER`", highlight=False, soft_wrap=True)
     if json_output:
         print_json(summary.to_dict())
-    if summary.failed:
+    if summary.failed or summary.stopped:
         raise typer.Exit(1)
 
 

@@ -52,6 +52,7 @@ def print_summary(summary: ProtectSummary, side: bool = False) -> None:
         head = (f"written {summary.written}, {skipped}, {failed} in {duration(summary.seconds)}{rate} "
                 f"to {escape(str(summary.out_dir))}")
     stderr_console.print(head, highlight=False, soft_wrap=True)
+    print_stopped(summary)
     if summary.face_aware or summary.no_face:
         stderr_console.print(f"faces: {summary.face_aware} photo(s) protected face by face ({summary.faces_found} "
                              f"face(s)), {summary.no_face} with no face found protected whole", highlight=False,
@@ -68,3 +69,9 @@ def print_summary(summary: ProtectSummary, side: bool = False) -> None:
         stderr_console.print(f"[red]{summary.failed} file(s) failed:[/]")
         for failure in summary.failures:
             stderr_console.print(f"  {escape(str(failure.source))}: {escape(failure.reason or '')}", highlight=False, soft_wrap=True)
+
+
+def print_stopped(summary: ProtectSummary) -> None:
+    """Why a run stopped early (a full disk), with the fix: said even by a quiet run."""
+    if summary.stopped:
+        stderr_console.print(f"[bold red]stopped:[/] {escape(summary.stopped)}", highlight=False, soft_wrap=True)
