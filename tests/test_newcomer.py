@@ -252,3 +252,31 @@ def test_an_input_corrupted_in_place_marks_its_earlier_output_stale(tmp_path, ti
     assert any("stale" in warning for warning in lines[-1]["warnings"])
     record = json.loads((out / ".segue-protect.json").read_text())
     assert "stale" in record["outputs"]["a.png"] and "stale" not in record["outputs"]["b.png"]
+
+
+def test_a_real_full_disk_on_a_small_tmpfs(tmp_path, tiny_generator_path):
+    """The same on a real 1 MiB tmpfs, where the record's own save fails too (root only;
+    skipped where mounting is not allowed)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no permission)")
+    try:
+        root = tmp_path / "in"
+        root.mkdir()
+        for index in range(12):  # about 120 KiB each as PNG: the disk holds 8 or so
+            noise = np.random.default_rng(index).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(root / f"{index:02d}.png")
+        args = ["protect", str(root), "--out", str(disk / "out"), "--model", str(tiny_generator_path),
+                "--identity", "x", "--no-faces", "--json"]
+        first = runner.invoke(app, args)
+        summary = [json.loads(line) for line in first.stdout.splitlines()][-1]
+        assert first.exit_code == 1 and summary["stopped"] and 0 < summary["written"] < 12, first.output
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        again = [json.loads(line) for line in runner.invoke(app, args).stdout.splitlines()][-1]
+        assert (again["skipped"], again["written"], again["stopped"]) == (summary["written"], 12 - summary["written"], None)
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
