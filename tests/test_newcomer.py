@@ -280,3 +280,24 @@ def test_a_real_full_disk_on_a_small_tmpfs(tmp_path, tiny_generator_path):
         assert (again["skipped"], again["written"], again["stopped"]) == (summary["written"], 12 - summary["written"], None)
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+# --- 6: no sentence the model card contradicts -----------------------------------------------------
+def test_no_sentence_promises_what_the_card_measures_otherwise():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    help_text = " ".join(runner.invoke(app, ["protect", "--help"]).output.split())
+    texts = {"protect --help": help_text, "README.md": (repo / "README.md").read_text(),
+             "docs/protect.md": (repo / "docs" / "protect.md").read_text()}
+    for where, text in texts.items():
+        for untrue in ("imperceptible", "invisible", "nothing useful", "cannot see"):
+            assert untrue not in text.lower(), (where, untrue)
+    assert "colour cast" in help_text
+    # Two figures for one default: each says which measured set it is.
+    readme = " ".join(word for word in texts["README.md"].split() if word != ">")  # the status block is quoted
+    assert "tint 5.5 CIEDE2000 (PSNR 32.56 dB) on the set protected with identities as labels" in readme
+    assert "4.8 (32.89 dB) on the one with hashed names" in readme
+    card = (repo / "docs" / "model-card.md").read_text()
+    quality = card[card.index("## Image quality"):]
+    assert "identities as labels" in quality[:400] and "hashed names" in quality[:400]
