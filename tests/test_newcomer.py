@@ -304,16 +304,17 @@ def test_no_sentence_promises_what_the_card_measures_otherwise():
 
 
 # --- 13: start-up: options converted without pydantic ---------------------------------------------
-def test_options_are_converted_without_importing_pydantic():
+def test_a_run_converts_options_without_pydantic_and_builds_only_its_command():
     """Typer 0.2x builds a pydantic adapter per option at each start (about 0.15 s of CPU,
     a third of a short run): segue's plain options skip it, with the same usage errors."""
     import subprocess
 
     probe = ("import sys\nfrom segue_cli.cli.app import main\nsys.argv = ['segue', 'protect', 'no-such', '--label', '3',"
              " '--quality', '90', '--format', 'jpeg']\ntry:\n    main()\nexcept SystemExit as exc:\n"
-             "    print(exc.code, 'pydantic' in sys.modules)")
+             "    print(exc.code, 'pydantic' in sys.modules, 'segue_cli.cli.evaluate' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["2", "False"], done.stderr
+    # and only the command named is built (its module imported): the others cost their own start-up
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
 
 
 @pytest.mark.parametrize(("option", "value", "kind"), [("--label", "abc", "integer"), ("--batch-size", "1.5", "integer"),
