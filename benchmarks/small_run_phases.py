@@ -13,6 +13,7 @@ and the summary. Run it with bytecode cached (a second run), as an installed seg
 from __future__ import annotations
 
 import time
+from typing import Any
 
 STAMPS: list[tuple[str, float]] = [("interpreter start", time.process_time())]
 
@@ -36,22 +37,22 @@ def main() -> None:
     stamp("pipeline import")
     open_backend, engines = planner.open_backend, planner.engines
 
-    def timed_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def timed_open(*args: Any, **kwargs: Any) -> Any:
         stamp("options and planning")
         opened = open_backend(*args, **kwargs)
         stamp("opening the model")
         return opened
 
-    def timed_engines():  # type: ignore[no-untyped-def]
-        def run(spec):  # type: ignore[no-untyped-def]
-            def timed_run(job, finish):  # type: ignore[no-untyped-def]
+    def timed_engines() -> dict[str, Any]:
+        def run(spec: Any) -> Any:
+            def timed_run(job: Any, finish: Any) -> None:
                 stamp("the rest of planning")
                 spec.run(job, finish)
                 stamp("the photos")
             return replace(spec, run=timed_run)
         return {name: run(spec) for name, spec in engines().items()}
 
-    planner.open_backend, planner.engines = timed_open, timed_engines  # type: ignore[assignment]
+    planner.open_backend, planner.engines = timed_open, timed_engines
     with tempfile.TemporaryDirectory(prefix="segue-phases-") as out:
         sys.argv = ["segue", "protect", sys.argv[1], "--out", str(Path(out) / "out"), "--quiet"]
         try:

@@ -37,7 +37,9 @@ def replay(out: Location, outputs: dict[str, Any]) -> None:
             noted = json.loads(line)
         except ValueError:
             continue
-        entry = outputs.get(noted.get("key")) if isinstance(noted, dict) else None
+        if not isinstance(noted, dict) or not isinstance(noted.get("key"), str):
+            continue
+        entry = outputs.get(noted["key"])
         if isinstance(entry, dict) and isinstance(noted.get("output"), dict):
             entry["output"] = noted["output"]
 

@@ -96,14 +96,14 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
         by_output = {str(item.output.reported): item for item in job.files}
         record = result_recorder(summary, emit)
 
-        stale: list[str] = []
+        stale_outputs: list[str] = []
 
         def finish(result: FileResult) -> None:
-            planned = by_output[str(result.output)]
-            marked = tree.mark_stale(result, planned)
+            item = by_output[str(result.output)]
+            marked = tree.mark_stale(result, item)
             if marked is not result:
-                stale.append(str(planned.output.uri))
-            tree.note(marked, planned)
+                stale_outputs.append(str(item.output.uri))
+            tree.note(marked, item)
             record(marked)
 
         started = time.perf_counter()
@@ -117,9 +117,10 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
                 _save(tree, summary)
             tree.remove_stale_temps(job.files)  # what a worker killed mid-write left
         summary.seconds = time.perf_counter() - started
-    if stale:
-        named = ", ".join(stale[:MAX_NAMED]) + (f" and {len(stale) - MAX_NAMED} more" if len(stale) > MAX_NAMED else "")
-        summary.warnings.append(f"{len(stale)} output(s) are stale: made from inputs that changed since and now fail "
+    if stale_outputs:
+        named = ", ".join(stale_outputs[:MAX_NAMED]) + (
+            f" and {len(stale_outputs) - MAX_NAMED} more" if len(stale_outputs) > MAX_NAMED else "")
+        summary.warnings.append(f"{len(stale_outputs)} output(s) are stale: made from inputs that changed since and now fail "
                                 f"(each failure says which); delete them or protect good copies: {named}")
     return summary
 
