@@ -121,6 +121,9 @@ def test_out_with_a_non_image_suffix_for_one_file_is_refused_not_made_a_folder(t
     face(0).save(tmp_path / "a.png")
     result = runner.invoke(app, ["protect", "a.png", "--identity", "x", "--out", "out.txt"])
     assert result.exit_code == 2 and "out.png" in result.stderr
+    piped = runner.invoke(app, ["protect", "-", "--identity", "x", "--out", "out.txt"],
+                          input=(tmp_path / "a.png").read_bytes())  # an image piped in: not a PNG named out.txt
+    assert piped.exit_code == 2 and "out.png" in piped.stderr
     assert not (tmp_path / "out.txt").exists()
 
 

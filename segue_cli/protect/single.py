@@ -45,6 +45,9 @@ def single_output(config: ProtectConfig) -> bool:
 def output_format(config: ProtectConfig) -> str:
     """The format of the one output: --format if given, else the output name's suffix (PNG for stdout)."""
     named = suffix_format(Path(str(config.out)).suffix) if config.out is not None and str(config.out) != STDOUT else None
+    if named is None and config.out is not None and str(config.out) != STDOUT:  # an image piped in, --out out.txt
+        raise InputError(f"--out {config.out} names no image file (.png, .jpg or .webp) for the one image piped in",
+                         "name the output file out.png, out.jpg or out.webp, or pass --out - for standard output")
     if named is not None and config.image_format != "png" and named != config.image_format:
         raise InputError(f"--out {config.out} names a {named.upper()} file but --format is {config.image_format}",
                          "make the two agree, or drop --format (the suffix decides)")
