@@ -344,3 +344,21 @@ def test_typed_values_reach_the_command_as_their_type(monkeypatch, tmp_path):
     from pathlib import Path
 
     assert seen == {"label": 7, "quality": 80, "max_pixels": 5000, "out": Path(tmp_path / "o.jpg")}
+
+
+def test_a_disk_full_before_any_photo_says_so_without_a_permission_hint(tmp_path, tiny_generator_path, monkeypatch):
+    import errno
+    import os
+
+    from segue_cli.protect import lock
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out"))
+
+    (tmp_path / "in").mkdir()
+    face(0).save(tmp_path / "in" / "a.png")
+    monkeypatch.setattr(lock.Path, "mkdir", full)  # OUT cannot even be made
+    result = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--identity", "x",
+                                 "--model", str(tiny_generator_path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "disk is full" in said and "permission" not in said

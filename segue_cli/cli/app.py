@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import SegueError
+from ..errors import SegueError, disk_full, is_disk_full
 from rich.markup import escape
 
 from .coercion import light_coercion
@@ -88,6 +88,9 @@ def _reporting_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except SegueError as exc:
             raise report(exc.message, exc.hint, exc.exit_code) from exc
         except OSError as exc:  # a file or folder the command was pointed at: name it, never a traceback
+            if is_disk_full(exc):  # not a question of existence or permissions
+                full = disk_full(exc.filename or "its output", exc)
+                raise report(full.message, full.hint, 2) from exc
             where = f" {exc.filename}" if exc.filename else ""
             raise report(f"cannot use{where}: {exc.strerror or exc}",
                          "check that the path exists, that it is a regular file or folder as asked, and its "

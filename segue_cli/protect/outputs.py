@@ -271,6 +271,8 @@ class OutputTree:
             yield
 
     def _unwritable(self, exc: OSError) -> OutputError:
+        if is_disk_full(exc):
+            return disk_full(self.label, exc)
         return OutputError(f"cannot write to the output folder {self.label}: {exc.strerror or exc}",
                            "check its permissions and free space, or pass another --out")
 
