@@ -2,11 +2,14 @@
 through a pydantic TypeAdapter, built at each start, which costs about 0.15 s of CPU (the
 import of pydantic and one adapter per option): a third of a short ``segue protect`` run
 (docs/benchmarks.md, "A small run"). segue's options are plain str, int, float, bool and
-Path values, or Optional ones (each command checks its own ranges), which this converts as Typer would,
-with the same "Invalid value" usage error. Options of any other type keep Typer's way."""
+Path values, or Optional ones (each command checks its own ranges), which this converts
+as Typer would, with the same "Invalid value" usage error. Options of any other type keep
+Typer's way. This sets Typer's per-option converter (``_runtime_param``), an internal of
+Typer 0.2x: a Typer without it is left alone, and tests/test_newcomer.py notices a change."""
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from pathlib import Path
@@ -33,14 +36,13 @@ def _plain_type(annotation: Any) -> Any:
     return annotation if annotation in _PLAIN else None
 
 
-def light_coercion(params: Any) -> Any:
-    """Give each plain option in ``params`` (a list of them, one option or None) a converter
-    that needs no pydantic; returns ``params``. Typer versions without runtime params (before
-    pydantic) are left alone."""
+@functools.lru_cache(maxsize=1)
+def _plain_converter() -> type | None:
+    """Typer's converter class for plain values, or None for a Typer without runtime params."""
     try:
         from typer._coercion import RuntimeParam
     except ImportError:
-        return params
+        return None
 
     class Plain(RuntimeParam):
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
@@ -53,13 +55,20 @@ def light_coercion(params: Any) -> Any:
                 raise typer.BadParameter(f"{value!r} is not a valid {_NAMES.get(kind, kind.__name__)}.",
                                          ctx=ctx, param=param) from None
 
+    return Plain
+
+
+def light_coercion(params: Any) -> Any:
+    """Give each plain option in ``params`` (a list of them, one option or None) a converter
+    that needs no pydantic; returns ``params``."""
+    plain = _plain_converter()
     for param in params if isinstance(params, list) else [params] if params is not None else []:
         descriptor = getattr(param, "type_descriptor", None)
-        if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+        if plain is None or descriptor is None or getattr(param, "_runtime_param", False) is not None:
             continue
         if getattr(param, "multiple", False) or getattr(param, "nargs", 1) != 1 or descriptor.file_annotation is not None:
             continue
         kind = _plain_type(descriptor.annotation)
         if kind is not None and descriptor.parameter_info.parser is None:
-            param._runtime_param = Plain(parameter_info=descriptor.parameter_info, annotation=kind)
+            param._runtime_param = plain(parameter_info=descriptor.parameter_info, annotation=kind)
     return params
