@@ -269,6 +269,11 @@ def render(card: dict[str, Any], strip: Path | None, portrait: Path | None = Non
     lines += ["", "## Image quality (protected vs clean train photos at 224 px)", ""]
     if q:
         lines += [
+            "Measured on the set protected with identities as labels (`--variant labels`, the first row of the table",
+            "above); the strength-presets table gives the set protected with hashed names (`--variant hashed`): the",
+            "same model and strength, other codes, hence two PSNR and tint figures for one default.", "",
+        ]
+        lines += [
             "| PSNR | SSIM | MS-SSIM | max L-inf | mean L2 | LPIPS |", "|---|---|---|---|---|---|",
             f"| {q['psnr_db']:.2f} dB (target >= 33) | {q['ssim']:.3f} (target >= 0.95) | {q['ms_ssim']:.3f} | "
             f"{q['linf_max_255']:.1f}/255 | {q['l2_mean']:.2f} | not computed |", "",

@@ -189,17 +189,22 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> LoadedGene
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
-    """A path, a name of a model in ``models/``, or None for the shipped default."""
+    """A path, a name of a model in ``models/`` (with or without its suffix), or None for
+    the shipped default."""
     if model is None or str(model) == "":
         model = DEFAULT_MODEL_NAME
     candidate = Path(model).expanduser()
     if candidate.exists():
         return candidate
-    for suffix in (CHECKPOINT_SUFFIX, ".onnx"):
-        named = MODELS_DIR / f"{model}{suffix}"
-        if named.is_file():
+    suffixes = (CHECKPOINT_SUFFIX, ".onnx")
+    # The hint lists file names (segue-webface10-112.onnx), so those names must work too.
+    names = [str(model)] if Path(str(model)).suffix.lower() in suffixes else [f"{model}{suffix}" for suffix in suffixes]
+    for name in names:
+        named = MODELS_DIR / name
+        if named.is_file() and named.parent == MODELS_DIR:
             return named
-    known = sorted(p.name for p in MODELS_DIR.glob("*")) if MODELS_DIR.is_dir() else []
+    known = sorted(p.name for p in MODELS_DIR.glob("*") if p.is_file() and p.suffix.lower() in suffixes) \
+        if MODELS_DIR.is_dir() else []
     raise ArtifactError(
         f"model {str(model)!r} not found (looked for a file and in {MODELS_DIR})",
         f"pass --model PATH; models shipped here: {', '.join(known) or 'none'}",

@@ -43,7 +43,7 @@ FP16_TOLERANCE = 2e-3
 
 # What a model file may declare. A checkpoint or ONNX file outside these is refused at load
 # (a re-signed file with epsilon 1.0 would move pixels by up to 255 levels, far past the
-# imperceptible budget segue promises); training refuses to make one.
+# small budget segue promises); training refuses to make one.
 MAX_EPSILON = 16 / 255
 IMAGE_SIZE_RANGE = (16, 1024)
 CODE_BITS_RANGE = (1, 32)

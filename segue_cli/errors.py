@@ -39,6 +39,23 @@ class OutputError(SegueError):
     """An output that would overwrite something, land inside the input, or cannot be written."""
 
 
+class DiskFullError(OutputError):
+    """The disk (or the user's quota) is full: the run stops at the first such write, since
+    every later one would fail the same way."""
+
+
+def disk_full(target: object, exc: OSError) -> DiskFullError:
+    return DiskFullError(f"the disk is full ({exc.strerror or exc}) writing {target}",
+                         "free some space, then run the same command again: what was written is kept, and only the "
+                         "missing outputs are made")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def input_not_found(target: object) -> InputError:
     """The error for an INPUT that does not exist (raised early by the CLI, before the
     heavy imports, and by the library)."""

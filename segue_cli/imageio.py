@@ -160,7 +160,8 @@ def _to_8bit_rgb(image: Image.Image, notes: list[str]) -> tuple[Image.Image, np.
     elif mode == "F":
         array = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(array * (255.0 if array.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")
-        notes.append("converted floating-point image to 8-bit")
+        notes.append("converted a floating-point image to 8-bit: values up to 1 read as 0..1 (black..white), "
+                     "larger ones as 0..255; values outside clipped")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         notes.append("converted a palette image to RGB (the output is a full-colour PNG)")

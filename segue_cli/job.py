@@ -109,6 +109,8 @@ class ProtectSummary:
     # Files left unread, each with why and the fix: hidden non-images, unreadable formats.
     not_read: list[dict[str, str]] = field(default_factory=list)
     failures: list[FileResult] = field(default_factory=list)
+    # Why the run stopped before every photo was done (a full disk), with the fix; None when it ran to the end.
+    stopped: str | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -143,6 +145,7 @@ class ProtectSummary:
                 "cloak_networks": list(self.cloak_networks),
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 2), "warnings": self.warnings,
+                "stopped": self.stopped,
                 "not_read": self.not_read}
 
 
@@ -156,7 +159,18 @@ def run_started(summary: ProtectSummary) -> ProgressEvent:
 
 def file_finished(result: FileResult) -> ProgressEvent:
     """One event per file, in the order files finish (``data``: its result)."""
-    return step("file", "files", f"{result.status} {PurePosixPath(str(result.source)).name}", result)
+    return step("file", "files", f"{result.status} {shown_path(result.source)}", result)
+
+
+def shown_path(source: Path | str) -> str:
+    """A file as a progress line names it: relative to the working folder when inside it,
+    else whole (a base name alone is ambiguous in nested folders: 2023/a.jpg, 2024/a.jpg)."""
+    if isinstance(source, str):
+        return source  # an object's URI
+    try:
+        return source.relative_to(Path.cwd()).as_posix()
+    except (ValueError, OSError):  # outside the working folder, or no working folder
+        return str(source)
 
 
 def result_recorder(summary: ProtectSummary, emit: ProgressCallback) -> Callable[[FileResult], None]:

@@ -6,7 +6,8 @@ and protects one image per call, the way ``segue protect`` protects each file.
     safe = protector.protect(image, identity="Ada Lovelace")
     cloaking = Protector(cloak=CloakConfig())     # also against three face networks (segue[cloak])
 
-``image`` may be a PIL image, a numpy array (H x W x 3 or H x W x 4 uint8, or H x W
+``image`` may be a PIL image (not mode F: a float image's range is not stated, so it is
+refused), a numpy array (H x W x 3 or H x W x 4 uint8, or H x W
 gray), the bytes of an image file, or a path; what comes back is of the same kind (bytes
 of the same format for bytes; a PIL image for a path, which is never written to). EXIF
 orientation is applied, transparency kept, colour profiles converted to sRGB, black-and-
@@ -156,6 +157,10 @@ def _load(image: ImageLike, max_pixels: int) -> LoadedImage:
     if isinstance(image, (str, Path)):
         return load_image(Path(image), max_pixels)
     if isinstance(image, Image.Image):
+        if image.mode == "F":  # 0..1 and 0..255 both occur: guessing would clip one of them to white or black
+            raise InputError("cannot protect a floating-point PIL image (mode 'F'): its range (0..1 or 0..255) is "
+                             "not stated", "convert it to 8-bit first, e.g. Image.fromarray((np.asarray(image) * 255)"
+                             ".round().clip(0, 255).astype(np.uint8)) for values in 0..1")
         buffer = io.BytesIO()
         try:  # lossless, mode kept: PNG holds the usual modes, TIFF the others (CMYK, float, 16-bit...)
             image.save(buffer, format="PNG" if image.mode in _PNG_MODES else "TIFF")

@@ -12,6 +12,7 @@ partial file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import posixpath
@@ -152,6 +153,19 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_sha256(path: Path | str) -> str:
+    """:func:`file_sha256` of a model file, which opening a model reads up to five times
+    (its card's pin, its twin's, the backend's record): hashed once a process for the file's
+    current size and times."""
+    info = os.stat(path)
+    return _hashed_once(os.path.realpath(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _hashed_once(path: str, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def _umask() -> int:

@@ -467,8 +467,11 @@ def _library(call: Callable[[object], object], says: str) -> Callable[[Path], No
 def _library_float_image(tmp: Path) -> None:
     from segue_cli import Protector
 
+    from segue_cli.errors import InputError
+
     image = Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.float32), "F")
-    assert Protector().protect(image, identity="x").size == (40, 40)
+    with pytest.raises(InputError, match="range"):  # 0..1 or 0..255: a guess would clip one of them (issue 43)
+        Protector().protect(image, identity="x")
 
 
 def _library_lossy_warns(tmp: Path) -> None:
@@ -640,7 +643,8 @@ CASES: list[Case] = [
           ("a list", [1, 2, 3], {"identity": "x"}, "cannot protect a list"),
           ("a float array", np.zeros((32, 32, 3)), {"identity": "x"}, "must be uint8"),
           ("..., image_format='gif'", PIXELS, {"identity": "x", "image_format": "gif"}, "unknown image_format")]],
-    Case("library types", "a mode-F (float) PIL image", "protected (converted to 8-bit)", _library_float_image),
+    Case("library types", "a mode-F (float) PIL image", "refused: its range is not stated; the hint converts it",
+         _library_float_image),
     Case("library types", "JPEG bytes in, JPEG bytes out", "a SegueWarning with the CLI's words", _library_lossy_warns),
     Case("global state", "threads loading images with different --max-pixels at once",
          "each limit holds for its caller; Pillow's MAX_IMAGE_PIXELS never changes", _bomb_check_leaves_pillow_alone),

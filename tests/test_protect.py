@@ -320,7 +320,7 @@ def write_bad_tree(root: Path) -> dict[str, str]:
     Image.fromarray((np.asarray(face(5).convert("L"), dtype=np.uint16) * 257)).save(good / "deep16.png")
     frames = [face(i) for i in range(3)]
     frames[0].save(good / "animated.gif", save_all=True, append_images=frames[1:], duration=100)
-    face(6).save(good / "disk full.png")  # written fine by the real writer; the test fills the disk for it
+    face(6).save(good / "disk fails.png")  # written fine by the real writer; the test fails the disk for it
     bad = root / "bad"
     bad.mkdir()
     jpeg = (good / "plain.jpg").read_bytes()
@@ -336,7 +336,7 @@ def write_bad_tree(root: Path) -> dict[str, str]:
     return {
         "bad/half.jpg": "truncated", "bad/cut short.png": "truncated", "bad/garbled.jpg": "not a readable image",
         "bad/empty.png": "empty file", "bad/notes.jpg": "not a readable image", "bad/bomb.png": "exceeds the limit",
-        "bad/loop.jpg": "cannot open", "good/disk full.png": "No space left on device",
+        "bad/loop.jpg": "cannot open", "good/disk fails.png": "Input/output error",
     }
 
 
@@ -345,13 +345,13 @@ def test_bad_input_tree_runs_to_the_end_with_the_right_report(tmp_path, tiny_gen
     expected_failures = write_bad_tree(root)
     real_write = Path.write_bytes
 
-    def disk_fills_up(self, data):  # writes half a file, then the disk is full
-        if "disk full" in self.name:
+    def disk_fails(self, data):  # writes half a file, then the disk fails (a full disk stops the run: test_newcomer)
+        if "disk fails" in self.name:
             real_write(self, data[:12])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_write(self, data)
 
-    monkeypatch.setattr(Path, "write_bytes", disk_fills_up)
+    monkeypatch.setattr(Path, "write_bytes", disk_fails)
     before = tree_digest(root)
     out = tmp_path / "out"
     result = runner.invoke(app, ["protect", str(root), "--out", str(out), "--model", str(tiny_generator_path),
@@ -371,7 +371,7 @@ def test_bad_input_tree_runs_to_the_end_with_the_right_report(tmp_path, tiny_gen
     assert "first frame" in " ".join(files["good/animated.gif"]["notes"])
     assert summary["failed"] == len(expected_failures) and summary["written"] == len(written)
     assert tree_digest(root) == before
-    assert not (out / "good" / "disk full.png").exists()
+    assert not (out / "good" / "disk fails.png").exists()
     assert not [p for p in out.rglob("*.tmp")], "no temp files left behind"
     alpha_in = np.asarray(Image.open(root / "good" / "alpha.png"))[:, :, 3]
     alpha_out = np.asarray(Image.open(out / "good" / "alpha.png"))

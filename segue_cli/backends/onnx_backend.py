@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..storage import file_sha256
+from ..storage import model_sha256
 from ..devices import DEVICE_CHOICES
 from ..errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata
@@ -101,7 +101,7 @@ class OnnxBackend:
             image_size=self.metadata.image_size,
             code_bits=self.metadata.code_bits,
             model_sha256=self.metadata.source_sha256,
-            file_sha256=file_sha256(path),
+            file_sha256=model_sha256(path),
             decoys=self.metadata.decoys,
         )
 

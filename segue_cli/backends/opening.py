@@ -12,7 +12,8 @@ import numpy as np
 
 from ..artifacts import MODELS_DIR, read_metadata, resolve_model_path, untrained_reason
 
-from ..storage import file_sha256
+from ..storage import model_sha256
+from ..devices import check_device
 from ..errors import ArtifactError, ConfigError
 from . import BACKEND_CHOICES, BACKENDS
 from .base import PerturbationBackend
@@ -37,7 +38,7 @@ def shipped_sha256(path: Path) -> str | None:
 def verify_shipped(path: Path) -> None:
     """Refuse a shipped model file whose bytes are not the ones its model card names."""
     pinned = shipped_sha256(path)
-    if pinned is not None and file_sha256(path) != pinned:
+    if pinned is not None and model_sha256(path) != pinned:
         raise ArtifactError(f"{path} does not match the sha256 its model card pins ({pinned[:12]}...)",
                             "the shipped model was changed or corrupted: reinstall segue")
 
@@ -46,7 +47,7 @@ def _card_pins_both(checkpoint: Path, twin: Path) -> bool:
     """Whether ``checkpoint`` and ``twin`` are one shipped model's two files, each with the
     bytes its model card pins."""
     pins = shipped_sha256(checkpoint), shipped_sha256(twin)
-    return None not in pins and (file_sha256(checkpoint), file_sha256(twin)) == pins
+    return None not in pins and (model_sha256(checkpoint), model_sha256(twin)) == pins
 
 
 def exported_twin(checkpoint: Path) -> tuple[Path | None, str | None]:
@@ -65,7 +66,7 @@ def exported_twin(checkpoint: Path) -> tuple[Path | None, str | None]:
     if importlib.util.find_spec("torch") is None:
         return None, (f"{twin} lies beside the checkpoint but cannot be checked against it without torch; "
                       "pass the .onnx file itself to run it, or install segue[train]")
-    problem = _probe_disagreement(checkpoint, twin, file_sha256(checkpoint), file_sha256(twin))
+    problem = _probe_disagreement(checkpoint, twin, model_sha256(checkpoint), model_sha256(twin))
     if problem:
         return None, f"{twin} does not reproduce {checkpoint.name} ({problem}): ran the checkpoint instead"
     return twin, None
@@ -106,8 +107,11 @@ def _probe_disagreement(checkpoint: Path, twin: Path, checkpoint_sha256: str, tw
 def _runs_on_cpu(device: str) -> bool:
     """Whether ``device`` means the CPU, without importing torch where no NVIDIA GPU is
     present (the CUDA device node is the cheap sign): torch costs seconds and ~700 MiB,
-    and on a CPU the ONNX twin does the work."""
-    if device == "cpu":
+    and on a CPU the ONNX twin does the work. Without torch (the core install) the twin is
+    the only way to run the model: ONNX Runtime then says whether it has the CUDA asked for."""
+    import importlib.util  # noqa: PLC0415
+
+    if device == "cpu" or importlib.util.find_spec("torch") is None:
         return True
     if device == "auto" and not Path("/dev/nvidiactl").exists():
         return True
@@ -129,6 +133,7 @@ def open_backend(
     """
     if backend not in BACKEND_CHOICES:
         raise ConfigError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKEND_CHOICES)}")
+    check_device(device)
     path = resolve_model_path(model)
     verify_shipped(path)
     is_onnx = path.suffix.lower() == ".onnx"

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..artifacts import load_generator
 
-from ..storage import file_sha256
+from ..storage import model_sha256
 from .base import BackendInfo
 
 
@@ -30,7 +30,7 @@ class TorchBackend:
             image_size=meta.image_size,
             code_bits=meta.code_bits,
             model_sha256=meta.content_sha256,
-            file_sha256=file_sha256(model_path),
+            file_sha256=model_sha256(model_path),
             decoys=int(meta.architecture.get("decoys", 0)),
         )
 

@@ -34,11 +34,18 @@ def export(
     from ..extras import require
 
     require("export")
+
+    def say(stage: str) -> None:
+        # A plain line per stage, on a terminal or in a log: the run takes tens of seconds
+        # (torch's import, the export, then the parity check) and must not look hung.
+        if not json_output:
+            stderr_console.print(f"export: {stage}", highlight=False, markup=False)
+
+    say("loading torch")
     from ..export import ExportConfig, export_model
 
     config = ExportConfig(out=out, model=model, fp16=fp16, opset=opset, overwrite=overwrite)
-    with stderr_console.status("exporting") as status:
-        result = export_model(config, on_stage=lambda stage: status.update(stage))
+    result = export_model(config, on_stage=say)
     if json_output:
         print_json(result.to_dict())
         return

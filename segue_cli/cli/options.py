@@ -11,7 +11,9 @@ DeviceOption = Annotated[
     str, typer.Option("--device", help="Where to run: auto (CUDA when present, else CPU), cpu or cuda.")
 ]
 JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print stable machine-readable JSON on stdout instead of human text.")
+    bool, typer.Option("--json", help="Print stable machine-readable JSON Lines on stdout (one JSON object a "
+                       "line) instead of human text; an error is one object too: {\"type\": \"error\", \"error\", "
+                       "\"hint\", \"exit_code\"}.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed; the same seed on the same machine repeats a run.")]
 ModelOption = Annotated[

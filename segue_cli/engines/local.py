@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..backends.base import PerturbationBackend
-from ..errors import InputError
+from ..errors import InputError, disk_full, is_disk_full
 from ..imageio import LoadedImage
 from ..job import FileResult, Job, PlannedFile
 from ..photo.compose import decode_photo, encode_protected, failure_reason, generator_failure, write_failure
@@ -180,6 +180,8 @@ def _encode(job: _Job, config: Any, epsilon: float) -> FileResult:
         data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)
         written = write_bytes(planned.output, data)
     except Exception as exc:  # noqa: BLE001
+        if is_disk_full(exc):  # every later write would fail the same way: the run stops (protect.planner)
+            raise disk_full(planned.output.reported, exc) from exc  # type: ignore[arg-type]
         reason = write_failure(exc, planned.source.reported, planned.output.reported)
         return FileResult.of(planned, "failed", reason, notes=tuple(notes), **done)
     return FileResult.of(planned, "written", notes=tuple(notes), written=written, **done)

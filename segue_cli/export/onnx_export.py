@@ -197,7 +197,7 @@ def export_model(config: ExportConfig, on_stage: Callable[[str], None] | None = 
 
     def write_checked(tmp: Path) -> None:
         onnx.save_model(proto, str(tmp))
-        stage("checking parity with PyTorch")
+        stage(f"checking parity with PyTorch on {len(PARITY_SIZES) + 1} sizes (the longest step)")
         parity.extend(check_parity(tmp, loaded.model, config.tolerance))
 
     atomic_write(out, write_checked)

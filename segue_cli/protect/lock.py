@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import OutputError
+from ..errors import OutputError, disk_full, is_disk_full
 
 LOCK_FILE = ".segue-lock"
 
@@ -25,6 +25,8 @@ def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
             out_dir.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+", encoding="utf-8")
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(out_dir, exc) from exc
             raise OutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc} ({path})",
                               "check its permissions (a read-only folder cannot hold protected photos), "
                               "or pass another --out") from exc

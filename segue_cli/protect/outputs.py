@@ -7,7 +7,8 @@ repeats them for users):
   ``<root>-protected``. OUT may not be or lie inside a folder INPUT, no output may be an
   input, and two inputs that would share an output are never merged (the second fails).
 * OUT is one tree: ``.segue-output`` marks it, ``.segue-protect.json`` records what made
-  each output, and ``.segue-lock`` holds it for one run at a time. A run whose OUT lies
+  each output (``.segue-protect.journal`` notes each output as it is written, until the
+  record is saved: ``journal``), and ``.segue-lock`` holds it for one run at a time. A run whose OUT lies
   inside another run's tree, or holds one, is refused: two records would each claim the
   other's files. No output is written through a symlink that leads out of OUT.
 * Done means: the record names the output, the output's size and sha256 are the ones
@@ -32,14 +33,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from ..errors import OutputError
+from ..errors import OutputError, disk_full, is_disk_full
 from ..formats import OUTPUT_FORMATS
 from ..job import FileResult, PlannedFile
 from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
+from . import journal
 from .inputs import OUTPUT_MARKER, InputFile, InputSet
 from .lock import LOCK_FILE, locked_out_dir
 
 SETTINGS_FILE = ".segue-protect.json"
+INPUT_CHANGED = "its input changed since its output was made: redone"
 MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
 
 
@@ -174,6 +177,8 @@ class OutputTree:
         if not (isinstance(record, dict) and all(isinstance(record.get(key), dict) for key in ("settings", "outputs"))):
             raise self._corrupt(where, "it is not a segue settings record")
         self.record = record
+        if self.out.local:
+            journal.replay(self.out, record["outputs"])
 
     def _corrupt(self, where: Location, problem: str) -> OutputError:
         return OutputError(f"the settings record {where.uri} is corrupt ({problem})",
@@ -215,7 +220,7 @@ class OutputTree:
                     item = replace(item, status="todo", reason="its output is not the file segue wrote (truncated, "
                                    "replaced or unfinished): redone")
                 elif self._input_changed(item, entry.get("input"), fingerprints):
-                    item = replace(item, status="todo", reason="its input changed since its output was made: redone")
+                    item = replace(item, status="todo", reason=INPUT_CHANGED)
             checked.append(item)
         if stale:
             changes = settings_changes(self.record["settings"].get(stale[0], {}), settings)
@@ -266,6 +271,8 @@ class OutputTree:
             yield
 
     def _unwritable(self, exc: OSError) -> OutputError:
+        if is_disk_full(exc):
+            return disk_full(self.label, exc)
         return OutputError(f"cannot write to the output folder {self.label}: {exc.strerror or exc}",
                            "check its permissions and free space, or pass another --out")
 
@@ -294,17 +301,37 @@ class OutputTree:
         """A finished file: a written one's size and sha256 go into the record (saved every
         so often, and at the end)."""
         if result.status == "written" and result.written is not None:
-            entry = self.record["outputs"].get(self.key(planned))
+            key = self.key(planned)
+            entry = self.record["outputs"].get(key)
             if isinstance(entry, dict):
                 entry["output"] = {"size": result.written[0], "sha256": result.written[1]}
                 self._dirty += 1
-                if self._dirty >= 64:
-                    self.save()
+                try:
+                    if self.out.local:
+                        journal.append(self.out, key, entry["output"])  # known at once, whatever happens next
+                    if self._dirty >= 64:
+                        self.save()
+                except OSError as exc:
+                    if is_disk_full(exc):
+                        raise disk_full(self.label, exc) from exc
+                    raise
+
+    def mark_stale(self, result: FileResult, planned: PlannedFile) -> FileResult:
+        """A changed input that now fails (corrupted in place): its earlier output, still in
+        OUT and looking valid, no longer matches it. The result and the record say so."""
+        entry = self.record["outputs"].get(self.key(planned))
+        if planned.reason != INPUT_CHANGED or result.status != "failed" or not isinstance(entry, dict):
+            return result
+        entry["stale"] = "made from an earlier version of its input, which changed and now fails"
+        return replace(result, reason=f"{result.reason}; its earlier output {planned.output.uri} is stale (made from "
+                       "this photo before it changed): delete it, or protect a good copy of the photo")
 
     def save(self) -> None:
         text = json.dumps(self.record, indent=1, sort_keys=True) + "\n"
         write_bytes(self.out.join(SETTINGS_FILE), text.encode("utf-8"))
         self._dirty = 0
+        if self.out.local:
+            journal.clear(self.out)
 
     def remove_stale_temps(self, planned: list[PlannedFile]) -> list[str]:
         """Delete the temp files (``.NAME.XXXXXXXX.tmp``, see ``storage.atomic_write``) that a

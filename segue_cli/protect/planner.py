@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from .. import __version__
 from ..backends.base import PerturbationBackend, at_strength
 from ..backends.opening import open_backend
-from ..errors import ConfigError
+from ..errors import ConfigError, DiskFullError, is_disk_full
 from ..imageio import IMAGE_EXTENSIONS
 from ..job import MAX_NAMED, FileResult, Job, ProtectSummary, engines, result_recorder, run_started
 from ..photo.plans import Planner, default_planner
@@ -99,19 +99,43 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
         by_output = {str(item.output.reported): item for item in job.files}
         record = result_recorder(summary, emit)
 
+        stale_outputs: list[str] = []
+
         def finish(result: FileResult) -> None:
-            tree.note(result, by_output[str(result.output)])
-            record(result)
+            item = by_output[str(result.output)]
+            marked = tree.mark_stale(result, item)
+            if marked is not result:
+                stale_outputs.append(str(item.output.uri))
+            tree.note(marked, item)
+            record(marked)
 
         started = time.perf_counter()
         try:
             engine.run(job, finish)
+        except DiskFullError as exc:  # stop at the first: the summary says what was written, the re-run does the rest
+            left = summary.total - summary.written - summary.skipped - summary.failed
+            summary.stopped = f"{exc.message}: stopped with {left} photo(s) not done; {exc.hint}"
         finally:
             if any(item.status == "todo" for item in job.files):
-                tree.save()
+                _save(tree, summary)
             tree.remove_stale_temps(job.files)  # what a worker killed mid-write left
         summary.seconds = time.perf_counter() - started
+    if stale_outputs:
+        named = ", ".join(stale_outputs[:MAX_NAMED]) + (
+            f" and {len(stale_outputs) - MAX_NAMED} more" if len(stale_outputs) > MAX_NAMED else "")
+        summary.warnings.append(f"{len(stale_outputs)} output(s) are stale: made from inputs that changed since and now fail "
+                                f"(each failure says which); delete them or protect good copies: {named}")
     return summary
+
+
+def _save(tree: OutputTree, summary: ProtectSummary) -> None:
+    """The record, saved at the end; on a full disk its journal already holds every output
+    written (``journal``), so the re-run still knows them."""
+    try:
+        tree.save()
+    except OSError as exc:
+        if not (is_disk_full(exc) and summary.stopped):
+            raise
 
 
 def _warn(summary: ProtectSummary, config: ProtectConfig, inputs: InputSet) -> None:

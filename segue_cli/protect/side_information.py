@@ -65,8 +65,19 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
     if not name:
         raise ConfigError(f"cannot name a default identity after {inputs.root.uri}", "pass --identity NAME")
     code = space.identity(name)
-    return SideInformation(f"identity {name!r} (code {code}{space.of_decoys()}), the default: the input folder's name; "
-                           "pass --identity NAME to choose it", f"identity {name}", lambda planned: code)
+    where = {"folder": "the input folder", "file": "the folder the file is in"}.get(inputs.kind, "the input's folder")
+    return SideInformation(default_identity(name, f"code {code}{space.of_decoys()}", where), f"identity {name}",
+                           lambda planned: code)
+
+
+def default_identity(name: str, code: str, where: str, one_photo: bool = False) -> str:
+    """The one line that says a run took its identity from a folder's name, and how to
+    change it: a silent default would protect a family's photos as one person."""
+    if one_photo:
+        return (f"identity {name!r} ({code}): the default, the name of {where}. Pass --identity NAME for the "
+                "person the photo shows")
+    return (f"identity {name!r} ({code}) for every photo: the default, the name of {where}. Pass --identity NAME "
+            "for the person the photos show, or --by-folder when each sub-folder holds one person")
 
 
 def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: str) -> dict[str, Any]:
