@@ -157,7 +157,9 @@ def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webfa
     assert len(files) == 2 and all(r["details"]["cloak_similarity"] < 0.97 for r in files)
     summary = records[-1]
     assert "identity cloak" in summary["protection"]
-    assert summary["cloaked"] == 2 and summary["cloak_no_face"] == sum(not r["details"]["cloak_face_found"] for r in files)
+    assert summary["cloak_no_face"] == sum(not r["details"]["cloak_face_found"] for r in files)
+    assert summary["cloaked"] + summary["cloak_no_face"] == 2
+    assert summary["cloak_networks"] == ["dlib", "faceplugin", "mobilefacenet"]
     for index in range(2):
         written = np.asarray(Image.open(out / "ada" / f"{index}.png").convert("RGB"))
         assert levels_moved(written, webface_crop(webface10, 4, index)) <= 8
@@ -171,6 +173,32 @@ def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak-steps", "5"])
     assert result.exit_code == 2
     assert "--cloak-steps apply with --cloak only" in result.output
+
+
+def test_cloak_networks_and_target_are_checked_at_the_edge(tmp_path):
+    for option, value in (("--cloak-networks", "dlib"), ("--cloak-target", "none")):
+        result = CliRunner().invoke(app, ["protect", str(tmp_path), option, value])
+        assert result.exit_code == 2 and f"{option} apply with --cloak only" in result.output
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-target", "someone"])
+    assert result.exit_code == 2 and "--cloak-target must be one of example, none" in result.output
+
+
+def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface10):
+    """Target "example" moves every photo toward the shipped portrait's face in every network;
+    a photo of that face itself is only pushed away from itself (pulling it toward itself
+    would undo the cloak)."""
+    from segue_cli.imageio import load_image
+    from segue_cli.photo.cloak import EXAMPLE_TARGET
+
+    targeted, plain = IdentityCloak(CloakConfig(steps=6)), IdentityCloak(CloakConfig(steps=6, target="none"))
+    assert targeted.target is not None and plain.target is None
+    clean = webface_crop(webface10, 5)
+    toward = {name: targeted.descriptors(cloaked.pixels) for name, cloaked in
+              (("targeted", targeted.cloak(clean, clean, EPSILON)), ("plain", plain.cloak(clean, clean, EPSILON)))}
+    for network, target in targeted.target.items():
+        assert float(toward["targeted"][network] @ target) > float(toward["plain"][network] @ target) + 0.05
+    astronaut = load_image(EXAMPLE_TARGET).rgb
+    assert targeted.cloak(astronaut, astronaut, EPSILON).similarity < 0.9
 
 
 def test_cloak_split_is_checked_and_recorded(tmp_path, webface10):
