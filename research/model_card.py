@@ -160,6 +160,7 @@ def main() -> None:
         "evaluations": rows,
         "embedding_attacker": embedding_rows,
         "cloak": cloak_figures(evals, runs, previous),
+        "ensemble_cloak": (previous or {}).get("ensemble_cloak"),  # research/ensemble_cloak_figures.py writes it
         "people_never_seen": unseen_figures(evals, previous),
         "strength_presets": preset_figures(evals, runs, previous, meta.epsilon, portraits),
     }

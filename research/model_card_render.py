@@ -7,6 +7,8 @@ from pathlib import Path
 import json
 from typing import Any
 
+from research.ensemble_cloak_render import render_ensemble_cloak
+
 from segue_cli.choices import DEFAULT_STRENGTH
 
 CHANCE_ACCURACY = 10.0  # WebFace10: 10 identities
@@ -69,10 +71,11 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
         "**Does not protect against, on its own:** matching with a face-recognition network trained elsewhere (how most",
         "deployed face recognition works). The protected photos are enrolled with a pretrained face network and",
         "the person's clean test photos are matched against them (clean-test accuracy %, chance 10%), with two",
-        "networks: dlib's 128-d ResNet (`segue evaluate --arch embedding-dlib`), the one `--cloak` is made",
-        "against, and OpenCV Zoo's SFace (`--arch embedding-sface`), which nothing in segue is optimised against:", "",
+        "networks: dlib's 128-d ResNet (`segue evaluate --arch embedding-dlib`), the one issue 17's cloak (last",
+        "column) is made against, and OpenCV Zoo's SFace (`--arch embedding-sface`), which nothing in segue is",
+        "optimised against:", "",
         "| network | counter-measure | matcher | clean photos enrolled | protected, labels | protected, hashed names "
-        "| protected with `--cloak`, hashed names |",
+        "| protected with the dlib-only cloak, hashed names |",
         "|---|---|---|---|---|---|---|",
     ]
     if not rows:
@@ -85,7 +88,8 @@ def render_threat_model(card: dict[str, Any]) -> list[str]:
                   f"`{CLOAK_COMMAND}`.", ""]
     without = next((row["protected"] for row in card["evaluations"]
                     if (row["variant"], row["arch"], row["attack"]) == ("hashed", "resnet18", "none")), None)
-    return (lines + render_cloak(card.get("cloak"), without) + render_never_seen(card.get("people_never_seen") or {})
+    return (lines + render_cloak(card.get("cloak"), without) + render_ensemble_cloak(card.get("ensemble_cloak"))
+            + render_never_seen(card.get("people_never_seen") or {})
             + render_presets(card.get("strength_presets") or {}))
 
 
@@ -154,12 +158,12 @@ CLOAK_COMMAND = ("python research/p112.py --variant hashed --cloak 10 --out runs
 
 def render_cloak(cloak: dict[str, Any] | None, without: dict[str, Any] | None) -> list[str]:
     """``without``: the from-scratch figure of the same model and names without ``--cloak``."""
-    lines = ["**What a user can do about it:** `segue protect --cloak` (docs/protect.md) adds to this model's",
-             "perturbation a cloak made for each photo against dlib's network, within the same 8/255: the last",
-             "column above. It is a per-photo optimisation, Fawkes' route, about 0.6 s a photo on one CPU thread,",
-             "and it is **white box**: made against the very network that attacks here. Other face networks could",
-             "not be measured offline; cloaks of this kind are known to fall to newer or robust face networks, so",
-             "no protection against every existing network should be expected."]
+    lines = ["**What a user can do about it:** issue 17's cloak (now `segue protect --cloak --cloak-networks dlib",
+             "--cloak-target none`, docs/protect.md) adds to this model's perturbation a cloak made for each photo",
+             "against dlib's network, within the same 8/255: the last column above. It is a per-photo optimisation,",
+             "Fawkes' route, about 0.6 s a photo on one CPU thread, and it is **white box**: made against the very",
+             "network that attacks here, and SFace sees through it. The default `--cloak` is now made against three",
+             "networks at once: the next section."]
     if cloak and cloak.get("quality"):
         q = cloak["quality"]
         lines += ["", f"Image quality with `--cloak` (protected train photos at {q['size']} px): PSNR {q['psnr_db']:.2f} dB, "

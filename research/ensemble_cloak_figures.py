@@ -1,0 +1,93 @@
+"""The ensemble cloak's figures on the model card (issue 40): read the `segue evaluate` runs
+of the cloaked sets and of the clean sets, put them into models/segue-webface10-112.json
+under "ensemble_cloak" and re-render docs/model-card.md from that card.
+
+    python research/ensemble_cloak_figures.py \\
+        --set "webface10=WebFace10, hashed names=runs/p112-ens/hashed/eval=runs/clean-embed-WebFace10" \\
+        --set "lfw48=LFW48 (people no model saw), hashed names=runs/lfw-ens/hashed/eval=runs/clean-embed-LFW48" \\
+        --loo "faceplugin=runs/loo-faceplugin-eval" --speed runs/cloak-bench.jsonl
+
+Each --set is KEY=LABEL=CLOAKED_RUN=CLEAN_RUN: the cloaked run enrols the photos `segue protect
+--cloak` made (research/p112.py --cloak 10 with the embedding attackers), the clean run the
+originals (`segue evaluate --train-protected DATA/train --train-clean DATA/train ...`). Each
+--loo is LEFT_OUT=RUN: a set cloaked without that network (research/identity_cloak.py
+--networks), judged by it. --speed: the lines benchmarks/cloak_bench.py printed.
+The card's other sections are not touched (research/model_card.py keeps this entry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from research.model_card_render import render  # noqa: E402
+
+CARD = ROOT / "models" / "segue-webface10-112.json"
+JUDGE = "sface"
+# Issue 40's targets: recall (%) when enrolled on cloaked photos and matched on clean ones.
+TARGETS = {"judge": 30.0, "surrogate": 10.0, "ssim": 0.95, "photos_per_second": 0.5}
+
+
+def recalls(run: Path, people: list[str] | None = None) -> dict[tuple[str, str, str], float]:
+    """{(network, attack, matcher): accuracy %} of a run's embedding attackers (over ``people`` only, if given)."""
+    results = json.loads((run / "results.json").read_text())
+    figures = {}
+    for row in results["runs"]:
+        if row.get("kind") != "embedding":
+            continue
+        network, matcher = row["arch"].removeprefix("embedding-").split("/")
+        if people:
+            values = [row["per_identity"][p] for p in people if p in row["per_identity"]]
+            figures[(network, row["attack"], matcher)] = round(sum(values) / len(values), 1)
+        else:
+            figures[(network, row["attack"], matcher)] = round(row["final_accuracy"], 1)
+    return figures
+
+
+def set_figures(label: str, cloaked: Path, clean: Path) -> dict[str, Any]:
+    protected, originals = recalls(cloaked), recalls(clean)
+    quality = json.loads((cloaked / "results.json").read_text()).get("quality") or {}
+    rows = [{"network": network, "attack": attack, "matcher": matcher, "cloaked": value,
+             "clean": originals.get((network, attack, matcher)),
+             "target": TARGETS["judge"] if network == JUDGE else TARGETS["surrogate"]}
+            for (network, attack, matcher), value in sorted(protected.items(), key=lambda kv: (
+                kv[0][0] != JUDGE, kv[0][0], kv[0][1] != "none", kv[0][1], kv[0][2]))]
+    return {"label": label, "results": str(cloaked / "results.json"), "clean_results": str(clean / "results.json"),
+            "rows": rows, "quality": {k: quality.get(k) for k in ("psnr_db", "ssim", "tint_ciede2000", "size")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", action="append", required=True, dest="sets")
+    parser.add_argument("--loo", action="append", default=[], help="LEFT_OUT=RUN[=PEOPLE,...]")
+    parser.add_argument("--speed", type=Path, default=None)
+    args = parser.parse_args()
+    card = json.loads(CARD.read_text())
+    figures: dict[str, Any] = {"judge": JUDGE, "targets": TARGETS, "sets": {}, "leave_one_out": [], "speed": []}
+    for item in args.sets:
+        key, label, cloaked, clean = item.split("=")
+        figures["sets"][key] = set_figures(label, Path(cloaked), Path(clean))
+    for item in args.loo:
+        left_out, run, *people = item.split("=")
+        chosen = people[0].split(",") if people else None
+        judged = recalls(Path(run), chosen)
+        figures["leave_one_out"].append({
+            "left_out": left_out, "results": str(Path(run) / "results.json"), "people": chosen,
+            "rows": [{"network": n, "matcher": m, "cloaked": v} for (n, a, m), v in sorted(judged.items()) if a == "none"]})
+    if args.speed and args.speed.is_file():
+        figures["speed"] = [json.loads(line) for line in args.speed.read_text().splitlines() if line.startswith("{")]
+    card["ensemble_cloak"] = figures
+    CARD.write_text(json.dumps(card, indent=2) + "\n")
+    (ROOT / "docs" / "model-card.md").write_text(render(card, Path("img/default-model-strip.png"),
+                                                        Path("img/default-model-portrait.png")))
+    print(json.dumps({"written": [str(CARD.relative_to(ROOT)), "docs/model-card.md"]}))
+
+
+if __name__ == "__main__":
+    main()
