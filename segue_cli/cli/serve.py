@@ -38,6 +38,8 @@ def serve(
     max_files: Annotated[int, typer.Option("--max-files", help="Most photos in one request.")] = 32,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse photos whose header declares more pixels than this (decompression bombs), before decoding: 422. Lower than segue protect's 100 MP: a server decodes what strangers send.")] = SERVE_MAX_PIXELS,
     time_budget: Annotated[float, typer.Option("--time-budget", help="Seconds of protection one request may take once its photos are in; past it, 413.")] = 120.0,
+    client_timeout: Annotated[float, typer.Option("--client-timeout", help="Seconds a client may pause while it sends a request's head or body; past it, 408 and the connection closed.")] = 10.0,
+    connections_per_client: Annotated[int, typer.Option("--connections-per-client", help="Connections one client address may hold open at once; more are answered 503 and closed.")] = 64,
     token: Annotated[Optional[str], typer.Option("--token", help="A secret every request must send (Authorization: Bearer TOKEN); at least 16 characters. Also read from SEGUE_SERVE_TOKEN.", envvar="SEGUE_SERVE_TOKEN")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option("--cors-origin", help="A web origin (https://example.org) whose pages may call the API from a browser; repeatable. Default: none (CORS off: requests from other sites get 403).")] = None,
     allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="A host name the server answers to besides localhost, IP addresses and --host (others get 421: DNS rebinding); repeatable.")] = None,
@@ -46,25 +48,27 @@ def serve(
     json_output: JsonOption = False,
 ) -> None:
     try:
-        _serve(host, port, workers, threads, queue, max_upload_mb, max_files, max_pixels, time_budget, token,
-               tuple(cors_origin or ()), tuple(allow_host or ()), model, device, json_output)
+        limits = {"max_upload_mb": max_upload_mb, "max_files": max_files, "max_pixels": max_pixels,
+                  "time_budget_s": time_budget, "head_timeout_s": client_timeout, "body_timeout_s": client_timeout,
+                  "connections_per_client": connections_per_client}
+        _serve(host, port, workers, threads, queue, limits, token, tuple(cors_origin or ()), tuple(allow_host or ()),
+               model, device, json_output)
     except SegueError as exc:
         if json_output:
             print_json({"event": "error", "error": exc.message, "hint": exc.hint})
         raise
 
 
-def _serve(host: str, port: int, workers: int, threads: int, queue: int, max_upload_mb: float, max_files: int,
-           max_pixels: int, time_budget: float, token: str | None, cors_origins: tuple[str, ...],
-           allowed_hosts: tuple[str, ...], model: str | None, device: str, json_output: bool) -> None:
+def _serve(host: str, port: int, workers: int, threads: int, queue: int, limits: dict[str, Any], token: str | None,
+           cors_origins: tuple[str, ...], allowed_hosts: tuple[str, ...], model: str | None, device: str,
+           json_output: bool) -> None:
     from ..extras import require
 
     require("serve")
     from ..serve.config import ServeConfig
 
-    config = ServeConfig(host=host, port=port, workers=workers, threads=threads, queue=queue, max_upload_mb=max_upload_mb,
-                         max_files=max_files, max_pixels=max_pixels, time_budget_s=time_budget, token=token,
-                         cors_origins=cors_origins, allowed_hosts=allowed_hosts, model=model, device=device)
+    config = ServeConfig(host=host, port=port, workers=workers, threads=threads, queue=queue, token=token,
+                         cors_origins=cors_origins, allowed_hosts=allowed_hosts, model=model, device=device, **limits)
     if config.exposed_without_token:
         stderr_console.print(f"[yellow]warning:[/] listening on {host} without --token: anyone who can reach this "
                              "address can use the server", highlight=False)
