@@ -325,7 +325,7 @@ def _trim_memory() -> None:
 
     name = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(name).malloc_trim(0)  # type: ignore[union-attr]
+        ctypes.CDLL(name).malloc_trim(0)
     except (OSError, AttributeError, TypeError):  # not glibc: nothing to do
         pass
 

@@ -22,17 +22,13 @@ import ipaddress
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import ServeConfig
 
 log = logging.getLogger("segue.serve")
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 CLOSING_STATUSES = (408, 413)  # answered before the body was read: the rest of it must not be taken as a request
