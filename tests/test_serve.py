@@ -224,6 +224,14 @@ def server():
     process.wait(10)
 
 
+def test_the_banner_names_the_address_it_binds(server):
+    """Issue 43: it said localhost while binding 127.0.0.1."""
+    url, port, process = server
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    assert f"the page at http://127.0.0.1:{port}/ " in banner and "localhost" not in banner
+
+
 @pytest.mark.slow
 def test_a_huge_or_abandoned_upload_does_not_hurt_the_others(server, photo):
     import httpx

@@ -321,6 +321,25 @@ def test_bytes_being_received_are_bounded_on_their_own():
     budget.take(100)
     config = ServeConfig(threads=2, queue=3, max_upload_mb=1)
     assert config.receiving_bytes_at_most == 5 * 1024 * 1024
+    # Through the app: a stalled upload holds what it sent; the next body that would pass the bound is 503, closed.
+    app = create_app(ServeConfig(threads=1, queue=0, max_upload_mb=0.001, body_timeout_s=2), protector=StubProtector())
+
+    async def run() -> None:
+        import httpx
+
+        async def stalled():
+            yield b"\0" * 700
+            await asyncio.sleep(3)
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=LOCAL, timeout=10) as http:
+            slow = asyncio.create_task(http.post("/v1/protect?identity=A", content=stalled(),
+                                                 headers={"Content-Type": "image/png"}))
+            await asyncio.sleep(0.1)
+            other = await http.post("/v1/protect?identity=A", content=b"\0" * 700, headers={"Content-Type": "image/png"})
+            assert other.status_code == 503 and other.headers["connection"] == "close"
+            assert (await slow).status_code == 408
+
+    asyncio.run(run())
 
 
 # --- a real server on loopback ----------------------------------------------------------------

@@ -53,6 +53,7 @@ from .uploads import Busy, ByteBudget, Deadlines, UploadError, form_fields, pars
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 RETRY_AFTER_S = 1
 TRIM_AFTER_PIXELS = 4_000_000  # after a request this large, hand freed memory back to the system
+TRIM_DELAY_S = 1.0
 FAVICON = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")  # a 1-pixel GIF
 
 
@@ -60,9 +61,11 @@ def error(status: int, message: str, hint: str | None = None, headers: dict[str,
     return JSONResponse({"error": message, "hint": hint, "status": status}, status_code=status, headers=headers)
 
 
-def busy() -> JSONResponse:
+def busy(close: bool = False) -> JSONResponse:
+    """503; ``close`` when the body was left unread (the rest of it must not be read as a request)."""
+    headers = {"Retry-After": str(RETRY_AFTER_S), **({"Connection": "close"} if close else {})}
     return error(503, "the server is busy: every protection slot and queue place is taken",
-                 f"retry in {RETRY_AFTER_S} s", {"Retry-After": str(RETRY_AFTER_S)})
+                 f"retry in {RETRY_AFTER_S} s", headers)
 
 
 class Gate:
@@ -176,7 +179,7 @@ def create_app(config: ServeConfig, protector: Any = None) -> Any:
         except ClientDisconnect:  # gone mid-upload: nothing to answer, nothing kept
             return Response(status_code=400)
         except Busy:
-            return busy()
+            return busy(close=True)
         except UploadError as exc:
             return error(exc.status, *_upload_words(exc, config))
         if not upload.files:
@@ -230,10 +233,15 @@ def create_app(config: ServeConfig, protector: Any = None) -> Any:
         loop = asyncio.get_running_loop()
         pending = [f for f in running if not f.done()]
 
+        def trim_if_idle() -> None:
+            if gate.inside == 0:
+                pool.submit(_trim_memory)
+
         def leave(_: Any = None) -> None:
             gate.leave(pixels)
             if pixels >= TRIM_AFTER_PIXELS and gate.inside == 0:
-                pool.submit(_trim_memory)
+                # Once the answer is sent and its bytes freed (a moment later), if nothing else came in.
+                loop.call_later(TRIM_DELAY_S, trim_if_idle)
 
         if not pending:
             leave()
