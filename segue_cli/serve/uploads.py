@@ -87,7 +87,8 @@ async def read_body(stream: AsyncIterator[bytes], declared: str | None, limit: i
     """The whole body, or TooLarge as soon as it (or its Content-Length) passes ``limit``,
     TooSlow when a chunk or the whole body is late, Busy when ``budget`` is spent. What
     this request holds of ``budget`` is added to ``held[0]``; the caller gives it back."""
-    if declared is not None and declared.strip().isdigit() and len(declared.strip()) < 20 and int(declared) > limit:
+    declared = (declared or "").strip()
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise TooLarge
     chunks, size = [], 0
     end = time.monotonic() + deadlines.total_s
