@@ -15,6 +15,7 @@ install 'segue[serve]'.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import asdict
@@ -87,8 +88,11 @@ def _serve(host: str, port: int, workers: int, threads: int, queue: int, limits:
     else:
         stderr_console.print(f"segue serve: the page at {url} , the API at {url}v1/protect, docs at {url}docs",
                              highlight=False)
+    # An idle keep-alive connection is closed after --client-timeout, past the 5 s for which
+    # common clients (httpx, requests) reuse one: equal timeouts race, and the request sent as
+    # the server closes is reset.
     options: dict[str, Any] = {"access_log": False, "log_level": "warning", "http": GuardedH11Protocol,
-                               "timeout_keep_alive": 5, "server_header": False}
+                               "timeout_keep_alive": math.ceil(config.head_timeout_s), "server_header": False}
     if workers == 1:
         from ..serve.app import create_app
 

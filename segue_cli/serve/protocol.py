@@ -9,12 +9,15 @@ JSON. The settings are class attributes, set once per worker process by :func:`c
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .guards import SECURITY_HEADERS, error_body
+
+log = logging.getLogger("segue.serve")
 
 
 def _raw_answer(status: int, reason: str, message: str, hint: str) -> bytes:
@@ -34,6 +37,7 @@ class GuardedH11Protocol(H11Protocol):
         self.counted = self.client[0] if self.client else ""
         self.open_by_client[self.counted] = self.open_by_client.get(self.counted, 0) + 1
         if self.open_by_client[self.counted] > self.connections_per_client:
+            log.warning("connection refused: one address over %d connections", self.connections_per_client)
             transport.write(_raw_answer(503, "Service Unavailable", "too many connections from one address",
                                         f"keep at most {self.connections_per_client} connections open at once"))
             transport.close()
@@ -79,6 +83,7 @@ class GuardedH11Protocol(H11Protocol):
         self.head_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
+        log.info("connection closed: no request head within %g s", self.head_timeout_s)
         if self.head_started:  # half a head: say why; a connection that sent nothing is just closed
             self.transport.write(_raw_answer(408, "Request Timeout", "the request's head did not arrive in time",
                                              f"send the whole request head within {self.head_timeout_s:g} s"))
