@@ -269,6 +269,7 @@ def test_the_page_protects_a_photo_in_a_real_browser(server, photo, tmp_path):
     url, _, _ = server
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1000"):
@@ -294,6 +295,13 @@ def test_the_page_protects_a_photo_in_a_real_browser(server, photo, tmp_path):
         assert browser.find_element(By.ID, "drop").get_attribute("tabindex") == "0"
         if os.environ.get("SEGUE_SCREENSHOT"):
             browser.save_screenshot(os.environ["SEGUE_SCREENSHOT"])
+        # The page runs under its Content-Security-Policy with nothing refused (issue 44) ...
+        refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+        assert not refused, refused
+        # ... and takes ?token= out of the address bar once read (no history, no Referer).
+        browser.get(url + "/?token=a-token-from-a-link-1234")
+        WebDriverWait(browser, 10).until(lambda b: "token" not in b.current_url)
+        assert browser.current_url == url + "/"
     finally:
         browser.quit()
 
