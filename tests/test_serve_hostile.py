@@ -490,3 +490,12 @@ def test_logged_paths_are_escaped_and_carry_no_query(stub_client, caplog):
     lines = [record.getMessage() for record in caplog.records if record.name == "segue.serve"]
     assert lines and all("\n" not in line and "\x1b" not in line and "Ada" not in line for line in lines)
     assert "/x%0A2026-01-01%20segue.serve" in lines[-1]
+
+
+def test_a_start_up_error_is_json_and_exit_2_not_a_traceback():
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "segue_cli", "serve", "--port", str(port), "--model", "no-such-model",
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    line = json.loads(done.stdout)
+    assert line["event"] == "error" and "no-such-model" in line["error"] and line["hint"]

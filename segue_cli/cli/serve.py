@@ -74,6 +74,11 @@ def _serve(host: str, port: int, workers: int, threads: int, queue: int, limits:
         stderr_console.print(f"[yellow]warning:[/] listening on {host} without --token: anyone who can reach this "
                              "address can use the server", highlight=False)
     listening = bind(host, port)  # before anything is printed: a busy port is a clear error, not uvicorn's
+    try:
+        protector = _open_model(config)  # here, not in the server's start-up: a bad --model is exit 2, not a traceback
+    except BaseException:
+        listening.close()
+        raise
     import logging
 
     import uvicorn
@@ -96,13 +101,27 @@ def _serve(host: str, port: int, workers: int, threads: int, queue: int, limits:
     if workers == 1:
         from ..serve.app import create_app
 
-        server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
+        server = uvicorn.Server(uvicorn.Config(create_app(config, protector), **options))
         server.run(sockets=[listening])
         return
     listening.close()  # each worker process binds the port itself
     os.environ["SEGUE_SERVE_CONFIG"] = json.dumps(asdict(config))  # each worker process builds its app from it
     uvicorn.run("segue_cli.serve.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 **{**options, "http": "segue_cli.serve.protocol:GuardedH11Protocol"})
+
+
+def _open_model(config: Any) -> Any:
+    """The Protector of a one-process server; with --workers each worker opens its own, so
+    here the model is only found (a missing one is the same clear error)."""
+    if config.workers > 1:
+        from ..artifacts import resolve_model_path
+
+        resolve_model_path(config.model)
+        return None
+    from ..protector import Protector
+
+    # One thread per protection: the server's pool runs several at once, so more would oversubscribe.
+    return Protector(config.model, config.backend, config.device, "auto", config.detector, config.max_pixels, threads=1)
 
 
 def bind(host: str, port: int) -> socket.socket:
