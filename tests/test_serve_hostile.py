@@ -428,6 +428,7 @@ def test_34_stalled_uploads_leave_a_normal_request_served_within_2_s(server):
     (HEAD + b"Content-Length: 5000\r\n\r\n" + b"\x89PNG", b" 408 "),  # a Content-Length larger than the body
     (HEAD + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b" 400 "),  # smuggling-shaped
     (HEAD + b"Content-Length: 2147483648\r\n\r\n", b" 413 "),  # refused at once, and closed
+    (HEAD.replace(b"127.0.0.1", b"rebind.example") + b"Content-Length: 5000\r\n\r\n\x89PNG", b" 421 "),  # body unread
 ])
 def test_slow_or_smuggling_requests_are_answered_and_closed(server, sent, status):
     _, port, _ = server

@@ -6,11 +6,11 @@ middleware (no per-request task, unlike Starlette's ``@app.middleware``):
   127.0.0.1 (DNS rebinding) reads nothing;
 * cross-site requests: with CORS off, a foreign ``Origin`` or ``Sec-Fetch-Site: cross-site``
   (other than a link the user follows to the page) is 403, before any work is done;
-* a request with both Content-Length and Transfer-Encoding (request smuggling) is 400 and
-  its connection closed;
+* a request with both Content-Length and Transfer-Encoding (request smuggling) is 400;
 * the token (401), checked in constant time;
 * security headers on every answer (CSP, nosniff, frame-ancestors, no referrer, no-store),
-  and ``Connection: close`` on answers that leave a body unread (408, 413);
+  and ``Connection: close`` on answers that may leave a body unread (every refusal here,
+  408, 413);
 * one log line a request: method, escaped path, status, size and time; no query string
   (it may hold a name or the token), no file name.
 """
@@ -85,9 +85,8 @@ class Guard:
             nonlocal status, size
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in (b"server",)]
-                headers += self.headers
-                if status in CLOSING_STATUSES or refused_close:
+                headers = [*message.get("headers", []), *self.headers]
+                if status in CLOSING_STATUSES or refused:
                     headers.append((b"connection", b"close"))
                 size = next((v.decode() for k, v in headers if k.lower() == b"content-length"), "-")
                 message = {**message, "headers": headers}
@@ -95,7 +94,7 @@ class Guard:
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         problem = self.refusal(scope, headers)
-        refused_close = problem is not None and problem[0] == 400
+        refused = problem is not None  # answered without reading a body it may have: close after
         try:
             if problem is None:
                 await self.app(scope, receive, send_guarded)
