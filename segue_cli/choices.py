@@ -26,6 +26,9 @@ EMBEDDING_ATTACKER_NAMES = ("embedding-dlib", "embedding-sface", "embedding-face
 EMBEDDING_METHODS = ("ncm", "1nn", "linear")  # nearest class mean, nearest neighbour, logistic regression
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10000 x 10000 photo; raise with --max-pixels
+# segue serve's: lower, as a server decodes what strangers send (a 100 MP PNG of a few hundred
+# kB costs about 10 s and 1.5 GB); 40 MP takes any phone's photo and most cameras'.
+SERVE_MAX_PIXELS = 40_000_000
 
 # --strength: the share of the model's epsilon the generator's perturbation may use, and the
 # cloak's steps (--cloak). high is the model's full bound (8/255 for the shipped model);

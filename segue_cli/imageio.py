@@ -262,6 +262,19 @@ def load_image(path: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Load
                        source_format=source_format)
 
 
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file's header declares, read without decoding its pixels
+    (what a server weighs a request by before admitting it), or None when the header is
+    not a readable image's (decoding will then say why)."""
+    try:
+        _heif_support()
+        with _open_unchecked(io.BytesIO(data)) as opened:
+            width, height = opened.size
+            return int(width), int(height)
+    except Exception:  # noqa: BLE001 (any parse error means "unknown"; load_image words it)
+        return None
+
+
 def _open_unchecked(source: io.BytesIO | Path) -> Image.Image:
     """``Image.open`` without Pillow's decompression-bomb check, which reads the process-wide
     ``Image.MAX_IMAGE_PIXELS``: changing that global for one call would switch the check

@@ -27,11 +27,12 @@ from segue_cli.serve.config import ServeConfig  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "segue_cli" / "data" / "example-astronaut.png"
 TOKEN = "t0ken-for-the-tests-only"
+LOCAL = "http://127.0.0.1:8000"  # the server answers its own host names only (DNS rebinding)
 
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(ServeConfig(threads=2))) as test_client:
+    with TestClient(create_app(ServeConfig(threads=2)), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -76,16 +77,16 @@ def test_several_photos_come_back_as_a_zip_of_the_same_bytes(client, photo):
 
 
 @pytest.mark.parametrize(("fields", "says"), [
-    ({}, "give exactly one of identity="),
-    ({"identity": "A", "label": "2"}, "give exactly one of identity="),
+    ({}, "give exactly one of identity, label or code"),
+    ({"identity": "A", "label": "2"}, "give exactly one of identity, label or code"),
     ({"label": "1.5"}, "label must be a whole number"),
     ({"code": "-4"}, "code must be a whole number"),
-    ({"label": "99999999"}, "does not fit in 16 bits"),
+    ({"label": "99999999"}, "label must be a whole number 0..65535"),
     ({"identity": "A", "faces": "maybe"}, "unknown faces mode"),
     ({"identity": "A", "format": "gif"}, "unknown format"),
     ({"identity": "A", "quality": "50"}, "quality applies to jpeg and webp only"),
     ({"identity": "A", "cloak": "perhaps"}, "cloak must be true or false"),
-    ({"identity": "A", "colour": "red"}, "unknown option(s) colour"),
+    ({"identity": "A", "colour": "red"}, "unknown option(s) 'colour'"),
 ])
 def test_bad_options_are_400_with_the_clis_words(client, photo, fields, says):
     response = client.post("/v1/protect", files={"file": ("me.png", photo, "image/png")}, data=fields)
@@ -111,7 +112,7 @@ def test_not_an_image_too_small_or_a_bomb_is_422_and_a_wrong_body_415(client):
 
 
 def test_too_large_is_413_before_the_body_is_read(photo):
-    with TestClient(create_app(ServeConfig(max_upload_mb=0.01))) as small:
+    with TestClient(create_app(ServeConfig(max_upload_mb=0.01)), base_url=LOCAL) as small:
         response = small.post("/v1/protect", files={"file": ("me.png", photo, "image/png")}, data={"identity": "A"})
         assert response.status_code == 413 and "upload limit of 0.01 MB" in response.json()["error"]
         claimed = small.post("/v1/protect?identity=A", content=b"x", headers={"Content-Type": "image/png",
@@ -137,7 +138,7 @@ def test_a_full_queue_is_503_with_retry_after(photo):
         import httpx
 
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as http:
             sent = [asyncio.create_task(http.post("/v1/protect?identity=A", content=photo,
                                                   headers={"Content-Type": "image/png"})) for _ in range(3)]
             await asyncio.sleep(0.5)
@@ -152,7 +153,7 @@ def test_a_full_queue_is_503_with_retry_after(photo):
 
 
 def test_the_token_is_asked_of_every_request(photo):
-    with TestClient(create_app(ServeConfig(token=TOKEN))) as guarded:
+    with TestClient(create_app(ServeConfig(token=TOKEN)), base_url=LOCAL) as guarded:
         for path in ("/", "/healthz", "/v1/info", "/docs"):
             assert guarded.get(path).status_code == 401, path
         assert guarded.get("/healthz", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
@@ -223,16 +224,24 @@ def server():
     process.wait(10)
 
 
+def test_the_banner_names_the_address_it_binds(server):
+    """Issue 43: it said localhost while binding 127.0.0.1."""
+    url, port, process = server
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    assert f"the page at http://127.0.0.1:{port}/ " in banner and "localhost" not in banner
+
+
 @pytest.mark.slow
 def test_a_huge_or_abandoned_upload_does_not_hurt_the_others(server, photo):
     import httpx
 
     url, port, process = server
     huge = socket.create_connection(("127.0.0.1", port))
-    huge.sendall(b"POST /v1/protect?identity=A HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    huge.sendall(b"POST /v1/protect?identity=A HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                  b"Content-Length: 2147483648\r\n\r\n" + b"\0" * 65536)
     abandoned = socket.create_connection(("127.0.0.1", port))
-    abandoned.sendall(b"POST /v1/protect?identity=A HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    abandoned.sendall(b"POST /v1/protect?identity=A HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                       b"Content-Length: 100000\r\n\r\n" + photo[:5000])
     abandoned.close()  # gone mid-upload
     answer = huge.recv(4096)
@@ -260,6 +269,7 @@ def test_the_page_protects_a_photo_in_a_real_browser(server, photo, tmp_path):
     url, _, _ = server
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,1000"):
@@ -285,6 +295,13 @@ def test_the_page_protects_a_photo_in_a_real_browser(server, photo, tmp_path):
         assert browser.find_element(By.ID, "drop").get_attribute("tabindex") == "0"
         if os.environ.get("SEGUE_SCREENSHOT"):
             browser.save_screenshot(os.environ["SEGUE_SCREENSHOT"])
+        # The page runs under its Content-Security-Policy with nothing refused (issue 44) ...
+        refused = [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+        assert not refused, refused
+        # ... and takes ?token= out of the address bar once read (no history, no Referer).
+        browser.get(url + "/?token=a-token-from-a-link-1234")
+        WebDriverWait(browser, 10).until(lambda b: "token" not in b.current_url)
+        assert browser.current_url == url + "/"
     finally:
         browser.quit()
 

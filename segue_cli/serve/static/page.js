@@ -10,6 +10,10 @@
   const results = document.getElementById("results");
   const downloadAll = document.getElementById("download-all");
   const token = new URLSearchParams(location.search).get("token");
+  if (token !== null) {
+    // Read once, then out of the address bar and history: it must not be shared, bookmarked or sent as Referer.
+    history.replaceState(null, "", location.pathname);
+  }
   let picked = [];
   let done = [];
 
@@ -22,6 +26,19 @@
     picked = Array.from(files).filter((f) => f.type.startsWith("image/") || /\.(heic|heif|avif)$/i.test(f.name));
     say(picked.length + " photo(s) chosen");
   }
+
+  // A server without the cloak's extra cannot cloak: hide the box rather than offer an error.
+  fetch("/v1/info", { headers: token ? { Authorization: "Bearer " + token } : {} })
+    .then((r) => r.ok ? r.json() : null)
+    .then((info) => {
+      if (info && info.cloak === false) {
+        const cloak = document.getElementById("cloak");
+        cloak.checked = false;
+        cloak.disabled = true;
+        document.getElementById("cloak-row").hidden = true;
+      }
+    })
+    .catch(() => { /* the box stays; the server says why if it cannot cloak */ });
 
   input.addEventListener("change", () => choose(input.files));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
