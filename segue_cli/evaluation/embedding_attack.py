@@ -72,7 +72,7 @@ def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
     if name in ("embedding-faceplugin", "embedding-mobilefacenet"):
         from ..extras import require
 
-        require("evaluate --arch embedding-faceplugin")
+        require(f"evaluate --arch {name}")
         from ..faces.face_nets import FaceNetEmbedder
 
         return FaceNetEmbedder(name.removeprefix("embedding-"))  # YuNet's five points, ArcFace's template

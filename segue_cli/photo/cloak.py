@@ -9,7 +9,8 @@ budget, so the cloak is made for each photo, Fawkes' route (about a second a pho
 - each network of the ensemble (``CloakConfig.networks``; by default every one in the
   registry ``faces.networks``: dlib's ResNet and two MobileFaceNets) locates and aligns the
   face as its attacker does (``faces.face_nets.FaceLocator``: dlib's chip, or YuNet's five
-  points to ArcFace's template; a tight crop is assumed when nothing is found);
+  points to ArcFace's template; a detector that misses while the other finds the face falls
+  back to a tight crop's framing; a photo where none finds a face is left uncloaked);
 - the cloak is one luminance channel (the same change on R, G and B: a black-and-white
   photo stays black and white, and an attacker's grayscale keeps it) on a grid of about
   half the face region's pixels (at most 150 px), upsampled to the region;
@@ -45,7 +46,6 @@ EXAMPLE_TARGET = Path(__file__).resolve().parents[1] / "data" / "example-astrona
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
 CLOAK_SPLITS = ("clip", "keep-colour")
 CLOAK_TARGETS = ("example", "none")
-SAME_FACE_COSINE = 0.6  # above this in every network, a photo is taken to be of the target's face
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class CloakConfig:
                      flag="--cloak-{}")
         if self.split not in CLOAK_SPLITS:
             raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
+        if self.model_noise > 0 and "dlib" not in self.networks:
+            raise ConfigError("--cloak-model-noise perturbs dlib's network, which --cloak-networks leaves out",
+                              "add dlib to --cloak-networks, or drop the model noise")
         if self.target not in CLOAK_TARGETS:
             raise ConfigError(f"--cloak-target must be one of {', '.join(CLOAK_TARGETS)}, not {self.target!r}")
         unknown = [name for name in self.networks if name not in FACE_NETWORKS]
@@ -111,8 +114,8 @@ class CloakResult:
 
 
 class IdentityCloak:
-    """dlib's aligner and the twin of its network, opened once; :meth:`cloak` per photo.
-    Safe to call from several threads (the network is only read)."""
+    """The ensemble's networks and their face locator, opened once; :meth:`cloak` per photo.
+    Safe to call from several threads (the networks are only read; detection is locked)."""
 
     def __init__(self, config: CloakConfig = CloakConfig()) -> None:
         from ..extras import require
@@ -132,7 +135,8 @@ class IdentityCloak:
         if config.target == "example":
             from ..imageio import load_image
 
-            self.target = self.descriptors(load_image(EXAMPLE_TARGET).rgb)
+            with _one_torch_thread():  # as every cloak is computed: the same bytes on every machine and engine
+                self.target = self.descriptors(load_image(EXAMPLE_TARGET).rgb)
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
               reference: dict[str, np.ndarray] | None = None, toward: dict[str, np.ndarray] | None = None
@@ -268,7 +272,8 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
     with torch.no_grad():
         references = descriptors(clean) if reference is None else {n: F.normalize(v[None], dim=1) for n, v in reference.items()}
         targets = None if toward is None else {n: F.normalize(v[None], dim=1) for n, v in toward.items()}
-        if targets is not None and all(float((references[n] * targets[n]).sum()) > SAME_FACE_COSINE for n in targets):
+        if targets is not None and all(float((references[n] * targets[n]).sum()) > FACE_NETWORKS[n].same_face_cosine
+                                       for n in targets):
             targets = None  # the photo is of the target's face itself: pulling it toward itself would undo the cloak
     reach, step = config.reach(epsilon)  # the clip to the clean photo's bound is in ``cloaked``
     delta = torch.zeros(1, 1, *grid, requires_grad=True)

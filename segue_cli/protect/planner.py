@@ -18,6 +18,7 @@ from .. import __version__
 from ..backends.base import PerturbationBackend, at_strength
 from ..backends.opening import open_backend
 from ..errors import ConfigError, DiskFullError, is_disk_full
+from ..faces.networks import FACE_NETWORKS
 from ..imageio import IMAGE_EXTENSIONS
 from ..job import MAX_NAMED, FileResult, Job, ProtectSummary, engines, result_recorder, run_started
 from ..photo.plans import Planner, default_planner
@@ -72,8 +73,7 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
     if config.strength != "high":
         protection += f"; strength {config.strength} (epsilon {info.epsilon * 255:.1f}/255 of the model's bound)"
     if config.cloak is not None:
-        # about 0.05 s a step for dlib's twin and 0.04 s for each MobileFaceNet, one CPU thread (benchmarks/cloak_bench.py)
-        seconds = config.cloak.steps * sum(0.05 if name == "dlib" else 0.04 for name in config.cloak.networks)
+        seconds = config.cloak.steps * sum(FACE_NETWORKS[name].seconds_per_step for name in config.cloak.networks)
         protection += (f"; identity cloak against {', '.join(config.cloak.networks)} ({config.cloak.steps} steps a face, "
                        f"about {seconds:.1f} s a photo on one CPU thread)")
     summary = ProtectSummary(out_dir=tree.out.reported, side_information=side.description,

@@ -40,7 +40,7 @@ def fields(config: ServeConfig) -> dict[str, dict[str, Any]]:
         "code": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "a raw side-information code"},
         "faces": {"type": "string", "enum": list(FACE_MODES), "default": "auto",
                   "description": "auto: face by face on large photos; on: each face; off: the whole photo"},
-        "cloak": {"type": "boolean", "default": False, "description": "also cloak against dlib's face network "
+        "cloak": {"type": "boolean", "default": False, "description": "also cloak against three face networks (dlib's and two MobileFaceNets) "
                   "(only where GET /v1/info says cloak: true)"},
         "format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "png", "description": "what comes back"},
         "strength": {"type": "string", "enum": list(STRENGTHS), "default": "high"},
