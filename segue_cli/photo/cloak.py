@@ -73,11 +73,12 @@ class CloakConfig:
     # > 0: LowKey's smoothing, the objective also on a Gaussian-smoothed copy (kernel 7,
     # sigma 3) with this weight, so the cloak does not hide in the finest pixels.
     smoothing: float = 0.0
-    # "example": every photo is also pulled toward one other face, the same for everyone (the
-    # public-domain portrait segue ships as its example), Fawkes' target identity: a class-
-    # consistent move that survives the class mean an enrolling attacker takes. "none": only
-    # away from the photo's own descriptor (per-photo moves that partly average out).
-    target: str = "example"
+    # "none": only away from the photo's own descriptor. "example": also pulled toward one
+    # other face, the same for everyone (the public-domain portrait segue ships as its example),
+    # Fawkes' target identity. Not the default: when everyone is cloaked toward the same face,
+    # every class moves together and an enrolling attacker still tells them apart (LFW48, all
+    # 48 people: dlib's nearest class mean 55.6% with it; docs/research/2026-12-07-ensemble-cloak.md).
+    target: str = "none"
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
