@@ -199,7 +199,8 @@ def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface1
     from segue_cli.imageio import load_image
     from segue_cli.photo.cloak import EXAMPLE_TARGET
 
-    targeted, plain = IdentityCloak(CloakConfig(steps=6)), IdentityCloak(CloakConfig(steps=6, target="none"))
+    targeted, plain = IdentityCloak(CloakConfig(steps=6, target="example")), IdentityCloak(CloakConfig(steps=6))
+    assert CloakConfig().target == "none"  # off by default: a target shared by everyone moves every class together
     assert targeted.target is not None and plain.target is None
     clean = webface_crop(webface10, 5)
     toward = {name: targeted.descriptors(cloaked.pixels) for name, cloaked in
@@ -209,7 +210,7 @@ def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface1
     astronaut = load_image(EXAMPLE_TARGET).rgb
     assert targeted.cloak(astronaut, astronaut, EPSILON).similarity < 0.9
     # dlib alone: another person's photo is still pulled (dlib's own same-person rule, cosine 0.82, not 0.6)
-    dlib_only = IdentityCloak(CloakConfig(steps=6, networks=("dlib",)))
+    dlib_only = IdentityCloak(CloakConfig(steps=6, networks=("dlib",), target="example"))
     dlib_plain = IdentityCloak(CloakConfig(steps=6, networks=("dlib",), target="none"))
     assert dlib_only.target is not None
     pulled = [float(cloak.descriptors(cloak.cloak(clean, clean, EPSILON).pixels)["dlib"] @ dlib_only.target["dlib"])
