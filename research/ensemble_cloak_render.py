@@ -11,7 +11,11 @@ SET_COMMANDS = {
                   "--arch embedding-dlib --arch embedding-faceplugin --arch embedding-mobilefacenet --attack none "
                   "--attack jpeg-75 --attack gray --skip-baseline --threads 1"),
     "lfw48": ("python research/p112.py --data ../shared/data/LFW48 --prefix lfw48 --variant hashed --protocol p112-unseen "
-              "--cloak 10 --out runs/lfw-ens (the same --arch and --attack) --skip-baseline --threads 1"),
+              "--cloak 10 --out runs/lfw-ens2 (the same --arch and --attack) --skip-baseline --threads 1"),
+    "lfw48-example": ("the same with --cloak-target example --out runs/lfw-ens"),
+    "webface10-example": ("python research/p112.py --variant hashed --cloak 10 --cloak-target example --out runs/p112-ens "
+                          "--arch embedding-sface --arch embedding-dlib --arch embedding-faceplugin --arch "
+                          "embedding-mobilefacenet --attack none --attack jpeg-75 --attack gray --skip-baseline --threads 1"),
 }
 
 
@@ -26,10 +30,11 @@ def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
     targets = figures["targets"]
     lines += [
         "`--cloak` moves each photo's face, within the same 8/255 as the generator, in three face networks at once",
-        "(dlib's ResNet and two MobileFaceNets that ship inside the package, `segue_cli/faces/networks.py`) and pulls it",
-        "toward one other face (the shipped public-domain example portrait, `--cloak-target example`). SFace (OpenCV",
-        "Zoo) is in no loss: it judges transfer to a network the cloak was not made against. Each table enrols the",
-        "photos `segue protect --cloak` made (with the generator; hashed names) and matches the clean test photos",
+        "(dlib's ResNet and two MobileFaceNets that ship inside the package, `segue_cli/faces/networks.py`), away from",
+        "its own descriptor; `--cloak-target example` also pulls it toward one other face, the same for everyone (the",
+        "shipped public-domain example portrait; each table says which was used). SFace (OpenCV Zoo) is in no loss: it",
+        "judges transfer to a network the cloak was not made against. Each table enrols the photos `segue protect",
+        "--cloak` made (with the generator; hashed names; everyone in the set cloaked) and matches the clean test photos",
         "(recall %, the clean originals enrolled in brackets). Targets: SFace nearest class mean and linear probe",
         f"<= {targets['judge']:.0f}%, dlib and each surrogate <= {targets['surrogate']:.0f}%, SSIM >= {targets['ssim']},"
         f" at least {targets['photos_per_second']} photos a second on one core.", ""]

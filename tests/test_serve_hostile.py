@@ -479,7 +479,7 @@ def test_a_busy_port_is_a_clear_error_with_exit_2(server):
     assert done.returncode == 2 and "Errno" not in done.stderr and "Traceback" not in done.stderr
     assert f"port {port}" in done.stderr and "--port" in done.stderr
     line = json.loads(done.stdout)
-    assert line["event"] == "error" and f"port {port}" in line["error"]
+    assert line["type"] == "error" and f"port {port}" in line["error"] and line["exit_code"] == 2
     assert "segue serve: the page" not in done.stderr  # no address printed for a server that never listened
 
 
@@ -499,4 +499,4 @@ def test_a_start_up_error_is_json_and_exit_2_not_a_traceback():
                            "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     line = json.loads(done.stdout)
-    assert line["event"] == "error" and "no-such-model" in line["error"] and line["hint"]
+    assert line["type"] == "error" and "no-such-model" in line["error"] and line["hint"]

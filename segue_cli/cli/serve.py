@@ -24,7 +24,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..choices import SERVE_MAX_PIXELS
-from ..errors import ConfigError, SegueError
+from ..errors import ConfigError
 from .options import DeviceOption, JsonOption, ModelOption
 from .render import print_json, stderr_console
 
@@ -48,16 +48,13 @@ def serve(
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
-    try:
-        limits = {"max_upload_mb": max_upload_mb, "max_files": max_files, "max_pixels": max_pixels,
-                  "time_budget_s": time_budget, "head_timeout_s": client_timeout, "body_timeout_s": client_timeout,
-                  "connections_per_client": connections_per_client}
-        _serve(host, port, workers, threads, queue, limits, token, tuple(cors_origin or ()), tuple(allow_host or ()),
-               model, device, json_output)
-    except SegueError as exc:
-        if json_output:
-            print_json({"event": "error", "error": exc.message, "hint": exc.hint})
-        raise
+    # An error (a busy port, a bad model) propagates: cli/app.py writes its message, and with --json
+    # the one error line on stdout, as for every command.
+    limits = {"max_upload_mb": max_upload_mb, "max_files": max_files, "max_pixels": max_pixels,
+              "time_budget_s": time_budget, "head_timeout_s": client_timeout, "body_timeout_s": client_timeout,
+              "connections_per_client": connections_per_client}
+    _serve(host, port, workers, threads, queue, limits, token, tuple(cors_origin or ()), tuple(allow_host or ()),
+           model, device, json_output)
 
 
 def _serve(host: str, port: int, workers: int, threads: int, queue: int, limits: dict[str, Any], token: str | None,
