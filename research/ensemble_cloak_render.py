@@ -62,7 +62,9 @@ def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
                       "--train-clean DATA/train --test DATA/test` with the same attackers.", ""]
     if figures.get("leave_one_out"):
         lines += ["**Leave one out** (the cloak made without one surrogate, then judged by it: an estimate of transfer to a",
-                  "network of another family; recall % of the cloaked people, no counter-measure):", "",
+                  "network of another family). The first 5 of LFW48's people cloaked, the cloak alone (no generator),",
+                  "pulled toward the example face, the other 43 clean (`python research/identity_cloak.py ... --cloak 5",
+                  "--networks THE-OTHER-TWO --target example`); recall % of the 5, no counter-measure (clean: 100%):", "",
                   "| left out | judged by | nearest class mean | nearest enrolled photo | linear probe | results |",
                   "|---|---|---|---|---|---|"]
         for entry in figures["leave_one_out"]:
@@ -76,8 +78,8 @@ def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
     for speed in figures.get("speed") or []:
         met = "met" if speed["photos_per_second"] >= targets["photos_per_second"] else "missed"
         lines.append(f"- Speed, `--cloak-networks {speed['networks']}`: {speed['photos_per_second']:.2f} photos a second "
-                     f"on one core ({speed['photos']} photos, `python benchmarks/cloak_bench.py`; target "
-                     f">= {targets['photos_per_second']}: {met}).")
+                     f"on one core with `--workers 1` ({speed['photos']} LFW48 photos, `python benchmarks/cloak_bench.py`, "
+                     f"the machine's load {speed['load_before']} on its 2 cores; target >= {targets['photos_per_second']}: {met}).")
     return lines + ["", "A network none of the three is, and that sees through the cloak, remains a risk: SFace's rows "
                         "above are the measure of it. `--cloak-networks dlib --cloak-target none` gives issue 17's "
                         "dlib-only cloak of the threat-model table.", ""]
