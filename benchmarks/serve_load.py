@@ -38,6 +38,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_health(url: str, tries: int = 600) -> bool:
+    """True once `segue serve` at ``url`` answers GET /healthz with 200 (0.1 s between
+    tries), False if it never does: the benchmarks' and the tests' one wait for a server."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return False
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process so far: its cost, whatever else loads the machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -101,7 +115,6 @@ async def load(url: str, port: int, photos: list[bytes], clients: int, requests:
 def serve_once(threads: int, queue: int, photos: list[bytes], clients: int, requests: int
                ) -> tuple[dict[str, object], float, bool]:
     """(the load's result, the server's peak RSS in MiB, whether it was still alive) for one server."""
-    import httpx
 
     port = free_port()
     command = [sys.executable, "-m", "segue_cli", "serve", "--port", str(port), "--threads", str(threads),
@@ -110,12 +123,7 @@ def serve_once(threads: int, queue: int, photos: list[bytes], clients: int, requ
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for_health(url)
         cpu_before = cpu_seconds(server.pid)
         result = asyncio.run(load(url, port, photos, clients, requests))
         result["cpu_ms"] = 1000 * (cpu_seconds(server.pid) - cpu_before) / requests

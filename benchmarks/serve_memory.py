@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serve_load import free_port  # noqa: E402
+from benchmarks.serve_load import free_port, wait_for_health  # noqa: E402
 
 SERVER = """
 import sys
@@ -67,19 +67,13 @@ async def burst(url: str, photos: list[bytes]) -> list[int]:
 
 
 def measure(trim: str, photos: list[bytes], settle_s: float) -> dict[str, object]:
-    import httpx
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, trim, str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_for_health(url)
         asyncio.run(burst(url, [photo(320, 9)]))  # warm: the model and its first run
         before = rss_mib(server.pid)
         started = time.perf_counter()

@@ -13,11 +13,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from benchmarks.serve_load import wait_for_health
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -208,15 +209,7 @@ def server():
     process = subprocess.Popen([sys.executable, "-m", "segue_cli", "serve", "--port", str(port), "--threads", "2",
                                 "--max-upload-mb", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
+    if not wait_for_health(url, 300):
         process.kill()
         pytest.fail(f"segue serve did not start: {process.stdout.read() if process.stdout else ''}")
     yield url, port, process

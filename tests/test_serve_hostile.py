@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.serve_load import wait_for_health
+
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -368,20 +370,13 @@ def read_all(connection: socket.socket) -> bytes:
 
 @pytest.fixture(scope="module")
 def server():
-    import httpx
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "segue_cli", "serve", "--port", str(port), "--threads", "2",
                                 "--client-timeout", "1", "--connections-per-client", "40", "--json"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
+    if not wait_for_health(url, 300):
         process.kill()
         pytest.fail("segue serve did not start")
     yield url, port, process
