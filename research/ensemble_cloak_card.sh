@@ -12,4 +12,5 @@ cd "$(dirname "$0")/.."
   --loo "dlib=runs/loo/without-dlib-eval=0,1,2,3,4" \
   --loo "faceplugin=runs/loo/without-faceplugin-eval=0,1,2,3,4" \
   --loo "mobilefacenet=runs/loo/without-mobilefacenet-eval=0,1,2,3,4" \
+  --loo "none=runs/loo/without-none-eval=0,1,2,3,4" \
   --speed runs/cloak-bench.jsonl

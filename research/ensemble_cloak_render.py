@@ -70,8 +70,8 @@ def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
         for entry in figures["leave_one_out"]:
             for network in sorted({row["network"] for row in entry["rows"]}):
                 rows = {row["matcher"]: row for row in entry["rows"] if row["network"] == network}
-                if network not in (entry["left_out"], figures["judge"]):
-                    continue
+                if entry["left_out"] != "none" and network not in (entry["left_out"], figures["judge"]):
+                    continue  # "none": the same cloak with all three, every network judged (the reference row)
                 cells = [_cell(rows[m]["cloaked"]) if m in rows else "-" for m in MATCHERS]
                 lines.append(f"| {entry['left_out']} | {network} | {' | '.join(cells)} | `{entry['results']}` |")
         lines.append("")
