@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from research.model_card_render import render  # noqa: E402
 
 CARD = ROOT / "models" / "segue-webface10-112.json"
+EVIDENCE = ROOT / "models" / "segue-webface10-112-evaluations"  # copies of the runs' results.json, committed
 JUDGE = "sface"
 # Issue 40's targets: recall (%) when enrolled on cloaked photos and matched on clean ones.
 TARGETS = {"judge": 30.0, "surrogate": 10.0, "ssim": 0.95, "photos_per_second": 0.5}
@@ -50,7 +52,14 @@ def recalls(run: Path, people: list[str] | None = None) -> dict[tuple[str, str, 
     return figures
 
 
-def set_figures(label: str, cloaked: Path, clean: Path) -> dict[str, Any]:
+def kept(run: Path, name: str) -> str:
+    """Copy a run's results.json beside the card's other evidence; its path from the repository root."""
+    target = EVIDENCE / f"ensemble-cloak-{name}.json"
+    shutil.copyfile(run / "results.json", target)
+    return str(target.relative_to(ROOT))
+
+
+def set_figures(key: str, label: str, cloaked: Path, clean: Path) -> dict[str, Any]:
     protected, originals = recalls(cloaked), recalls(clean)
     quality = json.loads((cloaked / "results.json").read_text()).get("quality") or {}
     rows = [{"network": network, "attack": attack, "matcher": matcher, "cloaked": value,
@@ -58,7 +67,7 @@ def set_figures(label: str, cloaked: Path, clean: Path) -> dict[str, Any]:
              "target": TARGETS["judge"] if network == JUDGE else TARGETS["surrogate"]}
             for (network, attack, matcher), value in sorted(protected.items(), key=lambda kv: (
                 kv[0][0] != JUDGE, kv[0][0], kv[0][1] != "none", kv[0][1], kv[0][2]))]
-    return {"label": label, "results": str(cloaked / "results.json"), "clean_results": str(clean / "results.json"),
+    return {"label": label, "results": kept(cloaked, key), "clean_results": kept(clean, f"{key}-clean"),
             "rows": rows, "quality": {k: quality.get(k) for k in ("psnr_db", "ssim", "tint_ciede2000", "size")}}
 
 
@@ -72,13 +81,13 @@ def main() -> None:
     figures: dict[str, Any] = {"judge": JUDGE, "targets": TARGETS, "sets": {}, "leave_one_out": [], "speed": []}
     for item in args.sets:
         key, label, cloaked, clean = item.split("=")
-        figures["sets"][key] = set_figures(label, Path(cloaked), Path(clean))
+        figures["sets"][key] = set_figures(key, label, Path(cloaked), Path(clean))
     for item in args.loo:
         left_out, run, *people = item.split("=")
         chosen = people[0].split(",") if people else None
         judged = recalls(Path(run), chosen)
         figures["leave_one_out"].append({
-            "left_out": left_out, "results": str(Path(run) / "results.json"), "people": chosen,
+            "left_out": left_out, "results": kept(Path(run), f"without-{left_out}"), "people": chosen,
             "rows": [{"network": n, "matcher": m, "cloaked": v} for (n, a, m), v in sorted(judged.items()) if a == "none"]})
     if args.speed and args.speed.is_file():
         figures["speed"] = [json.loads(line) for line in args.speed.read_text().splitlines() if line.startswith("{")]
