@@ -6,8 +6,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 .venv/bin/python research/ensemble_cloak_figures.py \
-  --set "lfw48=LFW48 (48 people no model of ours saw), hashed names, everyone cloaked, the shipped default (no target)=runs/lfw-ens2/hashed/eval=runs/clean-lfw48-embed" \
-  --set "lfw48-example=LFW48, hashed names, everyone cloaked and pulled toward the example face (--cloak-target example)=runs/lfw-ens/hashed/eval=runs/clean-lfw48-embed" \
+  --set "lfw48=LFW48 (48 people no model of ours saw), hashed names, everyone cloaked, the shipped default (no target)=runs/lfw-ens2/hashed/eval=runs/clean-embed-LFW48" \
+  --set "lfw48-example=LFW48, hashed names, everyone cloaked and pulled toward the example face (--cloak-target example)=runs/lfw-ens/hashed/eval=runs/clean-embed-LFW48" \
   --set "webface10-example=WebFace10, hashed names, everyone cloaked and pulled toward the example face (--cloak-target example; the default was not run here)=runs/p112-ens/hashed/eval=runs/clean-embed-WebFace10" \
   --loo "dlib=runs/loo/without-dlib-eval=0,1,2,3,4" \
   --loo "faceplugin=runs/loo/without-faceplugin-eval=0,1,2,3,4" \
