@@ -30,6 +30,7 @@ import numpy as np
 from ..choices import EMBEDDING_ATTACKER_NAMES, EMBEDDING_METHODS
 from ..errors import ConfigError
 from ..faces.geometry import FaceDetector
+from ..faces.networks import FACE_NETWORKS
 
 
 @dataclass
@@ -69,13 +70,14 @@ def open_embedder(name: str, detector: FaceDetector | None = None) -> Any:
         from ..faces.sface import SFaceEmbedder
 
         return SFaceEmbedder()  # its own YuNet finds the face and its landmarks (alignCrop needs YuNet's)
-    if name in ("embedding-faceplugin", "embedding-mobilefacenet"):
+    network = name.removeprefix("embedding-")
+    if network in FACE_NETWORKS and FACE_NETWORKS[network].alignment == "arcface-5":  # the registry's MobileFaceNets
         from ..extras import require
 
         require(f"evaluate --arch {name}")
         from ..faces.face_nets import FaceNetEmbedder
 
-        return FaceNetEmbedder(name.removeprefix("embedding-"))  # YuNet's five points, ArcFace's template
+        return FaceNetEmbedder(network)  # YuNet's five points, ArcFace's template
     from ..faces.embedding import DlibEmbedder
 
     return DlibEmbedder(detector=detector)

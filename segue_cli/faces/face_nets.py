@@ -163,6 +163,18 @@ class FaceLocator:
         return maps, found
 
 
+def describe(nets: dict[str, Any], locator: FaceLocator, rgb: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
+    """({network: unit descriptor of the photo's face, aligned where ``locator`` places each
+    network's crop}, whether a face was found): the one way the embedder and the cloak read
+    descriptors off a photo."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    maps, found = locator.locate(rgb)
+    photo = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        return {name: net.unit_descriptors(photo, torch.from_numpy(maps[name])[None])[0].numpy()
+                for name, net in nets.items()}, found
+
+
 class FaceNetEmbedder:
     """A registry network as ``segue evaluate``'s embedding attacker (the interface of
     :class:`~segue_cli.faces.embedding.DlibEmbedder`): YuNet, ArcFace alignment, descriptor."""
@@ -177,13 +189,10 @@ class FaceNetEmbedder:
     def embed_many(self, images: list[np.ndarray]) -> list[FaceEmbedding]:
         results = []
         for rgb in images:
-            rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-            maps, found = self.locator.locate(rgb)
-            photo = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
-            with torch.no_grad():
-                vector = self.net.unit_descriptors(photo, torch.from_numpy(maps[self.name])[None])[0].numpy()
+            vectors, found = describe({self.name: self.net}, self.locator, rgb)
             height, width = rgb.shape[:2]
-            results.append(FaceEmbedding(vector.astype(np.float32), (0.0, 0.0, width - 1.0, height - 1.0), found, int(found)))
+            results.append(FaceEmbedding(vectors[self.name].astype(np.float32), (0.0, 0.0, width - 1.0, height - 1.0),
+                                         found, int(found)))
         return results
 
     def embed(self, rgb: np.ndarray) -> FaceEmbedding:

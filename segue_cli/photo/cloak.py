@@ -176,14 +176,9 @@ class IdentityCloak:
     def descriptors(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         """Each network's unit descriptor of the photo's face, aligned as the cloak aligns it
         (for a person's centroid, or another face to pull toward)."""
-        import numpy as np
-        import torch
+        from ..faces.face_nets import describe
 
-        maps, _ = self.locator.locate(rgb)
-        photo = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float()
-        with torch.no_grad():
-            return {name: net.unit_descriptors(photo, torch.from_numpy(maps[name])[None])[0].numpy()
-                    for name, net in self.nets.items()}
+        return describe(self.nets, self.locator, rgb)[0]
 
 
 _threads_lock = threading.Lock()
