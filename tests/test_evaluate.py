@@ -19,7 +19,7 @@ from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError, InputError
 from segue_cli.evaluation import P112, p112, parse_scenario
 from segue_cli.evaluation.countermeasures import (
-    adversarial_examples, at_step_size, augment_batch, cutmix, cutout, decode_transform, jpeg_reencode, mixup, to_gray,
+    adversarial_examples, at_step_size, augment_batch, crop, cutmix, cutout, flip, decode_transform, jpeg_reencode, mixup, to_gray,
 )
 from segue_cli.evaluation.data import load_evaluation_data
 from segue_cli.evaluation.quality import measure_quality, ms_ssim_any_size, ms_ssim_scales, ssim_and_cs
@@ -102,6 +102,27 @@ def test_cutout_zeroes_two_half_size_patches_and_keeps_the_rest():
     per_image = zero[:, 0].flatten(1).float().mean(1)
     assert (per_image > 0).all() and (per_image <= 2 * 0.25 + 1e-6).all()  # at most two 16x16 squares
     assert torch.equal(zero[:, 0], zero[:, 2])  # the same patch in every channel
+
+
+def test_flip_mirrors_about_half_the_photos_and_leaves_the_others():
+    x = torch.rand(64, 3, 8, 8)
+    out = flip(x, torch.Generator().manual_seed(0))
+    mirrored = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+    assert bool((mirrored ^ kept).all())  # each photo one or the other, never changed otherwise
+    assert 16 <= int(mirrored.sum()) <= 48
+
+
+def test_crop_shifts_each_photo_within_its_padding_and_keeps_the_size():
+    x = torch.arange(2 * 3 * 50 * 50, dtype=torch.float32).reshape(2, 3, 50, 50)
+    out = crop(x, torch.Generator().manual_seed(1), percent=10)  # 5 px of reflect padding
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (5, 5, 5, 5), mode="reflect")
+    for o, p in zip(out, padded):  # every output is one window of the padded photo
+        assert any(torch.equal(o, p[:, t : t + 50, s : s + 50]) for t in range(11) for s in range(11))
+    shifted = crop(x.repeat(8, 1, 1, 1), torch.Generator().manual_seed(2), percent=10)
+    assert any(not torch.equal(o, x[i % 2]) for i, o in enumerate(shifted))
+    assert parse_scenario("flip+crop").name == "flip+crop" and parse_scenario("crop-20").get("crop") == 20
 
 
 def test_mixup_and_cutmix_labels_sum_to_one_and_match_the_mix():

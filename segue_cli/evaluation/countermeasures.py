@@ -15,7 +15,7 @@ the order given. Adding one is one entry here. The stages:
 - ``train-set``: on the whole resized training set, once (``estimate-remove[-R]``: an
   attacker who knows segue exists estimates what each identity's photos share and
   subtracts it, see :func:`estimate_remove`);
-- ``batch``: per batch, on the resized float images (``blur[-S]``, ``down-P``, ``cutout``,
+- ``batch``: per batch, on the resized float images (``blur[-S]``, ``down-P``, ``flip``, ``crop[-P]``, ``cutout``,
   ``mixup`` or ``cutmix``, then ``at-R[-S]``: PGD on the augmented batch).
 
 Nothing heavy is imported at module level (``--help`` reads the registry); random draws
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 CUTOUT_HOLES = 2  # paper: 2 patches of half the image size
+CROP_DEFAULT_PERCENT = 12  # 4 px of 32 in CIFAR's recipe; 13 px at P112's 112
 AT_DEFAULT_STEPS = 5
 ESTIMATE_DEFAULT_BUDGET = 8  # segue's documented epsilon, 8/255: what an informed attacker assumes
 
@@ -173,6 +174,32 @@ def blur_kernel(sigma: float) -> int:
     return 2 * math.ceil(2 * sigma) + 1
 
 
+def flip(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Each photo mirrored left-right with probability 1/2 (torchvision RandomHorizontalFlip)."""
+    import torch
+
+    mirrored = torch.rand(len(x), generator=rng) < 0.5
+    out = x.clone()
+    out[mirrored.to(x.device)] = x[mirrored.to(x.device)].flip(-1)
+    return out
+
+
+def crop(x: torch.Tensor, rng: torch.Generator, percent: int = CROP_DEFAULT_PERCENT) -> torch.Tensor:
+    """A random crop of each photo after reflect-padding PERCENT of its side on every edge
+    (torchvision RandomCrop(size, padding, padding_mode="reflect")): shifts of up to that
+    much, the augmentation that CIFAR-style training (and a scraper copying it) uses."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = x.shape[-2:]
+    pad = max(1, round(min(height, width) * percent / 100))
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    tops = torch.randint(0, 2 * pad + 1, (len(x),), generator=rng).tolist()
+    lefts = torch.randint(0, 2 * pad + 1, (len(x),), generator=rng).tolist()
+    return torch.stack([padded[i, :, top : top + height, left : left + width]
+                        for i, (top, left) in enumerate(zip(tops, lefts))])
+
+
 def cutout(x: torch.Tensor, rng: torch.Generator, holes: int = CUTOUT_HOLES) -> torch.Tensor:
     """DeVries & Taylor's Cutout: ``holes`` squares of half the side, centres uniform, clipped."""
     import torch
@@ -273,6 +300,12 @@ COUNTERMEASURES: dict[str, Countermeasure] = {spec.head: spec for spec in (
     Countermeasure("down", "batch", "down-P (downscale to P% then back)", _integer(1, 99, "the percentage"),
                    lambda p: f"down-{p}", lambda p: f"downscale to {p}% (bilinear, antialias) and back up (bilinear)",
                    _down_batch),
+    Countermeasure("flip", "batch", "flip (mirror half the photos)", _flag("flip"), lambda _: "flip",
+                   lambda _: "random horizontal flip, probability 1/2", lambda x, t, rng, m, _: (flip(x, rng), t)),
+    Countermeasure("crop", "batch", f"crop or crop-P (random crop after reflect-padding P% a side, default "
+                   f"{CROP_DEFAULT_PERCENT})", lambda rest: _integer(1, 50, "the padding percentage")(rest) if rest
+                   else CROP_DEFAULT_PERCENT, lambda p: "crop" if p == CROP_DEFAULT_PERCENT else f"crop-{p}",
+                   lambda p: f"random crop after reflect-padding {p}% of the side", lambda x, t, rng, m, p: (crop(x, rng, p), t)),
     Countermeasure("cutout", "batch", "cutout", _flag("cutout"), lambda _: "cutout",
                    lambda _: "Cutout, 2 patches of half the image side", lambda x, t, rng, m, _: (cutout(x, rng), t)),
     Countermeasure("mixup", "batch", "mixup", _flag("mixup"), lambda _: "mixup", lambda _: "Mixup, lambda ~ Beta(1, 1)",
