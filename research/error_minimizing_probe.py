@@ -22,6 +22,7 @@ Writes OUT as an ImageFolder tree for `segue evaluate` (people not protected as 
 decoded originals) and OUT.json with the settings, each round's figures and the time:
 
   python research/error_minimizing_probe.py runs/em/lfw-few-sample --data ../shared/data/LFW48/train --protect 5
+  python research/error_minimizing_probe.py runs/em/lfw-all-sample --data ../shared/data/LFW48/train --protect 48
   segue evaluate --train-protected runs/em/lfw-few-sample --train-clean ../shared/data/LFW48/train \\
       --test ../shared/data/LFW48/test --protocol p112-few --threads 1 --out runs/em/lfw-few-sample-eval
 """
@@ -55,7 +56,7 @@ def load_people(root: Path, names: list[str]) -> tuple[torch.Tensor, list[int]]:
         for path in sorted(p for p in (root / name).iterdir() if p.is_file()):
             photos.append(torch.from_numpy(load_image(path).rgb.copy()).permute(2, 0, 1))
             labels.append(label)
-    return torch.stack(photos), labels
+    return (torch.stack(photos) if photos else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)), labels
 
 
 def seen(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,8 +95,10 @@ class MinMin:
             pick = torch.randint(total, (self.args.batch_size,), generator=self.rng)
             from_pool, from_protected = pick[pick < len(self.pool_labels)], pick[pick >= len(self.pool_labels)] - len(
                 self.pool_labels)
-            x = torch.cat([self.pool[from_pool].float() / 255.0, self.perturbed(from_protected)])
-            y = torch.cat([self.pool_labels[from_pool], self.protected_labels[from_protected]])
+            parts = [(self.pool[from_pool].float() / 255.0, self.pool_labels[from_pool])] if len(from_pool) else []
+            parts += [(self.perturbed(from_protected), self.protected_labels[from_protected])] if len(
+                from_protected) else []
+            x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             loss = F.cross_entropy(self.model(seen(x, self.size)), y)
             self.optimizer.zero_grad()
             loss.backward()
