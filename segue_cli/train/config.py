@@ -16,7 +16,7 @@ from ..choices import IMAGE_SIZE_RANGE, MAX_EPSILON
 from ..errors import check_options, check_ranges
 from ..nn import distortions
 from ..nn.generator import GeneratorConfig
-from ..side_info import DEFAULT_CODE_BITS
+from ..nn.codes import DEFAULT_CODE_BITS
 from .objectives import KEYED_OBJECTIVES, OBJECTIVES
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")

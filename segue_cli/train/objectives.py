@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
 from ..nn.surrogate import pgd_noise
-from ..side_info import code_to_signs, signs_to_codes
+from ..nn.codes import code_to_signs, signs_to_codes
 from .views import resize
 
 if TYPE_CHECKING:
