@@ -470,3 +470,11 @@ def test_a_decoy_model_maps_every_name_into_its_decoys_through_torch_and_onnx(ti
         assert protector.info.decoys == 2
         assert [protector.code_for(identity=n) for n in names] == [identity_code(n) % 2 for n in names]
         assert protector.code_for(label=5) == 1 and protector.code_for(code=5) == 5  # a raw code is the expert's
+
+
+def test_the_config_names_the_objectives_the_registry_holds():
+    from segue_cli.train import config
+    from segue_cli.train.objectives import OBJECTIVES
+
+    assert config.OBJECTIVES == tuple(OBJECTIVES)
+    assert config.KEYED_OBJECTIVES == tuple(name for name, cls in OBJECTIVES.items() if cls.keyed)
