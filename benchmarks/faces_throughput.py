@@ -46,7 +46,7 @@ from segue_cli.faces.detectors import open_detector  # noqa: E402
 from segue_cli.photo.plans import face_planner  # noqa: E402
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator  # noqa: E402
 from segue_cli.backends.torch_backend import TorchBackend  # noqa: E402
-from segue_cli.side_info import identity_code  # noqa: E402
+from segue_cli.nn.codes import identity_code  # noqa: E402
 
 
 def twelve_megapixel_photo() -> np.ndarray:

@@ -32,10 +32,10 @@ def main() -> None:
     import segue_cli.cli.app as cli
 
     stamp("CLI import")
-    from segue_cli.protect import planner
+    from segue_cli.protect import folder as planner
 
     stamp("pipeline import")
-    open_backend, engines = planner.open_backend, planner.engines
+    open_backend, engines = planner.open_backend, planner.ENGINES
 
     def timed_open(*args: Any, **kwargs: Any) -> Any:
         stamp("options and planning")
@@ -43,16 +43,14 @@ def main() -> None:
         stamp("opening the model")
         return opened
 
-    def timed_engines() -> dict[str, Any]:
-        def run(spec: Any) -> Any:
-            def timed_run(job: Any, finish: Any) -> None:
-                stamp("the rest of planning")
-                spec.run(job, finish)
-                stamp("the photos")
-            return replace(spec, run=timed_run)
-        return {name: run(spec) for name, spec in engines().items()}
+    def timed(spec: Any) -> Any:
+        def timed_run(job: Any, finish: Any) -> None:
+            stamp("the rest of planning")
+            spec.run(job, finish)
+            stamp("the photos")
+        return replace(spec, run=timed_run)
 
-    planner.open_backend, planner.engines = timed_open, timed_engines
+    planner.open_backend, planner.ENGINES = timed_open, {name: timed(spec) for name, spec in engines.items()}
     with tempfile.TemporaryDirectory(prefix="segue-phases-") as out:
         sys.argv = ["segue", "protect", sys.argv[1], "--out", str(Path(out) / "out"), "--quiet"]
         try:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from research.trees import write_tree  # noqa: E402
 from segue_cli.datasets import LabelledImage, LabelledSet, scan_image_folder  # noqa: E402
 from segue_cli.nn.delta import upsample  # noqa: E402
-from segue_cli.side_info import folder_code  # noqa: E402
+from segue_cli.nn.codes import folder_code  # noqa: E402
 
 TEXTURE_SIZE = 224  # textures are drawn at this size and resized to the photo
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from research.trees import write_tree  # noqa: E402
 from segue_cli.datasets import LabelledImage, scan_image_folder  # noqa: E402
 from research.p112 import protected_people  # noqa: E402
-from segue_cli.side_info import identity_code  # noqa: E402
+from segue_cli.nn.codes import identity_code  # noqa: E402
 
 
 def photo_rng(relative: str) -> np.random.Generator:

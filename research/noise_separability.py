@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from segue_cli.artifacts import load_generator  # noqa: E402
 from segue_cli.datasets import decode_images, scan_image_folder  # noqa: E402
-from segue_cli.side_info import folder_code, identity_code  # noqa: E402
+from segue_cli.nn.codes import folder_code, identity_code  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ __all__ = ["CloakConfig", "Protector", "__version__"]
 def __getattr__(name: str) -> Any:
     # Lazy, so that `import segue_cli` (and the CLI's --help) stays free of torch and ONNX Runtime.
     if name == "Protector":
-        from .protector import Protector
+        from .photo.protector import Protector
 
         return Protector
     if name == "CloakConfig":

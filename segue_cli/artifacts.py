@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from . import __version__
-from .choices import model_limit_problem
+from .choices import CODE_BITS_RANGE, IMAGE_SIZE_RANGE, MAX_EPSILON
 from .errors import ArtifactError
 from .storage import atomic_write
 
@@ -32,6 +32,19 @@ FORMAT_VERSION = 1
 CHECKPOINT_SUFFIX = ".safetensors"
 _METADATA_KEY = "segue"
 DEFAULT_MODEL_NAME = "segue-webface10-112"
+
+
+def model_limit_problem(epsilon: float, image_size: int, code_bits: int) -> str | None:
+    """What is wrong with a model's declared epsilon, working size and code bits, or None."""
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= MAX_EPSILON):  # NaN fails both comparisons
+        return f"epsilon {epsilon!r} is outside (0, 16/255 = {MAX_EPSILON:.4f}]"
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not (
+            IMAGE_SIZE_RANGE[0] <= image_size <= IMAGE_SIZE_RANGE[1]):
+        return f"working image size {image_size!r} is outside {IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]} px"
+    if isinstance(code_bits, bool) or not isinstance(code_bits, int) or not (
+            CODE_BITS_RANGE[0] <= code_bits <= CODE_BITS_RANGE[1]):
+        return f"code bits {code_bits!r} are outside {CODE_BITS_RANGE[0]}-{CODE_BITS_RANGE[1]}"
+    return None
 
 
 def _models_dir() -> Path:

@@ -51,15 +51,3 @@ MAX_EPSILON = 16 / 255
 IMAGE_SIZE_RANGE = (16, 1024)
 CODE_BITS_RANGE = (1, 32)
 
-
-def model_limit_problem(epsilon: float, image_size: int, code_bits: int) -> str | None:
-    """What is wrong with a model's declared epsilon, working size and code bits, or None."""
-    if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= MAX_EPSILON):  # NaN fails both comparisons
-        return f"epsilon {epsilon!r} is outside (0, 16/255 = {MAX_EPSILON:.4f}]"
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not (
-            IMAGE_SIZE_RANGE[0] <= image_size <= IMAGE_SIZE_RANGE[1]):
-        return f"working image size {image_size!r} is outside {IMAGE_SIZE_RANGE[0]}-{IMAGE_SIZE_RANGE[1]} px"
-    if isinstance(code_bits, bool) or not isinstance(code_bits, int) or not (
-            CODE_BITS_RANGE[0] <= code_bits <= CODE_BITS_RANGE[1]):
-        return f"code bits {code_bits!r} are outside {CODE_BITS_RANGE[0]}-{CODE_BITS_RANGE[1]}"
-    return None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from .errors import InputError
-from .side_info import is_label
+from .nn.codes import is_label
 
 if TYPE_CHECKING:
     import torch

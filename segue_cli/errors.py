@@ -6,7 +6,7 @@ errors exit 2, anything that ran but failed on some files exits 1.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 
 class SegueError(Exception):
@@ -70,6 +70,22 @@ def check_options(checks: list[tuple[bool, str]]) -> None:
             raise ConfigError(message)
 
 
+def check_choice(option: str, value: object, choices: Iterable[str]) -> None:
+    """A named option (a format, a face mode, a strength, an engine, ...) is one of its
+    registry's names: the one check, error and message of every entry point (the CLI,
+    ProtectConfig, Protector, the server)."""
+    names = tuple(choices)
+    if not isinstance(value, str) or value not in names:
+        raise ConfigError(f"unknown {option} {quoted(value) if isinstance(value, str) else repr(value)}",
+                          f"use one of {', '.join(names)}")
+
+
+def quoted(value: str, at_most: int = 40) -> str:
+    """Text a user or a client sent, as a message may quote it: escaped, short."""
+    text = value[:at_most].encode("unicode_escape").decode("ascii")
+    return repr(text + ("..." if len(value) > at_most else ""))
+
+
 Range = tuple[float, float]
 
 
@@ -82,6 +98,8 @@ def check_ranges(config: object, ranges: Mapping[str, Range], flag: str = "--{}"
     from dataclasses import fields
 
     for item in fields(config):  # type: ignore[arg-type]
+        if not item.init:
+            continue  # derived from the options (ProtectConfig's parsed INPUT and OUT)
         value = getattr(config, item.name)
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if item.name not in ranges:

@@ -44,3 +44,14 @@ def suffix_format(suffix: str) -> str | None:
 def format_of_pillow(pillow_name: str | None) -> str | None:
     """The output format Pillow calls ``pillow_name`` (``"JPEG"`` -> ``"jpeg"``), if segue writes it."""
     return next((name for name, fmt in OUTPUT_FORMATS.items() if fmt.pillow == pillow_name), None)
+
+
+# The first bytes of the formats segue reads (JPEG, PNG, GIF, TIFF; WebP, ISO-BMFF and BMP below).
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+
+
+def starts_like_image(head: bytes) -> bool:
+    """Whether these first bytes (16 are enough) are those of an image segue reads. A list
+    of paths never starts so: it is text, and no path begins with these bytes."""
+    return (head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or head[4:8] == b"ftyp" or (head[:2] == b"BM" and head[6:10] == b"\0\0\0\0"))  # BMP: reserved bytes zero

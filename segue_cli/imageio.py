@@ -24,7 +24,7 @@ from .storage import regular_file_opener, atomic_write
 from .choices import DEFAULT_MAX_PIXELS
 
 from .errors import InputError
-from .formats import DEFAULT_QUALITY, OUTPUT_FORMATS
+from .formats import DEFAULT_QUALITY, OUTPUT_FORMATS, starts_like_image
 
 if TYPE_CHECKING:
     import torch
@@ -85,9 +85,6 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
-
-
 def looks_like_image(path: Path) -> bool:
     """Whether the file starts like an image of a format segue reads (by its first bytes,
     not its name): JPEG, PNG, GIF, BMP, TIFF, WebP, or an ISO-BMFF image (HEIC, AVIF)."""
@@ -97,13 +94,6 @@ def looks_like_image(path: Path) -> bool:
     except OSError:
         return False
     return starts_like_image(head)
-
-
-def starts_like_image(head: bytes) -> bool:
-    """Whether these first bytes (16 are enough) are those of an image segue reads. A list
-    of paths never starts so: it is text, and no path begins with these bytes."""
-    return (head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or head[4:8] == b"ftyp" or (head[:2] == b"BM" and head[6:10] == b"\0\0\0\0"))  # BMP: reserved bytes zero
 
 
 # Photo formats segue cannot read: never taken silently for "not an image", but reported.

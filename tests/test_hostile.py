@@ -457,9 +457,9 @@ PIXELS = np.zeros((32, 32, 3), np.uint8)
 def _library(call: Callable[[object], object], says: str) -> Callable[[Path], None]:
     def run(tmp: Path) -> None:
         from segue_cli import Protector
-        from segue_cli.errors import InputError
+        from segue_cli.errors import SegueError
 
-        with pytest.raises(InputError, match=says):
+        with pytest.raises(SegueError, match=says):  # InputError for a value's type, ConfigError for a name
             call(Protector())
     return run
 
@@ -634,7 +634,7 @@ CASES: list[Case] = [
            _bad_number(command, option, value))
       for command, (_, options) in NUMBER_OPTIONS.items() for option in options
       for value in (BAD_NUMBERS if command != "train" else BAD_NUMBERS[:3])],
-    *[Case("library types", f"Protector.protect({shown})", f"InputError: {says}",
+    *[Case("library types", f"Protector.protect({shown})", f"SegueError: {says}",
            _library(lambda p, image=image, options=options: p.protect(image, **options), says))
       for shown, image, options, says in [
           ("identity=123", PIXELS, {"identity": 123}, "identity= must be a name"),
@@ -642,7 +642,7 @@ CASES: list[Case] = [
           ("label=2.0", PIXELS, {"label": 2.0}, "label= must be an int"),
           ("a list", [1, 2, 3], {"identity": "x"}, "cannot protect a list"),
           ("a float array", np.zeros((32, 32, 3)), {"identity": "x"}, "must be uint8"),
-          ("..., image_format='gif'", PIXELS, {"identity": "x", "image_format": "gif"}, "unknown image_format")]],
+          ("..., image_format='gif'", PIXELS, {"identity": "x", "image_format": "gif"}, "unknown format")]],
     Case("library types", "a mode-F (float) PIL image", "refused: its range is not stated; the hint converts it",
          _library_float_image),
     Case("library types", "JPEG bytes in, JPEG bytes out", "a SegueWarning with the CLI's words", _library_lossy_warns),

@@ -130,7 +130,7 @@ def test_out_with_a_non_image_suffix_for_one_file_is_refused_not_made_a_folder(t
 def test_progress_lines_name_files_by_their_path_not_their_base_name(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from segue_cli.job import FileResult, file_finished
+    from segue_cli.protect.job import FileResult, file_finished
 
     monkeypatch.chdir(tmp_path)
     event = file_finished(FileResult(tmp_path / "2024" / "a.jpg", tmp_path / "out" / "a.png", "written"))
@@ -329,14 +329,18 @@ def test_a_value_of_the_wrong_type_is_still_a_usage_error(option, value, kind, t
 
 
 def test_typed_values_reach_the_command_as_their_type(monkeypatch, tmp_path):
-    from segue_cli.cli import protect as protect_cli
+    import segue_cli.protect as protect_package
+    from segue_cli.protect.job import ProtectSummary
 
     seen = {}
 
-    def fake_one_image(config, piped, quiet, json_output):
-        seen.update(label=config.label, quality=config.quality, max_pixels=config.max_pixels, out=config.out)
+    def fake_protect(config, on_event):
+        seen.update(label=config.label, quality=config.quality, max_pixels=config.max_pixels,
+                    out=config.destination.path)
+        return ProtectSummary(out_dir=tmp_path, side_information="", model="", model_sha256="", backend="", device="",
+                              image_format="jpeg")
 
-    monkeypatch.setattr(protect_cli, "_one_image", fake_one_image)
+    monkeypatch.setattr(protect_package, "protect", fake_protect)
     face(0).save(tmp_path / "a.png")
     result = runner.invoke(app, ["protect", str(tmp_path / "a.png"), "--label", "7", "--out", str(tmp_path / "o.jpg"),
                                  "--format", "jpeg", "--quality", "80", "--max-pixels", "5000"])

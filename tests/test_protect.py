@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 
 from segue_cli.engines import local as protect_pipeline
 from segue_cli.cli.app import app
-from segue_cli.errors import ConfigError, OutputError
+from segue_cli.errors import ConfigError, InputError, OutputError
 from segue_cli.imageio import load_image
 from segue_cli.protect.config import ProtectConfig
-from segue_cli.job import ProtectSummary
+from segue_cli.protect.job import ProtectSummary
 from segue_cli.protect import protect
 from segue_cli.photo.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
 from segue_cli.backends.opening import open_backend
-from segue_cli.side_info import folder_code, identity_code
+from segue_cli.nn.codes import folder_code, identity_code
 
 runner = CliRunner()
 LIMIT = 8  # 8/255 in 8-bit levels
@@ -49,6 +49,47 @@ def photos(tmp_path: Path) -> Path:
 
 def run(config_kwargs: dict, model: Path, **extra) -> ProtectSummary:
     return protect(ProtectConfig(model=str(model), workers=2, **config_kwargs), **extra)
+
+
+def test_protect_with_a_one_file_out_writes_that_file_as_the_cli_does(tmp_path, tiny_generator_path):
+    tmp_path = tmp_path / "photos"
+    tmp_path.mkdir()
+    face(0).save(tmp_path / "a.png")
+    summary = run({"input": str(tmp_path / "a.png"), "out": tmp_path / "b.png", "identity": "ada"}, tiny_generator_path)
+    assert (tmp_path / "b.png").is_file() and summary.written == 1 and summary.total == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no folder, marker, record or lock
+    result = runner.invoke(app, ["protect", str(tmp_path / "a.png"), "--out", str(tmp_path / "c.png"), "--identity", "ada",
+                                 "--model", str(tiny_generator_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    folder = run({"input": str(tmp_path / "a.png"), "out": tmp_path / "tree", "identity": "ada"}, tiny_generator_path)
+    assert folder.written == 1 and (tmp_path / "tree" / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_input_and_out_are_parsed_once_into_typed_values(tmp_path):
+    from segue_cli.protect.config import Folder, FolderTree, ImageFile, OneFile, PathList, PipedImage, Prefix, Stdout
+
+    face(0).save(tmp_path / "a.png")
+    png = (tmp_path / "a.png").read_bytes()
+    cases = [(dict(input=str(tmp_path)), Folder, FolderTree), (dict(input=tmp_path / "a.png"), ImageFile, FolderTree),
+             (dict(input=str(tmp_path / "a.png"), out=tmp_path / "o.jpg"), ImageFile, OneFile),
+             (dict(input=tmp_path / "a.png", out="-"), ImageFile, Stdout), (dict(input=png), PipedImage, Stdout),
+             (dict(input=png, out=str(tmp_path / "p.webp")), PipedImage, OneFile),
+             (dict(input=b"a.png\nb.png\n"), PathList, FolderTree), (dict(input="-", paths=("a.png",)), PathList, FolderTree),
+             (dict(input="s3://bucket/photos", out="s3://bucket/out", engine="ray"), Prefix, FolderTree)]
+    for options, source, destination in cases:
+        config = ProtectConfig(**options)
+        assert (type(config.source), type(config.destination)) == (source, destination), options
+    assert ProtectConfig(input=str(tmp_path / "a.png"), out=tmp_path / "o.jpg").destination.image_format == "jpeg"
+    assert ProtectConfig(input=b"a.png\0b c.png\0").source == PathList(("a.png", "b c.png"))
+    for options, says in [(dict(input=str(tmp_path), out=tmp_path / "o.png"), "is a folder, and --out"),
+                          (dict(input="-", paths=("a.png",), out="-"), "stdin listed image paths"),
+                          (dict(input=str(tmp_path), out="-"), "INPUT names several photos"),
+                          (dict(input=str(tmp_path / "missing")), "input not found"),
+                          (dict(input=b"\xff\xfe\x00junk"), "neither an image"),
+                          (dict(input=str(tmp_path / "a.png"), out=tmp_path / "o.jpg", image_format="webp"), "--format is webp")]:
+        with pytest.raises(InputError, match=says):
+            ProtectConfig(**options)
 
 
 def max_change(source: Path, output: Path) -> int:

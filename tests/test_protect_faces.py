@@ -24,7 +24,7 @@ from segue_cli.photo.plans import face_planner, uses_faces
 from segue_cli.protect.config import ProtectConfig
 from segue_cli.protect import protect
 from segue_cli.backends.opening import open_backend
-from segue_cli.side_info import identity_code
+from segue_cli.nn.codes import identity_code
 
 runner = CliRunner()
 LIMIT = 8  # 8/255 in 8-bit levels

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segue_cli.errors import InputError
+from segue_cli.errors import ConfigError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_arrays_bytes_and_paths_come_back_as_their_own_kind(protector, webface10
     # A JPEG in, PNG asked for: lossless, so the same pixels as the array route.
     as_png = Image.open(io.BytesIO(protector.protect(jpeg_bytes, label=0, image_format="png")))
     assert as_png.format == "PNG" and np.array_equal(_pixels(as_png), out.astype(int))
-    with pytest.raises(InputError, match="image_format"):
+    with pytest.raises(ConfigError, match="unknown format .gif."):
         protector.protect(jpeg_bytes, label=0, image_format="gif")
     from_path = protector.protect(crop_path, label=0)
     assert isinstance(from_path, Image.Image) and np.abs(_pixels(from_path) - rgb).max() <= 8

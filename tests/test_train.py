@@ -17,7 +17,7 @@ from segue_cli.nn import distortions
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator, count_parameters
 from segue_cli.protect.config import ProtectConfig
 from segue_cli.protect import protect
-from segue_cli.side_info import code_to_signs
+from segue_cli.nn.codes import code_to_signs
 from segue_cli.train import TrainConfig, attacker_view, epoch_stage, identity_codes, train
 from segue_cli.datasets import scan_image_folder
 from conftest import copy_faces
@@ -454,8 +454,8 @@ def test_decoy_codes_never_aim_at_the_photos_own_identity():
 
 def test_a_decoy_model_maps_every_name_into_its_decoys_through_torch_and_onnx(tiny_faces, tmp_path):
     from segue_cli.export import ExportConfig, export_model
-    from segue_cli.protector import Protector
-    from segue_cli.side_info import identity_code
+    from segue_cli.photo.protector import Protector
+    from segue_cli.nn.codes import identity_code
 
     with pytest.raises(ConfigError, match="--decoys needs --objective targeted"):
         TrainConfig(data=tiny_faces, out=tmp_path / "x", decoys=3)
@@ -470,3 +470,11 @@ def test_a_decoy_model_maps_every_name_into_its_decoys_through_torch_and_onnx(ti
         assert protector.info.decoys == 2
         assert [protector.code_for(identity=n) for n in names] == [identity_code(n) % 2 for n in names]
         assert protector.code_for(label=5) == 1 and protector.code_for(code=5) == 5  # a raw code is the expert's
+
+
+def test_the_config_names_the_objectives_the_registry_holds():
+    from segue_cli.train import config
+    from segue_cli.train.objectives import OBJECTIVES
+
+    assert config.OBJECTIVES == tuple(OBJECTIVES)
+    assert config.KEYED_OBJECTIVES == tuple(name for name, cls in OBJECTIVES.items() if cls.keyed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .base import PerturbationBackend
@@ -43,14 +43,3 @@ class BackendSpec:
 BACKENDS: dict[str, BackendSpec] = {"torch": BackendSpec(".safetensors", _torch), "onnx": BackendSpec(".onnx", _onnx)}
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
-
-def __getattr__(name: str) -> Any:  # open_backend and friends without importing numpy here
-    if name in ("open_backend", "exported_twin", "shipped_sha256", "verify_shipped"):
-        from . import opening
-
-        return getattr(opening, name)
-    if name in ("BackendInfo", "PerturbationBackend"):
-        from . import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..side_info import CodeSpace
+from ..nn.codes import CodeSpace
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..devices import DEVICE_CHOICES
 from ..errors import ArtifactError, ConfigError, InputError
 from .onnx_format import INPUT_CODE_SIGNS, INPUT_IMAGES, INPUT_NAMES, OUTPUT_DELTA, OUTPUT_NAMES, OnnxMetadata
 from .base import BackendInfo
-from ..side_info import code_signs
+from ..nn.codes import code_signs
 
 # segue_cli/__init__ sets ORT_TELEMETRY_DISABLED before this import; the runtime's own switch
 # too, for builds that read only that (issue 44: nothing leaves the machine).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..choices import model_limit_problem
+from ..artifacts import model_limit_problem
 from ..errors import ArtifactError
 
 FORMAT_NAME = "segue-generator-onnx"

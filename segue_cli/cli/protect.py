@@ -30,43 +30,18 @@ files failed (each is listed), 2 usage error.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
 from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, STRENGTHS
-from ..errors import InputError, input_not_found
-from ..storage import is_uri
+from ..errors import InputError
 from .options import DeviceOption, JsonOption, ModelOption
-from .protect_report import print_start, print_stopped, print_summary, print_warnings
-from .render import ProgressRenderer, print_json, progress, stderr_console
-
-if TYPE_CHECKING:
-    from ..progress import ProgressEvent
-    from ..job import FileResult
-
-
-def _read_stdin() -> tuple[bytes | None, tuple[str, ...]]:
-    """(an image's bytes, no paths) or (None, the listed paths): the one rule for ``-``."""
-    from ..imageio import starts_like_image
-    from ..protect.inputs import split_path_list
-
-    data = sys.stdin.buffer.read()
-    if starts_like_image(data[:16]):
-        return data, ()
-    try:
-        return None, split_path_list(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError("stdin holds neither an image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF) nor a list of "
-                         "image paths", "pipe one image's bytes, or paths one per line (find DIR -print0 works too)") from None
+from .protect_report import ProtectReport, stopping_on_sigterm
 
 
 def protect(
@@ -103,10 +78,7 @@ def protect(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only (failed files and why): no progress, notes, warnings or summary. The exit code still says how it went.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    if (input_path not in (None, "-") and not example and not is_uri(input_path)
-            and not os.path.exists(os.path.expanduser(input_path))):
-        raise input_not_found(input_path)  # before importing the pipeline: a usage error comes back at once
-    from ..protect.config import ProtectConfig, default_workers
+    from ..protect.config import ProtectConfig, Stdout, default_workers
 
     if example:
         if input_path is not None:
@@ -119,15 +91,11 @@ def protect(
     elif input_path is None:
         raise InputError("no INPUT given", "segue protect ./photos (a folder, a file, or - for paths on stdin); "
                          "segue protect --example to try it on the shipped example photo")
-
     # Ray's own progress bars on a terminal; in a log file they would be a dump every 10 s.
     chatty_terminal = not (quiet or json_output) and sys.stderr.isatty()
-    piped, paths = _read_stdin() if input_path == "-" else (None, ())
-    if piped is not None and out is None:
-        out = "-"
     config = ProtectConfig(
-        input=input_path, paths=paths,
-        out=None if out is None else (out if is_uri(out) or out == "-" else Path(out)), identity=identity, label=label,
+        input=sys.stdin.buffer.read() if input_path == "-" else input_path,  # stdin's bytes: an image, or paths
+        out=out, identity=identity, label=label,
         labels=labels, by_folder=by_folder, model=model, backend=backend, device=device, image_format=image_format,
         quality=quality, keep_metadata=keep_metadata, overwrite=overwrite,
         workers=workers if workers is not None else default_workers(cloak), batch_size=batch_size, max_pixels=max_pixels,
@@ -136,99 +104,23 @@ def protect(
         cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, cloak_split, strength, cloak_networks, cloak_target),
         strength=strength,
     )
-    from ..protect.single import single_output
-
-    if input_path == "-" and piped is None and out == "-":
-        raise InputError("--out - writes one image to standard output; stdin listed image paths",
-                         "pass --out FOLDER for a list of paths, or pipe one image's bytes to -")
-    if piped is not None or single_output(config):
-        _one_image(config, piped, quiet, json_output)
-        return
-    if out == "-":
-        raise InputError("--out - writes one image to standard output; INPUT names several photos",
-                         "pass --out FOLDER, or give one image file (or pipe one image's bytes to -)")
-    from ..protect.planner import protect as run_protect  # the pipeline's imports, once the options are known good
-
-    # Human text unless --json (then stderr carries only warnings and errors) or --quiet
-    # (errors only). Failed files are always named on stderr.
-    chatty = not (quiet or json_output)
-    with progress(transient=False) if chatty else nullcontext(None) as bar:
-        draw = ProgressRenderer(bar) if bar is not None else None
-        written = [0]
-        failures: list[str] = []
-
-        def on_event(event: ProgressEvent) -> None:
-            if event.name == "start":
-                if draw is not None:
-                    print_start(event.data)
-                elif not quiet:
-                    print_warnings(event.data.warnings)
-            elif event.name == "file":
-                result: FileResult = event.data
-                written[0] += result.status == "written"
-                if json_output:
-                    print_json(result.to_dict())
-                if result.status == "failed":
-                    failures.append(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}")
-                    if not quiet:  # a quiet run says its failures when it ends: a quiet Ray run mutes stderr meanwhile
-                        stderr_console.print(failures[-1], highlight=False, soft_wrap=True)
-                if draw is not None:
-                    for note in result.notes:
-                        stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}",
-                                             highlight=False, soft_wrap=True)
-            if draw is not None:
-                draw(event)
-
-        with _stopping_on_sigterm() as stopped:
-            try:
-                summary = run_protect(config, on_event)
-            except KeyboardInterrupt:
-                for line in failures if quiet else []:
-                    stderr_console.print(line, highlight=False, soft_wrap=True)
-                # The photo being written is finished or dropped whole (writes are atomic).
-                stderr_console.print(f"interrupted: {written[0]} written, re-run to finish", highlight=False)
-                raise typer.Exit(143 if stopped else 130) from None
-    for line in failures if quiet else []:
-        stderr_console.print(line, highlight=False, soft_wrap=True)
-    if not chatty:
-        print_stopped(summary)
-    else:
-        print_summary(summary)
-        if example and out is not None:
-            stderr_console.print(f"example: before {Path(out) / EXAMPLE_ORIGINAL}, after {Path(out) / EXAMPLE_NAME}; now try "
-                                 "`segue protect YOUR_FOLDER`", highlight=False, soft_wrap=True)
-    if json_output:
-        print_json(summary.to_dict())
-    if summary.failed or summary.stopped:
-        raise typer.Exit(1)
-
-
-def _one_image(config: Any, piped: bytes | None, quiet: bool, json_output: bool) -> None:
-    """One image in, one out (a file, or stdout): ``protect.single``."""
-    from ..protect.single import STDOUT, protect_single
-
-    if str(config.input) != "-" and os.path.isdir(os.path.expanduser(str(config.input))):
-        raise InputError(f"INPUT {config.input} is a folder, and --out {config.out} names one image file",
-                         "pass --out FOLDER for a folder, or give one image file as INPUT")
-    to_stdout = str(config.out) == STDOUT
-    if to_stdout and sys.stdout.isatty():
-        raise InputError("refusing to write image bytes to a terminal",
-                         "redirect standard output (> protected.png) or pass --out FILE.png")
-    if to_stdout and json_output:
+    if json_output and isinstance(config.destination, Stdout):
         raise InputError("--json writes JSON to standard output, which --out - fills with the image",
                          "pass --out FILE.png with --json")
-    encoded, result, summary = protect_single(config, piped)
-    if to_stdout:
-        sys.stdout.buffer.write(encoded)
-        sys.stdout.buffer.flush()
-    if json_output:
-        print_json(result.to_dict())
-        print_json(summary.to_dict())
-    elif not quiet:
-        for note in result.notes:
-            stderr_console.print(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}", highlight=False,
-                                 soft_wrap=True)
-        print_summary(summary, side=True)
+    from ..protect import protect as run_protect  # the pipeline's imports, once the options are known good
+
+    report = ProtectReport(quiet, json_output, config.one_image)
+    with report.live(), stopping_on_sigterm() as stopped:
+        try:
+            summary = run_protect(config, report)
+        except KeyboardInterrupt:
+            report.interrupted()
+            raise typer.Exit(143 if stopped else 130) from None
+    after = (f"example: before {Path(out) / EXAMPLE_ORIGINAL}, after {Path(out) / EXAMPLE_NAME}; now try "
+             "`segue protect YOUR_FOLDER`") if example and out is not None else None
+    report.finish(summary, after)
+    if summary.failed or summary.stopped:
+        raise typer.Exit(1)
 
 
 def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], split: Optional[str],
@@ -266,20 +158,3 @@ def _example_input(out: Optional[Path]) -> tuple[str, Path]:
         if not original.exists():
             shutil.copyfile(path, original)
         return str(path), out
-
-
-@contextmanager
-def _stopping_on_sigterm() -> Iterator[list[bool]]:
-    """SIGTERM (kill, systemd, a cron timeout) stops the run like Ctrl-C; the list says
-    whether it was SIGTERM, for exit code 143 instead of 130."""
-    stopped: list[bool] = []
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        stopped.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield stopped
-    finally:
-        signal.signal(signal.SIGTERM, previous)

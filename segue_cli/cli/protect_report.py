@@ -1,17 +1,106 @@
-"""What ``segue protect`` tells a person on stderr: the run's start (who the photos are
-said to show, and how to change it), warnings, and the summary at the end."""
+"""What ``segue protect`` tells a person while it runs and when it ends: the run's start
+(who the photos are said to show, and how to change it), each file's notes and failures,
+a progress display, warnings, and the summary; with ``--json`` each file's record and the
+summary on stdout. :class:`ProtectReport` holds the state the events leave (files written,
+failures a quiet run says at its end), so that the command itself holds none."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import signal
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Iterator
 
 from rich.markup import escape
 
-from .render import stderr_console
+from .render import ProgressRenderer, print_json, progress, stderr_console
 
 if TYPE_CHECKING:
-    from ..job import ProtectSummary
+    from ..progress import ProgressEvent
+    from ..protect.job import FileResult, ProtectSummary
+
+
+class ProtectReport:
+    """The event callback of one run and its last words. Human text unless --json (then
+    stderr carries only warnings and errors) or --quiet (errors only); failed files are
+    always named on stderr. One image in gets no start lines and no progress display."""
+
+    def __init__(self, quiet: bool, json_output: bool, one_image: bool) -> None:
+        self.quiet, self.json_output, self.one_image = quiet, json_output, one_image
+        self.chatty = not (quiet or json_output)
+        self.draw: ProgressRenderer | None = None
+        self.written = 0
+        self.failures: list[str] = []
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        """The progress display around a folder run (a live bar, or log lines)."""
+        with progress(transient=False) if self.chatty and not self.one_image else nullcontext(None) as bar:
+            self.draw = ProgressRenderer(bar) if bar is not None else None
+            yield
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.name == "start":
+            if self.draw is not None:
+                print_start(event.data)
+            elif not self.quiet:
+                print_warnings(event.data.warnings)
+        elif event.name == "file":
+            result: FileResult = event.data
+            self.written += result.status == "written"
+            if self.json_output:
+                print_json(result.to_dict())
+            if result.status == "failed":
+                self.failures.append(f"[red]failed:[/] {escape(str(result.source))}: {escape(result.reason or '')}")
+                if not self.quiet:  # a quiet run says its failures when it ends: a quiet Ray run mutes stderr meanwhile
+                    _say(self.failures[-1])
+            if self.chatty:
+                for note in result.notes:
+                    _say(f"[yellow]note:[/] {escape(str(result.source))}: {escape(note)}")
+        if self.draw is not None:
+            self.draw(event)
+
+    def interrupted(self) -> None:
+        self._quiet_failures()
+        # The photo being written is finished or dropped whole (writes are atomic).
+        stderr_console.print(f"interrupted: {self.written} written, re-run to finish", highlight=False)
+
+    def finish(self, summary: ProtectSummary, after: str | None = None) -> None:
+        """The run's last words: the summary (and ``after``, for a person), or the JSON summary."""
+        self._quiet_failures()
+        if not self.chatty:
+            print_stopped(summary)
+        else:
+            print_summary(summary, side=self.one_image)
+            if after:
+                _say(after)
+        if self.json_output:
+            print_json(summary.to_dict())
+
+    def _quiet_failures(self) -> None:
+        for line in self.failures if self.quiet else []:
+            _say(line)
+
+
+def _say(line: str) -> None:
+    stderr_console.print(line, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def stopping_on_sigterm() -> Iterator[list[bool]]:
+    """SIGTERM (kill, systemd, a cron timeout) stops the run like Ctrl-C; the list says
+    whether it was SIGTERM, for exit code 143 instead of 130."""
+    stopped: list[bool] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stopped.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def print_warnings(warnings: list[str]) -> None:

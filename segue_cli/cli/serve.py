@@ -115,7 +115,7 @@ def _open_model(config: Any) -> Any:
 
         resolve_model_path(config.model)
         return None
-    from ..protector import Protector
+    from ..photo.protector import Protector
 
     # One thread per protection: the server's pool runs several at once, so more would oversubscribe.
     return Protector(config.model, config.backend, config.device, "auto", config.detector, config.max_pixels, threads=1)

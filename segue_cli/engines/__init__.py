@@ -1,4 +1,4 @@
-"""Engines run a planned ``segue protect`` job (``segue_cli.job.Job``): the same files,
+"""Engines run a planned ``segue protect`` job (``segue_cli.protect.job.Job``): the same files,
 codes and settings, only where the work happens differs.
 
 * ``local``: this machine's threads (``engines/local.py``), the default;
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ..job import FileResult, Job
+    from ..protect.job import FileResult, Job
 
 
 def _run_local(job: Job, finish: Callable[[FileResult], None]) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 from ..backends.base import PerturbationBackend
 from ..errors import InputError, disk_full, is_disk_full
 from ..imageio import LoadedImage
-from ..job import FileResult, Job, PlannedFile
-from ..photo.compose import decode_photo, encode_protected, failure_reason, generator_failure, write_failure
+from ..protect.job import FileResult, Job, PlannedFile
+from ..photo.compose import ShapeBatches, decode_photo, encode_protected, failure_reason, generator_failure, write_failure
 from ..photo.plans import PhotoPlan
 from ..storage import write_bytes
 
@@ -42,7 +42,9 @@ MAX_LIVE_PIXELS = 12_000_000
 
 
 @dataclass
-class _Job:
+class PhotoInFlight:
+    """A decoded photo between its decode and its encode: its deltas come in batch by batch."""
+
     planned: PlannedFile
     code: int
     image: LoadedImage
@@ -70,8 +72,8 @@ class Pipeline:
         self.pool = ThreadPoolExecutor(max_workers=job.config.workers, thread_name_prefix="segue-io")
         self.decoding: deque[tuple[PlannedFile, int, Future]] = deque()
         self.encoding: deque[tuple[int, Future]] = deque()  # (pixels, future)
-        self.buckets: dict[tuple[int, ...], list[tuple[_Job, int]]] = {}
-        self.live_pixels = 0  # photos decoded and not yet written: in buckets or being encoded
+        self.batches = ShapeBatches(job.config.batch_size)
+        self.live_pixels = 0  # photos decoded and not yet written: waiting for a batch or being encoded
         self.recent_pixels = 0  # the last decoded photo's size, to size the decode prefetch
 
     def prefetch(self) -> int:
@@ -104,8 +106,8 @@ class Pipeline:
                     self._take_decoded()
             while self.decoding:
                 self._take_decoded()
-            while self.buckets:
-                self._run_fullest_batch()
+            while self.batches:
+                self._run_batch(self.batches.fullest())
             while self.encoding:
                 self._take_encoded()
         finally:
@@ -118,50 +120,40 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 (every failure is reported against its file)
             self.fail(planned, failure_reason(exc, planned.source.reported), code)
             return
-        job = _Job(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
-        self.live_pixels += job.pixels
-        self.recent_pixels = job.pixels
+        photo = PhotoInFlight(planned, code, image, plan, [None] * len(plan.inputs), len(plan.inputs))
+        self.live_pixels += photo.pixels
+        self.recent_pixels = photo.pixels
         if not plan.inputs:
-            self._encode(job)
+            self._encode(photo)
         for index, pixels in enumerate(plan.inputs):
-            bucket = self.buckets.setdefault(pixels.shape, [])
-            bucket.append((job, index))
-            if len(bucket) >= self.config.batch_size:
+            if self.batches.add(photo, index, pixels, code):
                 self._run_batch(pixels.shape)
-        while self.live_pixels > MAX_LIVE_PIXELS and (self.buckets or self.encoding):
-            if self.buckets:
-                self._run_fullest_batch()  # partial batch: memory comes first
+        while self.live_pixels > MAX_LIVE_PIXELS and (self.batches or self.encoding):
+            if self.batches:
+                self._run_batch(self.batches.fullest())  # partial batch: memory comes first
             else:
                 self._take_encoded()
         while self.encoding and self.encoding[0][1].done():
             self._take_encoded()
 
-    def _run_fullest_batch(self) -> None:
-        self._run_batch(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
-
     def _run_batch(self, shape: tuple[int, ...]) -> None:
-        entries = self.buckets.pop(shape)
-        images = np.stack([job.plan.inputs[index] for job, index in entries])
-        codes = np.array([job.code for job, _ in entries], dtype=np.int64)
-        try:
-            deltas = self.backend.perturb(images, codes)
-        except Exception as exc:  # noqa: BLE001
-            deltas, error = None, generator_failure(exc)
-        for position, (job, index) in enumerate(entries):
-            if job.pending <= 0:
+        entries, deltas, failure = self.batches.run(self.backend, shape)
+        for position, (photo, index) in enumerate(entries):
+            if photo.pending <= 0:
                 continue  # already failed through another of its inputs
             if deltas is None:
-                job.pending = 0
-                self.live_pixels -= job.pixels
-                self.fail(job.planned, error, job.code, tuple(job.image.notes + job.plan.notes))
+                photo.pending = 0
+                self.live_pixels -= photo.pixels
+                self.fail(photo.planned, generator_failure(failure), photo.code,  # type: ignore[arg-type]
+                          tuple(photo.image.notes + photo.plan.notes))
                 continue
-            job.deltas[index] = deltas[position]
-            job.pending -= 1
-            if job.pending == 0:
-                self._encode(job)
+            photo.deltas[index] = deltas[position]
+            photo.pending -= 1
+            if photo.pending == 0:
+                self._encode(photo)
 
-    def _encode(self, job: _Job) -> None:
-        self.encoding.append((job.pixels, self.pool.submit(_encode, job, self.config, self.backend.info.epsilon)))
+    def _encode(self, photo: PhotoInFlight) -> None:
+        self.encoding.append((photo.pixels, self.pool.submit(_encode, photo, self.config, self.backend.info.epsilon)))
         while len(self.encoding) > 2 * max(self.config.workers, self.config.batch_size):
             self._take_encoded()
 
@@ -171,16 +163,16 @@ class Pipeline:
         self.finish(future.result())
 
 
-def _encode(job: _Job, config: Any, epsilon: float) -> FileResult:
-    image, planned = job.image, job.planned
+def _encode(photo: PhotoInFlight, config: Any, epsilon: float) -> FileResult:
+    image, planned = photo.image, photo.planned
     height, width = image.size
-    done: dict[str, Any] = dict(code=job.code, size=(width, height), details=job.plan.details)
-    notes = list(image.notes) + list(job.plan.notes)
+    done: dict[str, Any] = dict(code=photo.code, size=(width, height), details=photo.plan.details)
+    notes = list(image.notes) + list(photo.plan.notes)
     try:
-        data, notes = encode_protected(image, job.plan, [d for d in job.deltas if d is not None], config, epsilon)
+        data, notes = encode_protected(image, photo.plan, [d for d in photo.deltas if d is not None], config, epsilon)
         written = write_bytes(planned.output, data)
     except Exception as exc:  # noqa: BLE001
-        if is_disk_full(exc):  # every later write would fail the same way: the run stops (protect.planner)
+        if is_disk_full(exc):  # every later write would fail the same way: the run stops (protect.folder)
             raise disk_full(planned.output.reported, exc) from exc  # type: ignore[arg-type]
         reason = write_failure(exc, planned.source.reported, planned.output.reported)
         return FileResult.of(planned, "failed", reason, notes=tuple(notes), **done)

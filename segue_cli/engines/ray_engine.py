@@ -3,7 +3,7 @@
 The driver has already planned the job as for the local engine (``protect``: the same
 inputs, output names, codes, skips and settings record, local or in an object store).
 Each file still to do becomes one row;
-a pool of actors, each holding one :class:`~segue_cli.protector.Protector`, reads the
+a pool of actors, each holding one :class:`~segue_cli.photo.protector.Protector`, reads the
 photo's bytes (``storage``: a local path or an object), protects it, encodes it with the
 local engine's encoder and writes it whole (a temp file renamed, or one object upload),
 then returns the file's result. The driver reports results as they come, like the local
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..errors import ConfigError, InputError
-from ..job import FileResult, Job
+from ..protect.job import FileResult, Job
 from ..storage import Location, read_bytes, write_bytes
 
 RowResult = dict[str, Any]
@@ -45,7 +45,7 @@ class ProtectWorker:
     """One Ray actor: one Protector, opened once, for every batch it is given."""
 
     def __init__(self, config: Any, source_fs: Any, output_fs: Any) -> None:
-        from ..protector import Protector
+        from ..photo.protector import Protector
 
         self.config, self.source_fs, self.output_fs = config, source_fs, output_fs
         # One thread per actor: Ray gives each actor one CPU, and more would oversubscribe.
@@ -78,28 +78,21 @@ class ProtectWorker:
         return row
 
     def _perturb(self, rows: list[dict[str, Any]]) -> None:
-        """The generator over the batch's inputs, one call per working shape (as the local
-        engine batches); a per-sample result, so batching never changes a file's bytes."""
-        import numpy as np
+        """The generator over the batch's inputs, one call per working shape (``ShapeBatches``,
+        as the local engine batches)."""
+        from ..photo.compose import ShapeBatches, generator_failure
 
-        from ..photo.compose import generator_failure
-
-        by_shape: dict[tuple[int, ...], list[tuple[dict[str, Any], int]]] = {}
+        batches = ShapeBatches()
         for row in rows:
             row["deltas"] = [None] * len(row["plan"].inputs)
             for index, pixels in enumerate(row["plan"].inputs):
-                by_shape.setdefault(pixels.shape, []).append((row, index))
-        for entries in by_shape.values():
-            images = np.stack([row["plan"].inputs[index] for row, index in entries])
-            codes = np.array([row["code"] for row, _ in entries], dtype=np.int64)
-            try:
-                deltas = self.protector.backend.perturb(images, codes)
-            except Exception as exc:  # noqa: BLE001
-                for row, _ in entries:
-                    row.update(status="failed", reason=generator_failure(exc))
-                continue
+                batches.add(row, index, pixels, row["code"])
+        for entries, deltas, failure in batches.run_all(self.protector.backend):
             for position, (row, index) in enumerate(entries):
-                row["deltas"][index] = deltas[position]
+                if deltas is None:
+                    row.update(status="failed", reason=generator_failure(failure))  # type: ignore[arg-type]
+                else:
+                    row["deltas"][index] = deltas[position]
 
     def _written(self, row: dict[str, Any]) -> RowResult:
         from ..photo.compose import encode_protected, write_failure

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..side_info import DEFAULT_CODE_BITS, code_to_signs
+from ..nn.codes import DEFAULT_CODE_BITS, code_to_signs
 from .delta import upsample
 
 _SIZE_MULTIPLE = 4  # two stride-2 convolutions in the encoder

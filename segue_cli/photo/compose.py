@@ -1,13 +1,14 @@
 """One photo's steps around the generator, shared by every engine and ``Protector`` so
-that all write the same bytes: decode and plan (:func:`decode_photo`), compose the
-generator's deltas into the protected pixels (:func:`compose_protected`), encode the
-output file (:func:`encode_protected`), and the wording of each kind of failure."""
+that all write the same bytes: decode and plan (:func:`decode_photo`), batch the
+generator's inputs (:class:`ShapeBatches`), compose the generator's deltas into the
+protected pixels (:func:`compose_protected`), encode the output file
+(:func:`encode_protected`), and the wording of each kind of failure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 
@@ -16,6 +17,12 @@ from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS
 from ..imageio import LoadedImage, encode_image, load_image, too_small
 from .cloak import CloakConfig, IdentityCloak, shared_cloak
 from .plans import PhotoPlan, Planner, luma_delta, within_limit
+
+if TYPE_CHECKING:
+    from ..backends.base import PerturbationBackend
+
+Shape = tuple[int, ...]
+Batch = tuple[list[tuple[Any, int]], "np.ndarray | None", "Exception | None"]
 
 
 def decode_photo(source: Path | bytes, working_size: int, epsilon: float, max_pixels: int, planner: Planner
@@ -26,6 +33,47 @@ def decode_photo(source: Path | bytes, working_size: int, epsilon: float, max_pi
     if problem:
         raise InputError(problem)
     return image, planner(image.rgb, working_size, epsilon)
+
+
+class ShapeBatches:
+    """Generator inputs waiting for their call, grouped by working shape: the one way the
+    local engine, the Ray engine and ``Protector`` batch the generator (one call per shape,
+    at most ``size`` inputs). Each input belongs to an owner (a photo in flight) at an index
+    among its plan's inputs. The generator's result is per sample, so the grouping never
+    changes a file's bytes."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size
+        self.waiting: dict[Shape, list[tuple[Any, int, np.ndarray, int]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.waiting)
+
+    def add(self, owner: Any, index: int, pixels: np.ndarray, code: int) -> bool:
+        """Queue one input; True when its shape now fills a batch."""
+        entries = self.waiting.setdefault(pixels.shape, [])
+        entries.append((owner, index, pixels, code))
+        return self.size is not None and len(entries) >= self.size
+
+    def fullest(self) -> Shape:
+        return max(self.waiting, key=lambda shape: len(self.waiting[shape]))
+
+    def run(self, backend: PerturbationBackend, shape: Shape) -> Batch:
+        """One generator call over the inputs waiting at ``shape``: each one's (owner,
+        index), then the deltas in that order, or None and the exception it raised."""
+        entries = self.waiting.pop(shape)
+        images = np.stack([pixels for _, _, pixels, _ in entries])
+        codes = np.array([code for _, _, _, code in entries], dtype=np.int64)
+        try:
+            deltas, failure = backend.perturb(images, codes), None
+        except Exception as exc:  # noqa: BLE001 (the caller reports it against each file, or raises it)
+            deltas, failure = None, exc
+        return [(owner, index) for owner, index, _, _ in entries], deltas, failure
+
+    def run_all(self, backend: PerturbationBackend) -> Iterator[Batch]:
+        """Every waiting input, one call per shape, in the order the shapes first came."""
+        while self.waiting:
+            yield self.run(backend, next(iter(self.waiting)))
 
 
 def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float,

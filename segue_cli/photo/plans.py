@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..choices import FACE_MODES, FaceMode
-from ..errors import ConfigError
+from ..errors import check_choice
 from ..faces.detectors import open_detector
 from ..faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
 from ..imageio import resize_to
@@ -96,8 +96,7 @@ def face_planner(detector: FaceDetector, mode: FaceMode = "auto", *,
     code, because the pipeline gives all inputs of a photo its code. Photos with no face
     found fall back to the whole image, with a note. ``detector`` is shared by the
     pipeline's decode threads: it must be safe to call from several (both built-in ones are)."""
-    if mode not in FACE_MODES:
-        raise ConfigError(f"unknown face mode {mode!r}", f"use one of {', '.join(FACE_MODES)}")
+    check_choice("faces mode", mode, FACE_MODES)
 
     def plan(rgb: np.ndarray, working_size: int, epsilon: float) -> PhotoPlan:
         height, width = rgb.shape[:2]

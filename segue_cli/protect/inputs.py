@@ -23,6 +23,7 @@ from typing import Iterable, Literal
 from ..errors import InputError, input_not_found
 from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, discover_images, is_image_path, looks_like_image
 from ..storage import Location, list_files, local, locate
+from .config import Folder, ImageFile, PathList, Prefix, Source
 
 OUTPUT_MARKER = ".segue-output"
 InputKind = Literal["folder", "file", "list", "prefix"]
@@ -46,38 +47,27 @@ class InputSet:
     not_regular: tuple[str, ...] = ()  # FIFOs, devices, sockets (and links to them) with an image's name
 
 
-def split_path_list(data: str) -> tuple[str, ...]:
-    """Paths from a list on stdin, names kept exactly: NUL-separated (``find -print0``) when
-    the text holds a NUL, else one per line with only the line ending removed, so names
-    that begin or end with spaces survive. Empty entries are dropped."""
-    if "\0" in data:
-        return tuple(entry for entry in data.split("\0") if entry)
-    return tuple(line.removesuffix("\r") for line in data.split("\n") if line.removesuffix("\r"))
-
-
-def find_inputs(target: Path | str, listed: Iterable[str | Path] = ()) -> InputSet:
-    """The photos to protect. ``target == "-"`` means: the paths in ``listed``."""
-    text = str(target)
-    if "://" in text:
-        return _prefix_inputs(locate(text))
-    if text == "-":
-        absolute = (Path(os.path.abspath(Path(str(p)).expanduser())) for p in listed if str(p))
+def find_inputs(source: Source) -> InputSet:
+    """The photos to protect from INPUT as parsed (``config.Source``)."""
+    if isinstance(source, Prefix):
+        return _prefix_inputs(locate(source.uri))
+    if isinstance(source, PathList):
+        absolute = (Path(os.path.abspath(Path(p).expanduser())) for p in source.paths if p)
         files = tuple(dict.fromkeys(absolute))  # a path listed twice is protected once
         if not files:
             raise InputError("no paths were given on stdin", "pipe one image path per line, e.g. find DIR -name '*.jpg' | segue protect -")
         return _local_set("list", Path(os.path.commonpath([str(f.parent) for f in files])), files)
-    path = Path(os.path.abspath(Path(target).expanduser()))
-    if os.path.lexists(path) and not path.is_dir():
-        single = _local_set("file", path.parent, (path,))
+    if isinstance(source, ImageFile):
+        single = _local_set("file", source.path.parent, (source.path,))
         if single.not_regular:
-            raise InputError(f"{target} is not a regular file (a FIFO, a device, a socket or a link to one)",
+            raise InputError(f"{source.shown} is not a regular file (a FIFO, a device, a socket or a link to one)",
                              "give a photo as a regular file (a pipe of image bytes goes to -: cat a.jpg | segue protect -)")
         return single
-    if not path.is_dir():
-        raise input_not_found(target)
+    if not isinstance(source, Folder) or not source.path.is_dir():  # a piped image has no folder; a folder gone since
+        raise input_not_found(getattr(source, "shown", "-"))
     unsupported: list[Path] = []
-    found, left_out = _without_output_folders(discover_images(path, unsupported), path)
-    return _local_set("folder", path, found, left_out, tuple(str(f) for f in unsupported))
+    found, left_out = _without_output_folders(discover_images(source.path, unsupported), source.path)
+    return _local_set("folder", source.path, found, left_out, tuple(str(f) for f in unsupported))
 
 
 def _local_set(kind: InputKind, root: Path, files: Iterable[Path], left_out: tuple[str, ...] = (),

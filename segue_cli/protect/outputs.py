@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from ..errors import OutputError, disk_full, is_disk_full
 from ..formats import OUTPUT_FORMATS
-from ..job import FileResult, PlannedFile
+from .job import FileResult, PlannedFile
 from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
 from . import journal
 from .inputs import OUTPUT_MARKER, InputFile, InputSet

@@ -102,7 +102,7 @@ def create_app(config: ServeConfig, protector: Any = None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state["protector"] is None:
-            from ..protector import Protector
+            from ..photo.protector import Protector
 
             # One thread per protection: the pool runs several at once, so more would oversubscribe.
             state["protector"] = Protector(config.model, config.backend, config.device, "auto", config.detector,

@@ -7,17 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..choices import DEFAULT_STRENGTH, FACE_MODES, STRENGTHS
-from ..errors import ConfigError
+from ..errors import ConfigError, check_choice
+from ..errors import quoted as shown
 from ..formats import OUTPUT_FORMATS
 
 KNOWN = ("identity", "label", "code", "faces", "cloak", "format", "quality", "strength")
 TRUE, FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no")
-
-
-def shown(value: str, at_most: int = 40) -> str:
-    """A client's text as an answer may quote it: escaped, short."""
-    text = value[:at_most].encode("unicode_escape").decode("ascii")
-    return repr(text + ("..." if len(value) > at_most else ""))
 
 
 def cloak_available() -> bool:
@@ -63,11 +58,9 @@ def call_options(options: dict[str, str], protector: Any) -> dict[str, Any]:
         raise ConfigError("identity is empty", "give the name of who is in the photos")
     code = protector.code_for(identity=options.get("identity"), label=label, code=code)
     faces = options.get("faces", "auto")
-    if faces not in FACE_MODES:
-        raise ConfigError(f"unknown faces mode {shown(faces)}", f"use one of {', '.join(FACE_MODES)}")
+    check_choice("faces mode", faces, FACE_MODES)
     image_format = options.get("format", "png")
-    if image_format not in OUTPUT_FORMATS:
-        raise ConfigError(f"unknown format {shown(image_format)}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+    check_choice("format", image_format, OUTPUT_FORMATS)
     quality = whole_number(options, "quality", 1, 100)
     if quality is not None and not OUTPUT_FORMATS[image_format].lossy:
         raise ConfigError("quality applies to jpeg and webp only, 1..100", "drop quality, or give format=jpeg")
@@ -75,8 +68,7 @@ def call_options(options: dict[str, str], protector: Any) -> dict[str, Any]:
     if cloak_word not in TRUE + FALSE:
         raise ConfigError(f"cloak must be true or false, got {shown(options['cloak'])}")
     strength = options.get("strength", DEFAULT_STRENGTH)
-    if strength not in STRENGTHS:
-        raise ConfigError(f"unknown strength {shown(strength)}", f"use one of {', '.join(STRENGTHS)}")
+    check_choice("strength", strength, STRENGTHS)
     cloak = CloakConfig(steps=STRENGTHS[strength][1]) if cloak_word in TRUE else None
     if cloak is not None and not cloak_available():
         # Said to a web user, who cannot install anything on the server: no pip line here.

@@ -38,7 +38,7 @@ from ..nn import distortions
 from ..nn.generator import GeneratorConfig, SegueGenerator
 from ..nn.surrogate import build_surrogate, pgd_noise
 from ..progress import ProgressCallback, ProgressEvent, ignore, say, start_task, step
-from ..side_info import folder_code, random_codes
+from ..nn.codes import folder_code, random_codes
 from ..storage import prepare_run_dir
 from .config import GENERATOR_FILE, TrainConfig
 from .identity import IdentityObjective

@@ -1,5 +1,6 @@
 """What the generator is trained to do: one registry of small classes, one per
-``--objective``. Adding one is a class and an entry in :data:`OBJECTIVES`.
+``--objective``. Adding one is a class and an entry in :data:`OBJECTIVES` (and its name in
+``train.config.OBJECTIVES``, which names them without importing torch).
 
 * ``error-minimizing``: the paper's unlearnable objective: the surrogate learns the
   perturbed photos and the generator makes them easy for it;
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from ..nn.keyed_targets import KeyedTargets, penultimate, random_code_signs
 from ..nn.surrogate import pgd_noise
-from ..side_info import code_to_signs, signs_to_codes
+from ..nn.codes import code_to_signs, signs_to_codes
 from .views import resize
 
 if TYPE_CHECKING:
@@ -130,7 +131,6 @@ class KeyedFeature(_Keyed):
 
 #: The one registry of training objectives: ``--objective NAME`` -> its class.
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (ErrorMinimizing, Targeted, KeyedTargeted, KeyedFeature)}
-KEYED_OBJECTIVES = tuple(name for name, cls in OBJECTIVES.items() if cls.keyed)
 
 
 def decoy_codes(labels: torch.Tensor, decoys: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from segue_cli.errors import InputError
-from segue_cli.side_info import code_to_signs, folder_code, identity_code, label_code, random_codes
+from segue_cli.nn.codes import code_to_signs, folder_code, identity_code, label_code, random_codes
 
 
 def test_label_code_is_binary_msb_first():
@@ -22,7 +22,7 @@ def test_identity_code_is_documented_hash_and_stable_across_processes():
     assert identity_code("alice") == expected
     assert identity_code("  alice ") == expected
     other = subprocess.run(
-        [sys.executable, "-c", "from segue_cli.side_info import identity_code; print(identity_code('alice'))"],
+        [sys.executable, "-c", "from segue_cli.nn.codes import identity_code; print(identity_code('alice'))"],
         capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}, cwd=".",
     )
     assert int(other.stdout) == expected
@@ -51,7 +51,7 @@ def test_random_codes_are_distinct_and_seeded():
 
 
 def test_a_decoy_code_space_reduces_names_and_labels_into_its_decoys():
-    from segue_cli.side_info import CodeSpace
+    from segue_cli.nn.codes import CodeSpace
 
     space = CodeSpace(16, 7)
     names = [f"person-{i}" for i in range(50)]

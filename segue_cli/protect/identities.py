@@ -2,7 +2,7 @@
 ``--labels``, ``--by-folder`` or the input folder's name), and the settings record that
 makes a re-run under other settings refuse instead of skipping.
 
-The mapping from a name or label to a code is :class:`segue_cli.side_info.CodeSpace`'s;
+The mapping from a name or label to a code is :class:`segue_cli.nn.codes.CodeSpace`'s;
 this module only decides which name or label applies to a file."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 from ..datasets import read_labels_csv
 from ..errors import ConfigError, InputError
-from ..side_info import CodeSpace
+from ..nn.codes import CodeSpace
 from .config import ProtectConfig
-from ..job import PlannedFile
+from .job import PlannedFile
 from ..storage import file_sha256
 from .inputs import InputSet
 

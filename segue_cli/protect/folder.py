@@ -1,9 +1,9 @@
-"""``protect()``: one ``segue protect`` job, planned here the same way for every INPUT and
-OUT (a local folder, file or path list; an object-store prefix) and run by an engine from
-the registry in ``segue_cli.engines``.
+"""``protect_folder()``: a ``segue protect`` job into a folder tree, planned here the same way
+for every INPUT and OUT (a local folder, file or path list; an object-store prefix) and run
+by an engine from the registry in ``segue_cli.engines``.
 
 Planning: the engine's own checks (its extra, its cluster), the inputs (``inputs``), OUT
-and the output names (``outputs``), the model, each file's code (``side_information``),
+and the output names (``outputs``), the model, each file's code (``identities``),
 the warnings, then, with OUT held, which existing outputs are done (the settings record).
 The engine then turns the planned files into results, each counted in the summary,
 reported, and noted in OUT's record.
@@ -20,19 +20,20 @@ from ..backends.opening import open_backend
 from ..errors import ConfigError, DiskFullError, is_disk_full
 from ..faces.networks import FACE_NETWORKS
 from ..imageio import IMAGE_EXTENSIONS
-from ..job import MAX_NAMED, FileResult, Job, ProtectSummary, engines, result_recorder, run_started
 from ..photo.plans import Planner, default_planner
 from ..progress import ProgressCallback, ignore
-from ..storage import exists, locate
-from .config import ProtectConfig
+from ..engines import ENGINES
+from ..storage import exists, local, locate
+from .config import FolderTree, PathList, Prefix, ProtectConfig
+from .job import MAX_NAMED, FileResult, Job, ProtectSummary, result_recorder, run_started
 from .inputs import OUTPUT_MARKER, InputSet, find_inputs
 from .outputs import OutputTree, default_out, input_fingerprints
-from .side_information import output_settings, side_information
+from .identities import output_settings, side_information
 
 
-def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
-            backend: PerturbationBackend | None = None, planner: Planner | None = None) -> ProtectSummary:
-    """Protect every photo ``config`` names; failures are reported per file, never raised.
+def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
+                   backend: PerturbationBackend | None = None, planner: Planner | None = None) -> ProtectSummary:
+    """Protect every photo ``config`` names into a folder tree; failures are reported per file, never raised.
 
     ``planner`` replaces the one ``config.faces`` / ``config.detector`` ask for (local engine only).
 
@@ -40,15 +41,17 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
     input, unusable model, output folder inside the input).
     """
     emit = on_event or ignore
-    engine = engines()[config.engine]
-    remote = "://" in str(config.input) or (config.out is not None and "://" in str(config.out))
+    engine = ENGINES[config.engine]
+    source, destination = config.source, config.destination
+    assert isinstance(destination, FolderTree)
+    remote = isinstance(source, Prefix) or destination.uri is not None
     if remote and not engine.remote:
-        where = config.input if "://" in str(config.input) else config.out
+        where = source.uri if isinstance(source, Prefix) else destination.uri
         raise ConfigError(f"{where} is in an object store, which the {config.engine} engine does not read or write",
                           "add --engine ray (pip install 'segue[ray]')")
     if planner is not None and not engine.in_process:
         raise ConfigError("a custom planner runs in this process only", "use the local engine with a planner")
-    if remote and (str(config.input) == "-" or config.labels is not None):
+    if remote and (isinstance(source, PathList) or config.labels is not None):
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
                           "give the prefix (s3://bucket/photos), with --identity, --label or --by-folder")
     engine.check(config)
@@ -56,8 +59,10 @@ def protect(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
         from ..photo.cloak import shared_cloak
 
         shared_cloak(config.cloak)  # the extra and dlib's weights checked, and the network read, before any output
-    inputs = find_inputs(config.input, config.paths)
-    tree = OutputTree(locate(config.out) if config.out is not None else default_out(inputs))
+    inputs = find_inputs(source)
+    out = (locate(destination.uri) if destination.uri is not None else local(destination.path)
+           if destination.path is not None else default_out(inputs))
+    tree = OutputTree(out)
     tree.check_against(inputs)
     planned = tree.plan(inputs, config.image_format, config.overwrite)
     backend = at_strength(backend or open_backend(config.model, config.backend, config.device,

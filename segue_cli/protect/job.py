@@ -13,23 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from .progress import ProgressCallback, ProgressEvent, start_task, step
-from .storage import Location
+from ..progress import ProgressCallback, ProgressEvent, start_task, step
+from ..storage import Location
 
 if TYPE_CHECKING:
-    from .backends.base import PerturbationBackend
-    from .engines import EngineSpec
-    from .photo.plans import Planner
-    from .protect.config import ProtectConfig
+    from ..backends.base import PerturbationBackend
+    from ..photo.plans import Planner
+    from .config import ProtectConfig
 
 Status = Literal["todo", "skipped", "failed"]
-
-
-def engines() -> dict[str, EngineSpec]:
-    """The registry of engines (``segue_cli.engines``), by name: how a planned job is run."""
-    from .engines import ENGINES
-
-    return ENGINES
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,16 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from .photo.cloak import CloakConfig, IdentityCloak
-from .backends.base import PerturbationBackend, at_strength
-from .choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
-from .errors import InputError, SegueWarning
-from .formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
-from .imageio import LoadedImage, encode_image, load_image
-from .photo.compose import FileOptions, decode_photo, encode_protected
-from .photo.plans import PhotoPlan, Planner
-from .backends.opening import open_backend
-from .side_info import label_code
+from .cloak import CloakConfig, shared_cloak
+from ..backends.base import PerturbationBackend, at_strength
+from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
+from ..errors import InputError, SegueWarning, check_choice
+from ..formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
+from ..imageio import LoadedImage, encode_image, load_image
+from .compose import FileOptions, ShapeBatches, decode_photo, encode_protected
+from .plans import PhotoPlan, Planner
+from ..backends.opening import open_backend
+from ..nn.codes import label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
 
@@ -45,12 +45,10 @@ class Protector:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
                  threads: int | None = None, cloak: CloakConfig | None = None, strength: str = DEFAULT_STRENGTH) -> None:
-        from .photo.plans import default_planner
+        from .plans import default_planner
 
-        if faces not in FACE_MODES:
-            raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
-        if strength not in STRENGTHS:
-            raise InputError(f"unknown strength {strength!r}", f"use one of {', '.join(STRENGTHS)}")
+        check_choice("faces mode", faces, FACE_MODES)
+        check_choice("strength", strength, STRENGTHS)
         self.model_backend = open_backend(model, backend, device, threads=threads)
         self.backend = at_strength(self.model_backend, strength)
         self.info = self.backend.info
@@ -58,7 +56,7 @@ class Protector:
         self._detector_name, self._planners = detector, {faces: self.planner}
         self._strengths: dict[str, PerturbationBackend] = {strength: self.backend}
         self.max_pixels = max_pixels
-        self.cloak = IdentityCloak(cloak) if cloak is not None else None
+        self.cloak = shared_cloak(cloak) if cloak is not None else None  # the one handle per setting, as compose's
         if self.info.note:  # as the CLI's summary says it
             warnings.warn(self.info.note, SegueWarning, stacklevel=2)
 
@@ -89,8 +87,8 @@ class Protector:
         ``image_format`` (png, jpeg or webp) chooses the file format of what comes back for
         bytes; None keeps the input's (PNG for formats segue does not write). JPEG and WebP
         are lossy and weaken the protection."""
-        if image_format is not None and image_format not in OUTPUT_FORMATS:
-            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+        if image_format is not None:
+            check_choice("format", image_format, OUTPUT_FORMATS)
         chosen = self.code_for(identity, label, code)
         loaded = _load(image, self.max_pixels)
         protected = self.protect_loaded(loaded, chosen)
@@ -102,7 +100,7 @@ class Protector:
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
-        from .photo.compose import compose_protected
+        from .compose import compose_protected
 
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
@@ -115,37 +113,44 @@ class Protector:
         encode steps): what ``segue protect -`` and the server return. ``faces`` overrides
         the face mode this Protector was opened with; ``cloak`` True keeps its cloak, a
         CloakConfig or None replaces it for this call; ``strength`` replaces its strength."""
+        check_choice("format", image_format, OUTPUT_FORMATS)
         backend = self.backend if strength is None else self.at(strength)
         planner = self.planner if faces is None else self.planner_for(faces)
         image, plan = decode_photo(data, backend.info.image_size, backend.info.epsilon, self.max_pixels, planner)
-        deltas = [backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
+        deltas = self.perturbations(plan, code, backend)
         chosen_cloak = (self.cloak.config if self.cloak else None) if cloak is True else cloak
-        if image_format not in OUTPUT_FORMATS:
-            raise InputError(f"unknown image_format {image_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
         options = FileOptions(image_format, quality, keep_metadata, chosen_cloak or None)
         return encode_protected(image, plan, deltas, options, backend.info.epsilon)
 
     def at(self, strength: str) -> PerturbationBackend:
         """The backend at a ``--strength`` preset (made once)."""
-        if strength not in STRENGTHS:
-            raise InputError(f"unknown strength {strength!r}", f"use one of {', '.join(STRENGTHS)}")
+        check_choice("strength", strength, STRENGTHS)
         if strength not in self._strengths:
             self._strengths[strength] = at_strength(self.model_backend, strength)
         return self._strengths[strength]
 
     def planner_for(self, faces: FaceMode) -> Planner:
         """The planner of a face mode (made once; the detector is opened once and shared)."""
-        if faces not in FACE_MODES:
-            raise InputError(f"unknown faces mode {faces!r}", f"use one of {', '.join(FACE_MODES)}")
+        check_choice("faces mode", faces, FACE_MODES)
         if faces not in self._planners:
-            from .photo.plans import default_planner
+            from .plans import default_planner
 
             self._planners[faces] = default_planner(faces, self._detector_name, self.info.image_size)[0]
         return self._planners[faces]
 
-    def perturbations(self, plan: PhotoPlan, code: int) -> list[np.ndarray]:
-        """The generator's delta for each of a plan's inputs, one call each."""
-        return [self.backend.perturb(x[None], np.array([code], dtype=np.int64))[0] for x in plan.inputs]
+    def perturbations(self, plan: PhotoPlan, code: int, backend: PerturbationBackend | None = None) -> list[np.ndarray]:
+        """The generator's delta for each of a plan's inputs, one call per working shape
+        (``ShapeBatches``, as the engines batch); a failed call's exception is raised."""
+        deltas: list[np.ndarray] = [np.empty(0)] * len(plan.inputs)
+        batches = ShapeBatches()
+        for index, pixels in enumerate(plan.inputs):
+            batches.add(None, index, pixels, code)
+        for entries, made, failure in batches.run_all(backend or self.backend):
+            if made is None:
+                raise failure  # type: ignore[misc]
+            for position, (_, index) in enumerate(entries):
+                deltas[index] = made[position]
+        return deltas
 
 
 _PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16")
