@@ -8,7 +8,8 @@ ordinary training on the surrogate's pool with PGD_STEPS signed-gradient steps t
 loss on every protected photo smaller, within +/-EPSILON/255 (at the photo's full size, seen
 through the attacker's antialiased resize), until the surrogate classifies the perturbed
 protected photos at STOP_ACCURACY or ROUNDS run out. Noise is per photo (``--mode sample``)
-or one map per person (``--mode class``).
+or one map per person (``--mode class``). With ``--augment`` the surrogate trains, and the noise
+is optimised, through the flip+crop attacker's random mirrors and shifts.
 
 The surrogate's pool (``--pool``):
   others     the other people of the split, clean (an oracle: the attacker's own other classes,
@@ -46,6 +47,7 @@ from research.p112 import identity_folders, protected_people  # noqa: E402
 from research.trees import write_tree  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.imageio import load_image  # noqa: E402
+from segue_cli.evaluation.countermeasures import crop, flip  # noqa: E402
 from segue_cli.nn.attackers import build_attacker  # noqa: E402
 
 
@@ -79,6 +81,12 @@ class MinMin:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.rng = torch.Generator().manual_seed(args.seed)
 
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """The photos as the surrogate sees them: resized, and with ``--augment`` mirrored and
+        shifted as the flip+crop attacker does (expectation over its draws, one per step)."""
+        x = seen(x, self.size)
+        return crop(flip(x, self.rng), self.rng) if self.args.augment else x
+
     def noise_of(self, index: torch.Tensor) -> torch.Tensor:
         return self.delta[self.protected_labels[index]] if self.args.mode == "class" else self.delta[index]
 
@@ -99,7 +107,7 @@ class MinMin:
             parts += [(self.perturbed(from_protected), self.protected_labels[from_protected])] if len(
                 from_protected) else []
             x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-            loss = F.cross_entropy(self.model(seen(x, self.size)), y)
+            loss = F.cross_entropy(self.model(self.view(x)), y)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -115,7 +123,7 @@ class MinMin:
                 delta = self.delta.clone().requires_grad_(True)
                 for index in torch.arange(len(self.protected_labels)).split(self.args.batch_size):
                     x = (self.protected[index].float() / 255.0 + delta[self.protected_labels[index]]).clamp(0, 1)
-                    F.cross_entropy(self.model(seen(x, self.size)), self.protected_labels[index],
+                    F.cross_entropy(self.model(self.view(x)), self.protected_labels[index],
                                     reduction="sum").backward()
                 assert delta.grad is not None
                 self.delta = (self.delta - step * delta.grad.sign()).clamp(-self.epsilon, self.epsilon)
@@ -125,7 +133,7 @@ class MinMin:
             delta = self.delta[index].clone()
             for _ in range(self.args.pgd_steps):
                 delta.requires_grad_(True)
-                loss = F.cross_entropy(self.model(seen((clean + delta).clamp(0, 1), self.size)),
+                loss = F.cross_entropy(self.model(self.view((clean + delta).clamp(0, 1))),
                                        self.protected_labels[index])
                 (grad,) = torch.autograd.grad(loss, delta)
                 delta = (delta.detach() - step * grad.sign()).clamp(-self.epsilon, self.epsilon)
@@ -166,6 +174,7 @@ def main() -> None:
     parser.add_argument("--pool", default="others", help="'others' (the split's other people, clean) or a folder")
     parser.add_argument("--one-at-a-time", action="store_true", help="each protected person in a run of their own")
     parser.add_argument("--mode", choices=("sample", "class"), default="sample")
+    parser.add_argument("--augment", action="store_true", help="the surrogate and the noise see flip+crop")
     parser.add_argument("--epsilon", type=float, default=8.0, help="L-inf budget, levels of 255")
     parser.add_argument("--step-fraction", type=float, default=0.1, help="PGD step as a share of epsilon")
     parser.add_argument("--rounds", type=int, default=15)
