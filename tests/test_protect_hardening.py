@@ -257,7 +257,7 @@ def test_a_second_run_into_a_held_output_folder_is_refused_or_waits(album, tiny_
     import threading
     import time
 
-    from segue_cli.protect.lock import locked_out_dir
+    from segue_cli.protect.folder import locked_out_dir
 
     out = tmp_path / "out"
     with locked_out_dir(out):
