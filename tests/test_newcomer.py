@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segue_cli.artifacts import MODELS_DIR, resolve_model_path
-from segue_cli.backends.opening import open_backend
+from segue_cli.backends import open_backend
 from segue_cli.cli.app import app
 from segue_cli.errors import ArtifactError, ConfigError, InputError
 

@@ -20,8 +20,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..backends.base import PerturbationBackend
-    from ..photo.plans import Planner
+    from ..backends import PerturbationBackend
+    from ..photo.compose import Planner
     from ..progress import ProgressCallback
     from .config import ProtectConfig, default_workers
     from .job import FileResult, ProtectSummary

@@ -23,14 +23,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from .. import __version__
-from ..backends.base import PerturbationBackend, at_strength
-from ..backends.opening import open_backend
+from ..backends import PerturbationBackend, at_strength, open_backend
 from ..datasets import read_labels_csv
 from ..errors import ConfigError, DiskFullError, InputError, OutputError, disk_full, is_disk_full
 from ..faces.networks import FACE_NETWORKS
 from ..imageio import IMAGE_EXTENSIONS
 from ..nn.codes import CodeSpace
-from ..photo.plans import Planner, default_planner
+from ..photo.compose import Planner, default_planner
 from ..progress import ProgressCallback, ignore
 from ..engines import ENGINES
 from ..storage import exists, file_sha256, local, locate

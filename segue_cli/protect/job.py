@@ -17,8 +17,8 @@ from ..progress import ProgressCallback, ProgressEvent, start_task, step
 from ..storage import Location
 
 if TYPE_CHECKING:
-    from ..backends.base import PerturbationBackend
-    from ..photo.plans import Planner
+    from ..backends import PerturbationBackend
+    from ..photo.compose import Planner
     from .config import ProtectConfig
 
 Status = Literal["todo", "skipped", "failed"]

@@ -33,7 +33,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import OutputError, disk_full, is_disk_full
-from ..formats import OUTPUT_FORMATS
+from ..choices import OUTPUT_FORMATS
 from .job import FileResult, PlannedFile
 from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
 from .inputs import OUTPUT_MARKER, InputFile, InputSet

@@ -14,7 +14,7 @@ import time
 from typing import Literal
 
 from ..errors import InputError, OutputError
-from ..formats import lossy_warning
+from ..choices import lossy_warning
 from ..progress import ProgressCallback, ignore
 from ..storage import atomic_write, read_bytes, local
 from .config import ImageFile, OneFile, PipedImage, ProtectConfig, Stdout

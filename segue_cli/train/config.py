@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..choices import IMAGE_SIZE_RANGE, MAX_EPSILON
-from ..errors import check_options, check_ranges
+from ..choices import IMAGE_SIZE_RANGE, MAX_EPSILON, check_options, check_ranges
 from ..nn import distortions
 from ..nn.generator import GeneratorConfig
 from ..nn.codes import DEFAULT_CODE_BITS

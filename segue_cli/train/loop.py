@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from ..artifacts import save_generator
 from ..datasets import LabelledSet, batch_order, decode_images, load_labelled, require_identities
-from ..devices import resolve_device
+from ..backends import resolve_device
 from ..nn import distortions
 from ..nn.generator import GeneratorConfig, SegueGenerator
 from ..nn.surrogate import build_surrogate, pgd_noise
