@@ -19,10 +19,6 @@ from .errors import ConfigError, quoted
 FaceMode = Literal["auto", "on", "off"]
 FACE_MODES: tuple[FaceMode, ...] = ("auto", "on", "off")
 ATTACKER_PIPELINES = ("none", "detect-align")
-# Order is the order `segue evaluate --help` lists them; segue_cli.nn.attackers builds each.
-ATTACKER_NAMES = (
-    "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "inception_v3", "vit_tiny", "swin_t",
-)
 # Pretrained face-recognition attackers (segue_cli.evaluation.embedding_attack): they train
 # nothing, they embed enrolled (train) and probe (test) faces with a network trained
 # elsewhere and match. Named with --arch beside the from-scratch architectures.

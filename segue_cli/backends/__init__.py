@@ -85,7 +85,7 @@ class BackendInfo:
     code_bits: int
     model_sha256: str  # content sha256 of the checkpoint the weights come from (the model's identity)
     file_sha256: str = ""  # sha256 of the file actually run (the checkpoint, or its ONNX export)
-    decoys: int = 0  # > 0: a model trained on decoy codes 0..decoys-1 (side_info.CodeSpace)
+    decoys: int = 0  # > 0: a model trained on decoy codes 0..decoys-1 (nn.codes.CodeSpace)
     note: str | None = None  # said to the user: why the file that runs is not the one a name pointed to
 
     @property

@@ -76,7 +76,7 @@ class OnnxMetadata:
     source_sha256: str  # content_sha256 of the checkpoint it was exported from
     segue_version: str
     precision: str = "fp32"  # arithmetic inside the graph; inputs and outputs stay float32
-    decoys: int = 0  # > 0: the generator knows codes 0..decoys-1 only (side_info.CodeSpace)
+    decoys: int = 0  # > 0: the generator knows codes 0..decoys-1 only (nn.codes.CodeSpace)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 

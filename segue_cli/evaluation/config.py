@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..nn.attackers import ATTACKER_NAMES
+from ..nn import ATTACKER_NAMES
 from ..faces import DETECTOR_CHOICES
 from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE, check_options, check_ranges
 from .countermeasures import Scenario, parse_scenario

@@ -184,7 +184,7 @@ def default_workers(cloak: bool = False) -> int:
     return max(1, min(8, (os.cpu_count() or 1) // (1 if cloak else 2)))
 
 
-# Every numeric option's range (errors.check_ranges): finite, and these bounds, or exit 2.
+# Every numeric option's range (choices.check_ranges): finite, and these bounds, or exit 2.
 RANGES = {"label": (0, 2**32 - 1), "quality": (1, 100), "workers": (1, 256), "batch_size": (1, 4096),
           "max_pixels": (1, 10**10), "actors": (1, 100_000)}
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..backends import PerturbationBackend, at_strength, open_backend
+from ..choices import load
 from ..datasets import read_labels_csv
 from ..errors import ConfigError, DiskFullError, InputError, OutputError, disk_full, is_disk_full
 from ..faces.networks import FACE_NETWORKS
@@ -62,7 +63,8 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
     if remote and (isinstance(source, PathList) or config.labels is not None):
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
                           "give the prefix (s3://bucket/photos), with --identity, --label or --by-folder")
-    engine.check(config)
+    if engine.check:
+        load(engine.check)(config)
     if config.cloak is not None:
         from ..photo.cloak import shared_cloak
 
@@ -124,7 +126,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
 
         started = time.perf_counter()
         try:
-            engine.run(job, finish)
+            engine.load()(job, finish)
         except DiskFullError as exc:  # stop at the first: the summary says what was written, the re-run does the rest
             left = summary.total - summary.written - summary.skipped - summary.failed
             summary.stopped = f"{exc.message}: stopped with {left} photo(s) not done; {exc.hint}"
