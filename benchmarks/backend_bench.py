@@ -39,7 +39,7 @@ from segue_cli.storage import atomic_write  # noqa: E402
 from segue_cli.export import ExportConfig, export_model  # noqa: E402
 from segue_cli.nn.generator import SegueGenerator  # noqa: E402
 from segue_cli.backends.onnx_backend import OnnxBackend  # noqa: E402
-from segue_cli.backends.base import PerturbationBackend  # noqa: E402
+from segue_cli.backends import PerturbationBackend  # noqa: E402
 from segue_cli.backends.torch_backend import TorchBackend  # noqa: E402
 
 HEADING = "## Generator backends (torch vs ONNX Runtime)"

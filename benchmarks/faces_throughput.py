@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segue_cli.artifacts import save_generator  # noqa: E402
 from segue_cli.faces.detectors import open_detector  # noqa: E402
-from segue_cli.photo.plans import face_planner  # noqa: E402
+from segue_cli.photo.compose import face_planner  # noqa: E402
 from segue_cli.nn.generator import GeneratorConfig, SegueGenerator  # noqa: E402
 from segue_cli.backends.torch_backend import TorchBackend  # noqa: E402
 from segue_cli.nn.codes import identity_code  # noqa: E402
@@ -57,8 +57,8 @@ def twelve_megapixel_photo() -> np.ndarray:
 
 def pipeline_stages(photo: Path, repeats: int, detector_name: str) -> dict:
     from segue_cli.imageio import load_image, save_image
-    from segue_cli.photo.plans import face_planner, whole_image_plan, within_limit
-    from segue_cli.backends.opening import open_backend
+    from segue_cli.photo.compose import face_planner, whole_image_plan, within_limit
+    from segue_cli.backends import open_backend
 
     backend = open_backend(None, "auto", "cpu")
     info = backend.info

@@ -41,8 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from segue_cli.protect.config import ProtectConfig, default_workers  # noqa: E402
 from segue_cli.protect import protect  # noqa: E402
-from segue_cli.backends.base import BackendInfo  # noqa: E402
-from segue_cli.backends.opening import open_backend  # noqa: E402
+from segue_cli.backends import BackendInfo, open_backend  # noqa: E402
 
 # The data sits in shared/ beside the checkout (or beside the worktrees' parent).
 DEFAULT_DATA = next((p / "shared" / "data" / "WebFace10" for p in (REPO.parent, REPO.parent.parent)

@@ -22,6 +22,15 @@ def stamp(name: str) -> None:
     STAMPS.append((name, time.process_time()))
 
 
+def timed_run(job: Any, finish: Any) -> None:
+    """The engine's run, stamped: the registry's entry is pointed here (``__main__:timed_run``)."""
+    from segue_cli.engines import ENGINES
+
+    stamp("the rest of planning")
+    ENGINES[job.config.engine].load()(job, finish)
+    stamp("the photos")
+
+
 def main() -> None:
     import sys
     import tempfile
@@ -43,14 +52,8 @@ def main() -> None:
         stamp("opening the model")
         return opened
 
-    def timed(spec: Any) -> Any:
-        def timed_run(job: Any, finish: Any) -> None:
-            stamp("the rest of planning")
-            spec.run(job, finish)
-            stamp("the photos")
-        return replace(spec, run=timed_run)
-
-    planner.open_backend, planner.ENGINES = timed_open, {name: timed(spec) for name, spec in engines.items()}
+    timed = {name: replace(spec, factory=f"{__name__}:timed_run") for name, spec in engines.items()}
+    planner.open_backend, planner.ENGINES = timed_open, timed
     with tempfile.TemporaryDirectory(prefix="segue-phases-") as out:
         sys.argv = ["segue", "protect", sys.argv[1], "--out", str(Path(out) / "out"), "--quiet"]
         try:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segue_cli.evaluation.attacker_pipeline import attacker_crop_correlation, probe_pattern  # noqa: E402
 from segue_cli.faces.detectors import DlibDetector, YuNetDetector  # noqa: E402
 from segue_cli.imageio import discover_images, load_image  # noqa: E402
-from segue_cli.photo.plans import face_planner  # noqa: E402
+from segue_cli.photo.compose import face_planner  # noqa: E402
 
 EPSILON = 8 / 255
 

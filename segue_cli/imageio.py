@@ -21,10 +21,9 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from .storage import regular_file_opener, atomic_write
-from .choices import DEFAULT_MAX_PIXELS
+from .choices import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, OUTPUT_FORMATS, starts_like_image
 
 from .errors import InputError
-from .formats import DEFAULT_QUALITY, OUTPUT_FORMATS, starts_like_image
 
 if TYPE_CHECKING:
     import torch

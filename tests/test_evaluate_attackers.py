@@ -12,7 +12,7 @@ import torch
 from conftest import copy_faces
 from segue_cli.errors import ConfigError
 from segue_cli.evaluation import p112, parse_scenario, run_evaluation
-from segue_cli.evaluation.countermeasures import estimate_remove
+from segue_cli.evaluation.countermeasure_ops import estimate_remove
 from segue_cli.evaluation.embedding_attack import predict
 
 

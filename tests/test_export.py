@@ -20,10 +20,9 @@ from segue_cli.artifacts import load_generator, save_generator
 from segue_cli.cli.app import app
 from segue_cli.errors import ArtifactError, ConfigError, OutputError
 from segue_cli.export import FP32_TOLERANCE, PARITY_SIZES, ExportConfig, ParityError, check_parity, export_model
-from segue_cli.backends.onnx_backend import CPU_PROVIDER, CUDA_PROVIDER, OnnxBackend, choose_providers
-from segue_cli.backends.onnx_format import DYNAMIC_AXES, FORMAT_VERSION, INPUT_NAMES, KEY_EPSILON, KEY_FORMAT_VERSION, OUTPUT_NAMES, OnnxMetadata
+from segue_cli.backends.onnx_backend import CPU_PROVIDER, CUDA_PROVIDER, DYNAMIC_AXES, FORMAT_VERSION, INPUT_NAMES, KEY_EPSILON, KEY_FORMAT_VERSION, OUTPUT_NAMES, OnnxBackend, OnnxMetadata, choose_providers
 from segue_cli.backends.torch_backend import TorchBackend
-from segue_cli.backends.opening import open_backend
+from segue_cli.backends import open_backend
 
 pytestmark = pytest.mark.onnx
 EPSILON = 8 / 255

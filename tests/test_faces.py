@@ -19,7 +19,7 @@ from segue_cli.faces.geometry import (ARCFACE_TEMPLATE_112, Face, align_face, al
                                       similarity_transform, template_points)
 from segue_cli.imageio import load_image
 from segue_cli.backends.torch_backend import TorchBackend
-from segue_cli.photo.plans import PhotoPlan, face_planner
+from segue_cli.photo.compose import PhotoPlan, face_planner
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255

@@ -4,7 +4,12 @@ never import each other (they share segue_cli.protect.job and segue_cli.photo in
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
@@ -124,3 +129,38 @@ def test_the_circle_check_sees_a_lazy_import(tmp_path):
         assert runtime_imports(module) >= {"segue_cli.c", "segue_cli.c.C"} and "segue_cli.b" not in runtime_imports(module)
     finally:
         ROOT = saved
+
+
+#: Every registry (issue 42 item 7): module -> the dict it holds, name -> spec.
+REGISTRIES = {"segue_cli.choices": "OUTPUT_FORMATS", "segue_cli.backends": "BACKENDS", "segue_cli.engines": "ENGINES",
+              "segue_cli.faces": "DETECTORS", "segue_cli.faces.networks": "FACE_NETWORKS", "segue_cli.nn": "ATTACKERS",
+              "segue_cli.train": "OBJECTIVES", "segue_cli.evaluation.countermeasures": "COUNTERMEASURES"}
+HEAVY = ("torch", "torchvision", "onnxruntime", "cv2", "dlib")
+
+
+@pytest.mark.parametrize("module", sorted(REGISTRIES))
+def test_a_registry_module_imports_nothing_heavy(module):
+    probe = f"import sys, {module}; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == [], f"importing {module} loads {done.stdout.split()}"
+
+
+@pytest.mark.parametrize("module", sorted(REGISTRIES))
+def test_every_registry_has_one_shape(module):
+    """A plain dict, name -> a frozen Spec with its name, one line of help, and a factory that
+    names an attribute that exists (an output format has none: imageio writes them all)."""
+    from segue_cli.choices import Spec
+
+    registry = getattr(importlib.import_module(module), REGISTRIES[module])
+    assert type(registry) is dict and registry
+    for name, spec in registry.items():
+        assert isinstance(spec, Spec) and spec.name == name and spec.help and "\n" not in spec.help
+        if module == "segue_cli.choices":
+            assert spec.factory == ""
+            continue
+        target, _, attribute = spec.factory.partition(":")
+        try:
+            found = importlib.import_module(target)
+        except ModuleNotFoundError as exc:  # an extra this install leaves out (torch, ...)
+            pytest.skip(f"{spec.factory}: {exc.name} is not installed")
+        assert hasattr(found, attribute), spec.factory

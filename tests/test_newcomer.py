@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segue_cli.artifacts import MODELS_DIR, resolve_model_path
-from segue_cli.backends.opening import open_backend
+from segue_cli.backends import open_backend
 from segue_cli.cli.app import app
 from segue_cli.errors import ArtifactError, ConfigError, InputError
 
@@ -220,15 +220,15 @@ def test_a_full_disk_stops_the_run_says_what_was_written_and_the_rerun_does_only
 
 
 def test_the_record_knows_each_output_as_it_is_written(tmp_path):
-    from segue_cli.protect import journal
+    from segue_cli.protect.outputs import JOURNAL_FILE, journal_append, journal_replay
     from segue_cli.storage import local
 
     out = local(tmp_path)
     outputs = {"a.png": {"settings": "s"}, "b.png": {"settings": "s"}}
-    journal.append(out, "a.png", {"size": 3, "sha256": "abc"})
-    with open(tmp_path / journal.JOURNAL_FILE, "a") as cut:
+    journal_append(out, "a.png", {"size": 3, "sha256": "abc"})
+    with open(tmp_path / JOURNAL_FILE, "a") as cut:
         cut.write('{"key": "b.png", "outp')  # killed mid-line
-    journal.replay(out, outputs)
+    journal_replay(out, outputs)
     assert outputs == {"a.png": {"settings": "s", "output": {"size": 3, "sha256": "abc"}}, "b.png": {"settings": "s"}}
 
 
@@ -354,14 +354,14 @@ def test_a_disk_full_before_any_photo_says_so_without_a_permission_hint(tmp_path
     import errno
     import os
 
-    from segue_cli.protect import lock
+    from segue_cli.protect import folder
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "out"))
 
     (tmp_path / "in").mkdir()
     face(0).save(tmp_path / "in" / "a.png")
-    monkeypatch.setattr(lock.Path, "mkdir", full)  # OUT cannot even be made
+    monkeypatch.setattr(folder.Path, "mkdir", full)  # OUT cannot even be made
     result = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--identity", "x",
                                  "--model", str(tiny_generator_path)])
     said = " ".join(result.stderr.split())

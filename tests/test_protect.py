@@ -17,8 +17,8 @@ from segue_cli.imageio import load_image
 from segue_cli.protect.config import ProtectConfig
 from segue_cli.protect.job import ProtectSummary
 from segue_cli.protect import protect
-from segue_cli.photo.plans import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
-from segue_cli.backends.opening import open_backend
+from segue_cli.photo.compose import PhotoPlan, apply_delta, upsample_strips, whole_image_plan, working_shape
+from segue_cli.backends import open_backend
 from segue_cli.nn.codes import folder_code, identity_code
 
 runner = CliRunner()
@@ -278,7 +278,7 @@ def test_full_resolution_mapping_matches_torch_bilinear(monkeypatch):
     expected = torch.nn.functional.interpolate(torch.from_numpy(delta).permute(2, 0, 1)[None], (97, 130),
                                                mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
     whole = np.concatenate([rows for _, rows in upsample_strips(delta, 97, 130)])
-    monkeypatch.setattr("segue_cli.photo.plans._STRIP_PIXELS", 500)  # force the strip path
+    monkeypatch.setattr("segue_cli.photo.compose._STRIP_PIXELS", 500)  # force the strip path
     strips = list(upsample_strips(delta, 97, 130))
     assert len(strips) > 1
     np.testing.assert_allclose(whole, expected, atol=1e-5)

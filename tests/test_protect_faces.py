@@ -13,17 +13,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segue_cli.photo import plans as protect_plans
+from segue_cli.photo import compose as photo_compose
 from segue_cli.artifacts import resolve_model_path
 from segue_cli.evaluation.attacker_pipeline import attacker_crop_correlation
 from segue_cli.cli.app import app
 from segue_cli.errors import ConfigError
 from segue_cli.faces.geometry import Face, align_face, alignment_matrix
 from segue_cli.imageio import load_image
-from segue_cli.photo.plans import face_planner, uses_faces
+from segue_cli.photo.compose import face_planner, uses_faces
 from segue_cli.protect.config import ProtectConfig
 from segue_cli.protect import protect
-from segue_cli.backends.opening import open_backend
+from segue_cli.backends import open_backend
 from segue_cli.nn.codes import identity_code
 
 runner = CliRunner()
@@ -163,8 +163,8 @@ def test_every_face_gets_the_photo_code_and_the_detector_is_opened_once(tmp_path
     Image.fromarray(group).save(root / "group.png")
     Image.fromarray(astronaut).save(root / "single.png")
     opened: list[str] = []
-    real_open = protect_plans.open_detector
-    monkeypatch.setattr(protect_plans, "open_detector", lambda name: opened.append(name) or real_open(name))
+    real_open = photo_compose.open_detector
+    monkeypatch.setattr(photo_compose, "open_detector", lambda name: opened.append(name) or real_open(name))
     backend = RecordingBackend(open_backend(str(tiny_generator_path), "torch", "cpu"))
     results = {}
     summary = protect(ProtectConfig(input=root, model=str(tiny_generator_path), identity="alice", workers=2),

@@ -135,7 +135,7 @@ def test_a_twin_that_only_claims_the_checkpoints_sha256_is_not_run(onnx_export, 
     import onnx
     from onnx import numpy_helper
 
-    from segue_cli.backends.opening import open_backend
+    from segue_cli.backends import open_backend
 
     checkpoint, twin = _checkpoint_with_twin(onnx_export, tmp_path / "m")
     assert open_backend(checkpoint, device="cpu").info.name == "onnx"  # the genuine twin is used
@@ -159,7 +159,7 @@ def test_a_corrupt_twin_falls_back_to_the_checkpoint(onnx_export, tmp_path, albu
 
 
 def test_shipped_model_files_are_checked_against_their_card(tmp_path, monkeypatch):
-    from segue_cli.backends import opening as runtime
+    from segue_cli import backends as runtime
     from segue_cli.artifacts import MODELS_DIR
     from segue_cli.storage import file_sha256
 
@@ -257,7 +257,7 @@ def test_a_second_run_into_a_held_output_folder_is_refused_or_waits(album, tiny_
     import threading
     import time
 
-    from segue_cli.protect.lock import locked_out_dir
+    from segue_cli.protect.folder import locked_out_dir
 
     out = tmp_path / "out"
     with locked_out_dir(out):
@@ -360,7 +360,7 @@ def test_thin_photos_reach_the_generator_squashed_and_map_back_in_strips():
     import cv2
     import numpy as np
 
-    from segue_cli.photo.plans import MAX_WORKING_ASPECT, upsample_strips, working_shape
+    from segue_cli.photo.compose import MAX_WORKING_ASPECT, upsample_strips, working_shape
 
     assert working_shape(16, 6_000_000, 112) == (16, MAX_WORKING_ASPECT * 112)
     assert working_shape(6_000_000, 16, 112) == (MAX_WORKING_ASPECT * 112, 16)

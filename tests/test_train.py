@@ -112,7 +112,7 @@ def test_attacker_view_matches_protect_then_the_protocol_resize(webface10, tmp_p
 def test_gray_p_shows_the_surrogate_what_the_gray_attacker_sees(webface10, tmp_path):
     """--gray-p 1: every view is evaluate's `gray` counter-measure (PIL luma, 3 channels)
     of the colour view, to within rounding; --gray-p 0 leaves colour alone."""
-    from segue_cli.evaluation.countermeasures import to_gray
+    from segue_cli.evaluation.countermeasure_ops import to_gray
 
     model = SegueGenerator(GeneratorConfig()).eval()
     photo = resize_rgb(load_image(sorted((webface10 / "train" / "0").glob("*.jpg"))[0]).rgb, 112)[None].float() / 255
@@ -472,9 +472,10 @@ def test_a_decoy_model_maps_every_name_into_its_decoys_through_torch_and_onnx(ti
         assert protector.code_for(label=5) == 1 and protector.code_for(code=5) == 5  # a raw code is the expert's
 
 
-def test_the_config_names_the_objectives_the_registry_holds():
-    from segue_cli.train import config
-    from segue_cli.train.objectives import OBJECTIVES
+def test_every_objective_in_the_registry_loads_its_class():
+    from segue_cli.train import OBJECTIVES
+    from segue_cli.train.objectives import Objective, _Keyed
 
-    assert config.OBJECTIVES == tuple(OBJECTIVES)
-    assert config.KEYED_OBJECTIVES == tuple(name for name, cls in OBJECTIVES.items() if cls.keyed)
+    classes = {name: spec.load() for name, spec in OBJECTIVES.items()}
+    assert all(issubclass(cls, Objective) for cls in classes.values())
+    assert {name for name, spec in OBJECTIVES.items() if spec.keyed} == {name for name, cls in classes.items() if issubclass(cls, _Keyed)}

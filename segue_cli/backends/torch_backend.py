@@ -9,13 +9,15 @@ import numpy as np
 from ..artifacts import load_generator
 
 from ..storage import model_sha256
-from .base import BackendInfo
+from . import BackendInfo
 
 
 class TorchBackend:
-    def __init__(self, model_path: Path, device: str = "auto") -> None:
-        from ..devices import resolve_device
+    def __init__(self, model_path: Path, device: str = "auto", threads: int | None = None) -> None:
+        """``threads`` is not this backend's to set: torch's thread count is process-wide, so
+        callers set it (``engines.local.torch_threads_for_run``)."""
         from ..extras import require
+        from . import resolve_device
 
         require("protect --backend torch")
         self._device = resolve_device(device)

@@ -19,7 +19,8 @@ import typer
 from rich.table import Table
 
 from ..faces import DETECTOR_CHOICES
-from ..choices import ATTACKER_NAMES, ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES
+from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES
+from ..nn import ATTACKER_NAMES
 from ..evaluation.countermeasures import COUNTERMEASURE_HELP
 from .options import DeviceOption, JsonOption
 from .render import ProgressRenderer, print_json, progress, stderr_console

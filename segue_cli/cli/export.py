@@ -17,8 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
-from ..backends.onnx_format import DEFAULT_OPSET
+from ..choices import DEFAULT_OPSET, FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
 from .options import JsonOption
 from .render import print_json, stderr_console
 

@@ -33,7 +33,8 @@ import numpy as np
 from ..datasets import write_labels_csv
 from ..faces.embedding import SAME_PERSON_DISTANCE, DlibEmbedder
 from ..progress import ProgressCallback, ProgressEvent, ignore, start_task, step
-from ..errors import ConfigError, InputError, OutputError, check_ranges
+from ..errors import ConfigError, InputError, OutputError
+from ..choices import check_ranges
 from ..imageio import discover_images, load_image, too_small
 
 AUTO_SAMPLE_LIMIT = 4000  # agglomerative clustering is O(n^2) in memory; estimate K on a sample

@@ -14,48 +14,26 @@ an entry in :data:`ENGINES`. This module imports nothing heavy (``--help`` reads
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
 
-if TYPE_CHECKING:
-    from ..protect.job import FileResult, Job
+from ..choices import Spec, registry
 
 
-def _run_local(job: Job, finish: Callable[[FileResult], None]) -> None:
-    from .local import run
+@dataclass(frozen=True, kw_only=True)
+class EngineSpec(Spec):
+    """An engine: its factory is ``run(job, finish)``, which turns the job's planned files
+    into results, handing each to ``finish`` as it is done."""
 
-    run(job, finish)
-
-
-def _run_ray(job: Job, finish: Callable[[FileResult], None]) -> None:
-    from .ray_engine import run
-
-    run(job, finish)
-
-
-def _check_ray(config: Any) -> None:
-    from ..extras import require
-
-    require("protect --engine ray")
-    from .ray_engine import check_address
-
-    check_address(config.ray_address)
-
-
-def _no_check(config: Any) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    run: Callable[["Job", Callable[["FileResult"], None]], None]
-    check: Callable[[Any], None]  # before anything is planned or written: its extra, its cluster
+    check: str = ""  # "package.module:attribute" of check(config), run before anything is planned or written
     remote: bool  # reads and writes object-store URIs
     in_process: bool  # runs a planner passed in by the caller (a function in this process)
 
 
 #: The one registry of engines: ``--engine NAME`` -> how it runs a job.
-ENGINES: dict[str, EngineSpec] = {
-    "local": EngineSpec(_run_local, _no_check, remote=False, in_process=True),
-    "ray": EngineSpec(_run_ray, _check_ray, remote=True, in_process=False),
-}
+ENGINES: dict[str, EngineSpec] = registry(
+    EngineSpec(name="local", help="this machine's threads (the default)", factory="segue_cli.engines.local:run",
+               remote=False, in_process=True),
+    EngineSpec(name="ray", help="a Ray cluster through Ray Data, object stores too (pip install 'segue[ray]')",
+               factory="segue_cli.engines.ray_engine:run", check="segue_cli.engines.ray_engine:check",
+               remote=True, in_process=False),
+)
 ENGINE_CHOICES = tuple(ENGINES)

@@ -9,7 +9,7 @@ but not yet written hold more than ``MAX_LIVE_PIXELS``, partial batches are run 
 encodes waited for before anything else is decoded.
 
 What the generator sees of each photo, and how its output is mapped back, is decided
-by a :data:`~segue_cli.photo.plans.Planner`: by default :func:`~segue_cli.photo.plans.face_planner`
+by a :data:`~segue_cli.photo.compose.Planner`: by default :func:`~segue_cli.photo.compose.face_planner`
 (``ProtectConfig.faces``: each face's aligned crop for photos well above the working
 size, the whole photo at working scale for face crops and photos without a face), or
 any planner passed to ``segue_cli.protect.protect`` without touching the pipeline.
@@ -26,12 +26,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..backends.base import PerturbationBackend
+from ..backends import PerturbationBackend
 from ..errors import InputError, disk_full, is_disk_full
 from ..imageio import LoadedImage
 from ..protect.job import FileResult, Job, PlannedFile
-from ..photo.compose import ShapeBatches, decode_photo, encode_protected, failure_reason, generator_failure, write_failure
-from ..photo.plans import PhotoPlan
+from ..photo.compose import PhotoPlan, ShapeBatches, decode_photo, encode_protected, failure_reason, generator_failure, write_failure
 from ..storage import write_bytes
 
 # Decoded photos not yet written (waiting for a batch or being encoded) are flushed or

@@ -125,6 +125,14 @@ def _bound_worker(config: Any, source_fs: Any, output_fs: Any) -> type:
     return BoundProtectWorker
 
 
+def check(config: Any) -> None:
+    """Before anything is planned or written: the ray extra, and the cluster answering."""
+    from ..extras import require
+
+    require("protect --engine ray")
+    check_address(config.ray_address)
+
+
 def check_address(address: str | None) -> None:
     """Refuse a HOST:PORT nothing listens on, at once and before anything is written (Ray
     itself retries an unreachable head for minutes). ``auto`` and ``ray://`` are left to Ray."""

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, check_options, check_ranges
-from ..nn.attackers import ATTACKER_NAMES
+from ..errors import ConfigError
+from ..nn import ATTACKER_NAMES
 from ..faces import DETECTOR_CHOICES
-from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE
+from ..choices import ATTACKER_PIPELINES, EMBEDDING_ATTACKER_NAMES, IMAGE_SIZE_RANGE, check_options, check_ranges
 from .countermeasures import Scenario, parse_scenario
 
 # p112-screen: P112 with fewer epochs (cosine-annealed over its own, shorter schedule), to

@@ -28,7 +28,7 @@ from ..progress import ProgressCallback, ProgressEvent, ignore, say, start_task,
 from .. import __version__
 from ..choices import EMBEDDING_ATTACKER_NAMES
 from ..datasets import decode_images
-from ..devices import resolve_device
+from ..backends import resolve_device
 from ..faces.detectors import open_detector
 from ..faces.geometry import FaceDetector
 from ..storage import prepare_run_dir

@@ -1,6 +1,6 @@
 """``segue export``: the generator as ONNX, checked against PyTorch by round trip. The
 logic is in ``onnx_export``; the file's inputs, outputs and metadata are
-``backends.onnx_format``'s, which the ONNX backend reads."""
+``backends.onnx_backend``'s, which the ONNX backend reads."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``segue export``: a generator checkpoint -> an ONNX file that ONNX Runtime runs.
 
-The graph (names, axes and metadata in ``onnx_format``) computes
+The graph (names, axes and metadata in ``backends.onnx_backend``) computes
 ``delta = epsilon * G(images, code_signs)`` for any batch, height and width. It is made
 with the torch.export-based exporter (``dynamo=True``; the TorchScript one is deprecated
 in torch 2.9+) at a pinned opset, checked with ``onnx.checker``, then checked again by
@@ -26,11 +26,10 @@ from torch import nn
 from .. import __version__
 from ..artifacts import load_generator, resolve_model_path, untrained_reason
 from ..storage import atomic_write, file_sha256
-from ..choices import FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET
-from ..errors import ArtifactError, ConfigError, OutputError, check_ranges
+from ..choices import DEFAULT_OPSET, FP16_TOLERANCE, FP32_TOLERANCE, MAX_OPSET, MIN_OPSET, check_ranges
+from ..errors import ArtifactError, ConfigError, OutputError
 from ..nn.generator import SegueGenerator
-from ..backends.onnx_backend import OnnxBackend
-from ..backends.onnx_format import DEFAULT_OPSET, DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from ..backends.onnx_backend import DYNAMIC_AXES, INPUT_NAMES, OUTPUT_NAMES, OnnxBackend, OnnxMetadata
 
 # Parity sizes (height, width) besides the model's working size: odd, non-square, and
 # sizes that are not multiples of 4 (the generator pads to a multiple of 4 and crops back).

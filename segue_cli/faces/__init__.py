@@ -12,6 +12,16 @@ Adding a detector is one entry in :data:`DETECTORS` (and its class in ``detector
 This module imports nothing heavy, so ``--help`` and option checks can read the choices.
 """
 
-#: name -> class in ``faces.detectors``; ``auto`` opens the first that can run here.
-DETECTORS = {"yunet": "YuNetDetector", "dlib": "DlibDetector"}
+from __future__ import annotations
+
+from ..choices import Spec, registry
+
+#: The one registry of face detectors: ``--detector NAME`` -> its class (called with no
+#: arguments); ``auto`` opens the first that can run here.
+DETECTORS: dict[str, Spec] = registry(
+    Spec(name="yunet", help="YuNet (libfacedetection through yuface): fast, finds profile and small faces",
+         factory="segue_cli.faces.detectors:YuNetDetector"),
+    Spec(name="dlib", help="dlib's HOG detector with the 5-point shape predictor: frontal faces",
+         factory="segue_cli.faces.detectors:DlibDetector"),
+)
 DETECTOR_CHOICES = ("auto", *DETECTORS)

@@ -282,11 +282,11 @@ def open_detector(name: str = "auto") -> YuNetDetector | DlibDetector:
     if name not in DETECTOR_CHOICES:
         raise ConfigError(f"unknown face detector {name!r}", f"use one of {', '.join(DETECTOR_CHOICES)}")
     if name != "auto":
-        return globals()[DETECTORS[name]]()
+        return DETECTORS[name].load()()
     *first, last = DETECTORS.values()
-    for class_name in first:
+    for spec in first:
         try:
-            return globals()[class_name]()
+            return spec.load()()
         except ConfigError:  # its package is missing: try the next
             continue
-    return globals()[last]()
+    return last.load()()

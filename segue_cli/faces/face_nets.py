@@ -81,19 +81,25 @@ def load_face_net(name: str) -> Any:
     if name not in FACE_NETWORKS:
         raise InputError(f"unknown face network {name!r}", f"use one of {', '.join(FACE_NETWORKS)}")
     spec = FACE_NETWORKS[name]
-    if spec.alignment == "dlib-chip":
-        from .dlib_face_net import load_dlib_face_net
+    return spec.load()(spec).eval().requires_grad_(False)
 
-        net: Any = DlibFaceNetHandle(load_dlib_face_net())
-    else:
-        try:
-            import onnx
-            from onnx2torch import convert
-        except ImportError as exc:
-            raise InputError(f"the {name} face network needs onnx2torch",
-                             "pip install 'segue[cloak]' (from a checkout: pip install -e '.[cloak]')") from exc
-        net = OnnxFaceNet(spec, convert(onnx.load_from_string(_checked_onnx(spec))))
-    return net.eval().requires_grad_(False)
+
+def dlib_face_net(spec: FaceNetworkSpec) -> Any:
+    """dlib's network, as its PyTorch twin (the factory of ``networks.FACE_NETWORKS["dlib"]``)."""
+    from .dlib_face_net import load_dlib_face_net
+
+    return DlibFaceNetHandle(load_dlib_face_net())
+
+
+def onnx_face_net(spec: FaceNetworkSpec) -> Any:
+    """A shipped ONNX network, checked against its sha256 and converted to PyTorch."""
+    try:
+        import onnx
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise InputError(f"the {spec.name} face network needs onnx2torch",
+                         "pip install 'segue[cloak]' (from a checkout: pip install -e '.[cloak]')") from exc
+    return OnnxFaceNet(spec, convert(onnx.load_from_string(_checked_onnx(spec))))
 
 
 @lru_cache(maxsize=8)

@@ -1,5 +1,5 @@
 """The perturbation on its way to the photo, in torch: the one upsample (training's view
-of a protected photo, the cloak, the research probes). ``photo.plans.apply_delta`` is
+of a protected photo, the cloak, the research probes). ``photo.compose.apply_delta`` is
 its numpy twin on the product path (the same bilinear rule, half-pixel centres, as
 OpenCV's INTER_LINEAR), so what training rewards is what ``segue protect`` writes."""
 

@@ -31,7 +31,7 @@ class DistortionConfig:
     resize_scale: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self) -> None:
-        from ..errors import check_options, check_ranges
+        from ..choices import check_options, check_ranges
 
         checks = [
             (self.blur_kernel >= 1 and self.blur_kernel % 2 == 1, "the blur kernel must be an odd size >= 1"),

@@ -34,7 +34,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..errors import ConfigError, check_ranges
+from ..errors import ConfigError
+from ..choices import check_ranges
 from ..faces.networks import FACE_NETWORKS, SURROGATES
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module

@@ -26,14 +26,11 @@ import numpy as np
 from PIL import Image
 
 from .cloak import CloakConfig, shared_cloak
-from ..backends.base import PerturbationBackend, at_strength
-from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
-from ..errors import InputError, SegueWarning, check_choice
-from ..formats import OUTPUT_FORMATS, format_of_pillow, lossy_warning
+from ..backends import PerturbationBackend, at_strength, open_backend
+from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, FaceMode, OUTPUT_FORMATS, STRENGTHS, check_choice, format_of_pillow, lossy_warning
+from ..errors import InputError, SegueWarning
 from ..imageio import LoadedImage, encode_image, load_image
-from .compose import FileOptions, ShapeBatches, decode_photo, encode_protected
-from .plans import PhotoPlan, Planner
-from ..backends.opening import open_backend
+from .compose import FileOptions, PhotoPlan, Planner, ShapeBatches, compose_protected, decode_photo, default_planner, encode_protected
 from ..nn.codes import label_code
 
 ImageLike = Union[Image.Image, np.ndarray, bytes, str, Path]
@@ -45,8 +42,6 @@ class Protector:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  faces: FaceMode = "auto", detector: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
                  threads: int | None = None, cloak: CloakConfig | None = None, strength: str = DEFAULT_STRENGTH) -> None:
-        from .plans import default_planner
-
         check_choice("faces mode", faces, FACE_MODES)
         check_choice("strength", strength, STRENGTHS)
         self.model_backend = open_backend(model, backend, device, threads=threads)
@@ -100,8 +95,6 @@ class Protector:
 
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
-        from .compose import compose_protected
-
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
         return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
@@ -133,8 +126,6 @@ class Protector:
         """The planner of a face mode (made once; the detector is opened once and shared)."""
         check_choice("faces mode", faces, FACE_MODES)
         if faces not in self._planners:
-            from .plans import default_planner
-
             self._planners[faces] = default_planner(faces, self._detector_name, self.info.image_size)[0]
         return self._planners[faces]
 

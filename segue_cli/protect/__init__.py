@@ -3,8 +3,8 @@ batch runs and scripts alike.
 
 * ``config``: :class:`ProtectConfig`, checked when made, INPUT and OUT parsed into typed
   values (imports nothing heavy);
-* ``folder``: a folder tree out: plan the job (``inputs``, ``outputs``, ``identities``),
-  run it on an engine, note each result in OUT's record;
+* ``folder``: a folder tree out: plan the job (``inputs``, ``outputs``, each file's code),
+  hold OUT, run the job on an engine, note each result in OUT's record;
 * ``single``: one image in, one file (or standard output) out: no folder, record or lock;
 * ``job``: the planned job an engine runs and what a run reports (a leaf of types: the
   engines import it and nothing else of this package).
@@ -20,8 +20,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..backends.base import PerturbationBackend
-    from ..photo.plans import Planner
+    from ..backends import PerturbationBackend
+    from ..photo.compose import Planner
     from ..progress import ProgressCallback
     from .config import ProtectConfig, default_workers
     from .job import FileResult, ProtectSummary

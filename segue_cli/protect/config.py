@@ -19,9 +19,8 @@ from typing import Union
 from ..backends import BACKEND_CHOICES
 from ..photo.cloak import CloakConfig
 from ..faces import DETECTOR_CHOICES
-from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_STRENGTH, FACE_MODES, STRENGTHS, FaceMode
-from ..errors import ConfigError, InputError, OutputError, check_choice, check_options, check_ranges, input_not_found
-from ..formats import DEFAULT_QUALITY, OUTPUT_FORMATS, lossy_warning, starts_like_image, suffix_format
+from ..choices import DEFAULT_MAX_PIXELS, DEFAULT_QUALITY, DEFAULT_STRENGTH, FACE_MODES, FaceMode, OUTPUT_FORMATS, STRENGTHS, check_choice, check_options, check_ranges, lossy_warning, starts_like_image, suffix_format
+from ..errors import ConfigError, InputError, OutputError, input_not_found
 from ..engines import ENGINE_CHOICES
 from ..storage import is_uri
 
@@ -185,7 +184,7 @@ def default_workers(cloak: bool = False) -> int:
     return max(1, min(8, (os.cpu_count() or 1) // (1 if cloak else 2)))
 
 
-# Every numeric option's range (errors.check_ranges): finite, and these bounds, or exit 2.
+# Every numeric option's range (choices.check_ranges): finite, and these bounds, or exit 2.
 RANGES = {"label": (0, 2**32 - 1), "quality": (1, 100), "workers": (1, 256), "batch_size": (1, 4096),
           "max_pixels": (1, 10**10), "actors": (1, 100_000)}
 
@@ -209,7 +208,7 @@ class ProtectConfig:
     workers: int = field(default_factory=default_workers)
     batch_size: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
-    faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (plans.uses_faces); on; off
+    faces: FaceMode = "auto"  # auto: face-aware above 2 x working size (compose.uses_faces); on; off
     detector: str = "auto"  # face detector: auto (YuNet, else dlib), yunet, dlib
     wait: bool = False  # wait for another run that holds OUT instead of refusing
     engine: str = "local"  # local (this machine's threads) or ray (engines/ray_engine.py)

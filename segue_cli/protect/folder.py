@@ -3,32 +3,41 @@ for every INPUT and OUT (a local folder, file or path list; an object-store pref
 by an engine from the registry in ``segue_cli.engines``.
 
 Planning: the engine's own checks (its extra, its cluster), the inputs (``inputs``), OUT
-and the output names (``outputs``), the model, each file's code (``identities``),
-the warnings, then, with OUT held, which existing outputs are done (the settings record).
-The engine then turns the planned files into results, each counted in the summary,
-reported, and noted in OUT's record.
+and the output names (``outputs``), the model, each file's code (:func:`side_information`,
+below: ``--identity``, ``--label``, ``--labels``, ``--by-folder`` or the input folder's name;
+the mapping from a name or label to a code is :class:`segue_cli.nn.codes.CodeSpace`'s), the
+warnings, then, with OUT held (:func:`locked_out_dir`, below: one run per OUT), which
+existing outputs are done (the settings record, whose settings make a re-run under other
+settings refuse instead of skipping). The engine then turns the planned files into results,
+each counted in the summary, reported, and noted in OUT's record.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
 
 from .. import __version__
-from ..backends.base import PerturbationBackend, at_strength
-from ..backends.opening import open_backend
-from ..errors import ConfigError, DiskFullError, is_disk_full
+from ..backends import PerturbationBackend, at_strength, open_backend
+from ..choices import load
+from ..datasets import read_labels_csv
+from ..errors import ConfigError, DiskFullError, InputError, OutputError, disk_full, is_disk_full
 from ..faces.networks import FACE_NETWORKS
 from ..imageio import IMAGE_EXTENSIONS
-from ..photo.plans import Planner, default_planner
+from ..nn.codes import CodeSpace
+from ..photo.compose import Planner, default_planner
 from ..progress import ProgressCallback, ignore
 from ..engines import ENGINES
-from ..storage import exists, local, locate
+from ..storage import exists, file_sha256, local, locate
 from .config import FolderTree, PathList, Prefix, ProtectConfig
-from .job import MAX_NAMED, FileResult, Job, ProtectSummary, result_recorder, run_started
-from .inputs import OUTPUT_MARKER, InputSet, find_inputs
-from .outputs import OutputTree, default_out, input_fingerprints
-from .identities import output_settings, side_information
+from .job import MAX_NAMED, FileResult, Job, PlannedFile, ProtectSummary, default_identity, result_recorder, run_started
+from .inputs import OUTPUT_MARKER, InputSet, find_inputs, input_fingerprints
+from .outputs import LOCK_FILE, OutputTree, default_out
 
 
 def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = None, *,
@@ -54,7 +63,8 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
     if remote and (isinstance(source, PathList) or config.labels is not None):
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
                           "give the prefix (s3://bucket/photos), with --identity, --label or --by-folder")
-    engine.check(config)
+    if engine.check:
+        load(engine.check)(config)
     if config.cloak is not None:
         from ..photo.cloak import shared_cloak
 
@@ -92,7 +102,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
     settings = output_settings(config, side, info.model_sha256)
     job = Job(config, planned, side.code_of, backend, planner, summary)
     writes = any(item.status == "todo" for item in planned) or exists(tree.out)
-    with tree.held(config.wait) if writes else nullcontext():
+    with locked_out_dir(Path(tree.out.path), config.wait) if writes and tree.out.local else nullcontext():
         tree.read_record()
         job.files = tree.check_done(planned, settings, input_fingerprints(planned, inputs, with_hash=False))
         stale = tree.remove_stale_temps(job.files) if writes else []
@@ -116,7 +126,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
 
         started = time.perf_counter()
         try:
-            engine.run(job, finish)
+            engine.load()(job, finish)
         except DiskFullError as exc:  # stop at the first: the summary says what was written, the re-run does the rest
             left = summary.total - summary.written - summary.skipped - summary.failed
             summary.stopped = f"{exc.message}: stopped with {left} photo(s) not done; {exc.hint}"
@@ -135,7 +145,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
 
 def _save(tree: OutputTree, summary: ProtectSummary) -> None:
     """The record, saved at the end; on a full disk its journal already holds every output
-    written (``journal``), so the re-run still knows them."""
+    written (``outputs.journal_append``), so the re-run still knows them."""
     try:
         tree.save()
     except OSError as exc:
@@ -165,3 +175,112 @@ def _warn(summary: ProtectSummary, config: ProtectConfig, inputs: InputSet) -> N
     if not inputs.files:
         where = inputs.root.path if inputs.root.local else inputs.root.uri
         summary.warnings.append(f"no images found in {where} (looked for {' '.join(sorted(IMAGE_EXTENSIONS))})")
+
+
+# --- which code each file gets ------------------------------------------------------------
+@dataclass(frozen=True)
+class SideInformation:
+    description: str  # for the summary
+    key: str  # what the codes depend on, for the output folder's settings record
+    code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
+
+
+def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) -> SideInformation:
+    """Where each file's code comes from. The default identity and --identity with the
+    input folder's name give the same codes, and the same key."""
+    if config.identity is not None:
+        code = space.identity(config.identity)
+        return SideInformation(f"identity {config.identity!r} (code {code}{space.of_decoys()})", f"identity {config.identity}",
+                               lambda planned: code)
+    if config.label is not None:
+        code = space.label(config.label)
+        return SideInformation(f"label {config.label} (code {code}{space.of_decoys()})", f"label {config.label}", lambda planned: code)
+    if config.labels is not None:
+        listed = read_labels_csv(config.labels)
+        by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
+
+        def from_csv(planned: PlannedFile) -> int:
+            identity = by_path.get(os.path.realpath(planned.source.path))
+            if identity is None:
+                raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
+            return space.folder(identity)
+
+        return SideInformation(f"labels from {config.labels} ({len(listed.identities)} identities)",
+                               f"labels file sha256 {file_sha256(config.labels)}", from_csv)
+    if config.by_folder:
+
+        def from_folder(planned: PlannedFile) -> int:
+            if inputs.kind == "file":
+                return space.folder(os.path.basename(inputs.root.path))
+            if len(planned.relative.parts) < 2:
+                raise InputError("is not inside an identity sub-folder (--by-folder)",
+                                 "move it into <identity>/, or protect it with --identity NAME")
+            return space.folder(planned.relative.parts[0])
+
+        return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
+    name = PurePosixPath(inputs.root.path).name
+    if not name:
+        raise ConfigError(f"cannot name a default identity after {inputs.root.uri}", "pass --identity NAME")
+    code = space.identity(name)
+    where = {"folder": "the input folder", "file": "the folder the file is in"}.get(inputs.kind, "the input's folder")
+    return SideInformation(default_identity(name, f"code {code}{space.of_decoys()}", where), f"identity {name}",
+                           lambda planned: code)
+
+
+def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: str) -> dict[str, Any]:
+    """What decides a protected photo's pixels, recorded in OUT so that a re-run under
+    other settings is not silently skipped."""
+    return {"model_sha256": model_sha256, "side_information": side.key, "faces": config.faces,
+            "detector": config.detector if config.faces != "off" else None, "format": config.image_format,
+            "quality": config.output_quality, "keep_metadata": config.keep_metadata,
+            **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {}),
+            **({"cloak_split": config.cloak.split} if config.cloak and config.cloak.split != "clip" else {}),
+            # Always, defaults included: issue 40 changed what a plain --cloak makes (three networks and a
+            # target, where it was dlib alone), so an OUT cloaked before then must not count as done.
+            **({"cloak_networks": list(config.cloak.networks), "cloak_target": config.cloak.target,
+                "cloak_smoothing": config.cloak.smoothing} if config.cloak else {}),
+            **({"strength": config.strength} if config.strength != "high" else {})}  # absent at their defaults: older records still match
+
+
+# --- one run at a time per OUT ------------------------------------------------------------
+@contextmanager
+def locked_out_dir(out_dir: Path, wait: bool = False) -> Iterator[None]:
+    """Hold OUT for one run (an OS lock on OUT/.segue-lock, released when the process
+    ends, however it ends; the file is removed after a run). A second run into the same
+    OUT is refused, naming the first run's pid, or waits for it with ``wait``: two runs
+    would both write every file and, with different identities, leave a silent mix."""
+    path = out_dir / LOCK_FILE
+    while True:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+", encoding="utf-8")
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(out_dir, exc) from exc
+            raise OutputError(f"cannot write to the output folder {out_dir}: {exc.strerror or exc} ({path})",
+                              "check its permissions (a read-only folder cannot hold protected photos), "
+                              "or pass another --out") from exc
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputError(f"{out_dir} is being written by another segue protect (pid {holder})",
+                              "let it finish, pass --wait to wait for it, or pass another --out") from None
+        try:
+            same_file = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        handle.close()  # the run before removed the file while we waited: lock the new one
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held, so no one locks a file about to vanish
+        handle.close()

@@ -18,12 +18,13 @@ import posixpath
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 from ..errors import InputError, input_not_found
 from ..imageio import UNSUPPORTED_PHOTO_EXTENSIONS, discover_images, is_image_path, looks_like_image
-from ..storage import Location, list_files, local, locate
+from ..storage import Location, file_sha256, list_files, local, locate
 from .config import Folder, ImageFile, PathList, Prefix, Source
+from .job import PlannedFile
 
 OUTPUT_MARKER = ".segue-output"
 InputKind = Literal["folder", "file", "list", "prefix"]
@@ -126,3 +127,27 @@ def _prefix_inputs(source: Location) -> InputSet:
                         if PurePosixPath(rel).suffix.lower() in UNSUPPORTED_PHOTO_EXTENSIONS)
     left_out = tuple(source.join(prefix.rstrip("/")).uri for prefix in marked)
     return InputSet("prefix", source, tuple(files), left_out, tuple(hidden), unsupported)
+
+
+def input_fingerprints(files: list[PlannedFile], inputs: InputSet, with_hash: bool) -> dict[str, dict[str, Any]]:
+    """What each input to check or write is now: size, mtime and ctime (local; and its
+    sha256 for the inputs about to be written, ``with_hash``), or its listing's size and
+    upload time (object store)."""
+    listed = {f.location.path: f.fingerprint for f in inputs.files if f.fingerprint is not None}
+    fingerprints: dict[str, dict[str, Any]] = {}
+    for item in files:
+        if item.status == "failed":
+            continue
+        if not item.source.local:
+            if item.source.path in listed:
+                fingerprints[item.source.path] = dict(listed[item.source.path])
+            continue
+        try:
+            stat = os.stat(item.source.path)
+            fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
+            if with_hash and item.status == "todo":
+                fingerprint["sha256"] = file_sha256(item.source.path)
+        except OSError:
+            continue  # it will fail on decoding, and say why
+        fingerprints[item.source.path] = fingerprint
+    return fingerprints

@@ -17,8 +17,8 @@ from ..progress import ProgressCallback, ProgressEvent, start_task, step
 from ..storage import Location
 
 if TYPE_CHECKING:
-    from ..backends.base import PerturbationBackend
-    from ..photo.plans import Planner
+    from ..backends import PerturbationBackend
+    from ..photo.compose import Planner
     from .config import ProtectConfig
 
 Status = Literal["todo", "skipped", "failed"]
@@ -173,3 +173,13 @@ def result_recorder(summary: ProtectSummary, emit: ProgressCallback) -> Callable
         emit(file_finished(result))
 
     return record
+
+
+def default_identity(name: str, code: str, where: str, one_photo: bool = False) -> str:
+    """The one line that says a run took its identity from a folder's name, and how to
+    change it: a silent default would protect a family's photos as one person."""
+    if one_photo:
+        return (f"identity {name!r} ({code}): the default, the name of {where}. Pass --identity NAME for the "
+                "person the photo shows")
+    return (f"identity {name!r} ({code}) for every photo: the default, the name of {where}. Pass --identity NAME "
+            "for the person the photos show, or --by-folder when each sub-folder holds one person")

@@ -8,7 +8,7 @@ repeats them for users):
   input, and two inputs that would share an output are never merged (the second fails).
 * OUT is one tree: ``.segue-output`` marks it, ``.segue-protect.json`` records what made
   each output (``.segue-protect.journal`` notes each output as it is written, until the
-  record is saved: ``journal``), and ``.segue-lock`` holds it for one run at a time. A run whose OUT lies
+  record is saved: the journal, below), and ``.segue-lock`` holds it for one run at a time. A run whose OUT lies
   inside another run's tree, or holds one, is refused: two records would each claim the
   other's files. No output is written through a symlink that leads out of OUT.
 * Done means: the record names the output, the output's size and sha256 are the ones
@@ -28,20 +28,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from pathlib import PurePosixPath
+from typing import Any
 
 from ..errors import OutputError, disk_full, is_disk_full
-from ..formats import OUTPUT_FORMATS
+from ..choices import OUTPUT_FORMATS
 from .job import FileResult, PlannedFile
 from ..storage import Location, exists, file_sha256, list_files, read_if_file, write_bytes
-from . import journal
 from .inputs import OUTPUT_MARKER, InputFile, InputSet
-from .lock import LOCK_FILE, locked_out_dir
 
 SETTINGS_FILE = ".segue-protect.json"
+JOURNAL_FILE = ".segue-protect.journal"
+LOCK_FILE = ".segue-lock"  # held by protect_folder (``folder.locked_out_dir``)
 INPUT_CHANGED = "its input changed since its output was made: redone"
 MARKER_TEXT = "Written by `segue protect`: photos here are protected copies; segue leaves this folder out of its input.\n"
 
@@ -70,7 +69,7 @@ def _inside(path: str, folder: str) -> bool:
 
 @dataclass
 class OutputTree:
-    """OUT: its planned outputs, its record and its lock."""
+    """OUT: its planned outputs and its record (the lock is ``folder.locked_out_dir``'s)."""
 
     out: Location
     record: dict[str, Any] = field(default_factory=lambda: {"settings": {}, "outputs": {}})
@@ -178,7 +177,7 @@ class OutputTree:
             raise self._corrupt(where, "it is not a segue settings record")
         self.record = record
         if self.out.local:
-            journal.replay(self.out, record["outputs"])
+            journal_replay(self.out, record["outputs"])
 
     def _corrupt(self, where: Location, problem: str) -> OutputError:
         return OutputError(f"the settings record {where.uri} is corrupt ({problem})",
@@ -261,15 +260,6 @@ class OutputTree:
             return False
 
     # --- running --------------------------------------------------------------------------
-    @contextmanager
-    def held(self, wait: bool) -> Iterator[None]:
-        """OUT created and locked for this run (local; an object store has no lock)."""
-        if not self.out.local:
-            yield
-            return
-        with locked_out_dir(Path(self.out.path), wait):
-            yield
-
     def _unwritable(self, exc: OSError) -> OutputError:
         if is_disk_full(exc):
             return disk_full(self.label, exc)
@@ -308,7 +298,7 @@ class OutputTree:
                 self._dirty += 1
                 try:
                     if self.out.local:
-                        journal.append(self.out, key, entry["output"])  # known at once, whatever happens next
+                        journal_append(self.out, key, entry["output"])  # known at once, whatever happens next
                     if self._dirty >= 64:
                         self.save()
                 except OSError as exc:
@@ -331,7 +321,7 @@ class OutputTree:
         write_bytes(self.out.join(SETTINGS_FILE), text.encode("utf-8"))
         self._dirty = 0
         if self.out.local:
-            journal.clear(self.out)
+            journal_clear(self.out)
 
     def remove_stale_temps(self, planned: list[PlannedFile]) -> list[str]:
         """Delete the temp files (``.NAME.XXXXXXXX.tmp``, see ``storage.atomic_write``) that a
@@ -357,30 +347,6 @@ class OutputTree:
         return removed
 
 
-def input_fingerprints(files: list[PlannedFile], inputs: InputSet, with_hash: bool) -> dict[str, dict[str, Any]]:
-    """What each input to check or write is now: size, mtime and ctime (local; and its
-    sha256 for the inputs about to be written, ``with_hash``), or its listing's size and
-    upload time (object store)."""
-    listed = {f.location.path: f.fingerprint for f in inputs.files if f.fingerprint is not None}
-    fingerprints: dict[str, dict[str, Any]] = {}
-    for item in files:
-        if item.status == "failed":
-            continue
-        if not item.source.local:
-            if item.source.path in listed:
-                fingerprints[item.source.path] = dict(listed[item.source.path])
-            continue
-        try:
-            stat = os.stat(item.source.path)
-            fingerprint: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
-            if with_hash and item.status == "todo":
-                fingerprint["sha256"] = file_sha256(item.source.path)
-        except OSError:
-            continue  # it will fail on decoding, and say why
-        fingerprints[item.source.path] = fingerprint
-    return fingerprints
-
-
 def settings_id(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -389,3 +355,45 @@ def settings_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[
     """``name: old -> new`` for each setting that differs."""
     return [f"{name}: {recorded.get(name)!r} -> {current.get(name)!r}"
             for name in sorted(set(recorded) | set(current)) if recorded.get(name) != current.get(name)]
+
+
+# --- the journal, ``.segue-protect.journal``: one JSON line per output as it is written (its key,
+# size and sha256), so that the record knows every finished output even when the run ends before
+# the record is saved again (a full disk, a kill); rewriting the whole record after each photo would
+# cost time that grows with the folder. Saving the record folds the journal in and empties it;
+# reading the record replays what it holds beyond that. Local OUT only (an object store has no append).
+
+
+def journal_append(out: Location, key: str, made: dict[str, Any]) -> None:
+    """Note one finished output (raises OSError: a full disk stops the run)."""
+    line = json.dumps({"key": key, "output": made}, sort_keys=True) + "\n"
+    with open(out.join(JOURNAL_FILE).path, "a", encoding="utf-8") as journal:
+        journal.write(line)
+
+
+def journal_replay(out: Location, outputs: dict[str, Any]) -> None:
+    """Each journalled output into its record entry (a line cut short by a kill is ignored:
+    that output is then not proven, and is redone)."""
+    try:
+        with open(out.join(JOURNAL_FILE).path, encoding="utf-8", errors="replace") as journal:
+            lines = journal.read().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            noted = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(noted, dict) or not isinstance(noted.get("key"), str):
+            continue
+        entry = outputs.get(noted["key"])
+        if isinstance(entry, dict) and isinstance(noted.get("output"), dict):
+            entry["output"] = noted["output"]
+
+
+def journal_clear(out: Location) -> None:
+    """After the record was saved with everything the journal held."""
+    try:
+        os.unlink(out.join(JOURNAL_FILE).path)
+    except FileNotFoundError:
+        pass

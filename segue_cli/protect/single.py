@@ -14,12 +14,11 @@ import time
 from typing import Literal
 
 from ..errors import InputError, OutputError
-from ..formats import lossy_warning
+from ..choices import lossy_warning
 from ..progress import ProgressCallback, ignore
 from ..storage import atomic_write, read_bytes, local
 from .config import ImageFile, OneFile, PipedImage, ProtectConfig, Stdout
-from .identities import default_identity
-from .job import FileResult, ProtectSummary, file_finished
+from .job import FileResult, ProtectSummary, default_identity, file_finished
 
 DONE = "output exists and holds exactly what this run would write (already protected; --overwrite to redo)"
 

@@ -41,9 +41,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..choices import FACE_MODES, STRENGTHS
+from ..choices import FACE_MODES, OUTPUT_FORMATS, STRENGTHS, lossy_warning
 from ..errors import ConfigError, InputError, SegueError
-from ..formats import OUTPUT_FORMATS, lossy_warning
 from .config import ServeConfig
 from .guards import CSP, Guard
 from .openapi import docs_page, protect_openapi

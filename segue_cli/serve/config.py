@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..choices import SERVE_MAX_PIXELS
-from ..errors import ConfigError, check_ranges
+from ..choices import SERVE_MAX_PIXELS, check_ranges
+from ..errors import ConfigError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..choices import FACE_MODES, STRENGTHS
-from ..formats import OUTPUT_FORMATS
+from ..choices import FACE_MODES, OUTPUT_FORMATS, STRENGTHS
 from .config import ServeConfig
 
 ERROR_SCHEMA = {"type": "object", "required": ["error", "hint", "status"], "properties": {

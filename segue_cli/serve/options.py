@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..choices import DEFAULT_STRENGTH, FACE_MODES, STRENGTHS
-from ..errors import ConfigError, check_choice
+from ..choices import DEFAULT_STRENGTH, FACE_MODES, OUTPUT_FORMATS, STRENGTHS, check_choice
+from ..errors import ConfigError
 from ..errors import quoted as shown
-from ..formats import OUTPUT_FORMATS
 
 KNOWN = ("identity", "label", "code", "faces", "cloak", "format", "quality", "strength")
 TRUE, FALSE = ("true", "1", "on", "yes"), ("false", "0", "off", "no")

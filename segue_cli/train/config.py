@@ -12,16 +12,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..choices import IMAGE_SIZE_RANGE, MAX_EPSILON
-from ..errors import check_options, check_ranges
+from ..choices import IMAGE_SIZE_RANGE, MAX_EPSILON, check_options, check_ranges
 from ..nn import distortions
 from ..nn.generator import GeneratorConfig
 from ..nn.codes import DEFAULT_CODE_BITS
+from . import OBJECTIVES
 
-# The --objective names, without importing their classes (torch): train/objectives.py's
-# OBJECTIVES holds the classes under these names (tests/test_train.py keeps the two in step).
-OBJECTIVES = ("error-minimizing", "targeted", "keyed-targeted", "keyed-feature")
-KEYED_OBJECTIVES = ("keyed-targeted", "keyed-feature")  # the target comes from the code pattern (--pattern-grid > 0)
+
 
 CODE_ASSIGNMENTS = ("mixed", "labels", "random")
 GENERATOR_FILE = "generator.safetensors"
@@ -30,7 +27,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 
 
-# Every numeric option's range (errors.check_ranges): finite, and these bounds, or exit 2.
+# Every numeric option's range (choices.check_ranges): finite, and these bounds, or exit 2.
 RANGES = {
     "image_size": IMAGE_SIZE_RANGE, "epochs": (2, 10_000), "batch_size": (2, 4096), "lr_generator": (1e-9, 1.0),
     "lr_surrogate": (1e-9, 1.0), "alpha": (0, 1000), "beta": (0, 1000), "epsilon": (1e-6, MAX_EPSILON),
@@ -106,7 +103,7 @@ class TrainConfig:
             (self.surrogate_stem in ("standard", "small"), "--surrogate-stem must be standard or small"),
             (self.lr_generator > 0 and self.lr_surrogate > 0, "--lr-generator and --lr-surrogate must be positive"),
             (self.pattern_grid >= 0, "--pattern-grid must be >= 0 (0: no code pattern)"),
-            (self.objective not in KEYED_OBJECTIVES or self.pattern_grid > 0,
+            (self.objective not in OBJECTIVES or not OBJECTIVES[self.objective].keyed or self.pattern_grid > 0,
              f"--objective {self.objective} derives its target from the code pattern: give --pattern-grid > 0"),
             (1.0 <= self.photo_scale <= 8.0, "--photo-scale must be between 1 (no round trip) and 8"),
             (0.0 <= self.gray_p <= 1.0, "--gray-p must be between 0 and 1"),

@@ -33,16 +33,17 @@ import torch.nn.functional as F
 
 from ..artifacts import save_generator
 from ..datasets import LabelledSet, batch_order, decode_images, load_labelled, require_identities
-from ..devices import resolve_device
+from ..backends import resolve_device
 from ..nn import distortions
 from ..nn.generator import GeneratorConfig, SegueGenerator
 from ..nn.surrogate import build_surrogate, pgd_noise
 from ..progress import ProgressCallback, ProgressEvent, ignore, say, start_task, step
 from ..nn.codes import folder_code, random_codes
 from ..storage import prepare_run_dir
+from . import OBJECTIVES
 from .config import GENERATOR_FILE, TrainConfig
 from .identity import IdentityObjective
-from .objectives import OBJECTIVES, Objective
+from .objectives import Objective
 from .state import EpochRecord, TrainState, load_surrogate, resumed_config, training_summary, write_run_record
 from .views import attacker_view, photo_size, protected_photo, resize, seen_by_attacker
 
@@ -94,7 +95,7 @@ def train(config: TrainConfig, progress: ProgressCallback | None = None) -> Trai
 
         emit(start_task("identity_start", "identity", "locating faces (identity term)", len(targets)))
         identity = prepare_identity(images, targets, len(dataset.identities), on_photo=lambda: emit(step("identity_photo", "identity")))
-    objective = OBJECTIVES[config.objective](config, generator, surrogate, len(dataset.identities))
+    objective: Objective = OBJECTIVES[config.objective].load()(config, generator, surrogate, len(dataset.identities))
     opt_f = torch.optim.Adam(surrogate.parameters(), lr=config.lr_surrogate)
     total_epochs = config.surrogate_warmup + config.epochs
     surrogate_epochs = sum(1 for epoch in range(1, total_epochs + 1) if epoch_stage(config, epoch)[0] == "surrogate")

@@ -1,6 +1,6 @@
-"""What the generator is trained to do: one registry of small classes, one per
-``--objective``. Adding one is a class and an entry in :data:`OBJECTIVES` (and its name in
-``train.config.OBJECTIVES``, which names them without importing torch).
+"""What the generator is trained to do: one small class per ``--objective``. Adding one is
+a class here and its entry in the registry, ``train.OBJECTIVES`` (which names them
+without importing torch).
 
 * ``error-minimizing``: the paper's unlearnable objective: the surrogate learns the
   perturbed photos and the generator makes them easy for it;
@@ -36,8 +36,6 @@ Distort = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Objective:
-    name: ClassVar[str]
-    keyed: ClassVar[bool] = False  # the target comes from the code pattern (needs --pattern-grid > 0)
     surrogate_learns_clean: ClassVar[bool] = True  # the surrogate stands for a model trained on clean photos
 
     def __init__(self, config: TrainConfig, generator: SegueGenerator, surrogate: torch.nn.Module, num_classes: int) -> None:
@@ -69,7 +67,6 @@ class Objective:
 
 
 class ErrorMinimizing(Objective):
-    name = "error-minimizing"
     surrogate_learns_clean = False
 
     def wanted(self, y: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
@@ -77,7 +74,6 @@ class ErrorMinimizing(Objective):
 
 
 class Targeted(Objective):
-    name = "targeted"
 
     def code_kind(self, assigned: str) -> str:
         return "decoys" if self.config.decoys else assigned
@@ -94,8 +90,6 @@ class Targeted(Objective):
 
 
 class _Keyed(Objective):
-    keyed = True
-
     def __init__(self, config: TrainConfig, generator: SegueGenerator, surrogate: torch.nn.Module, num_classes: int) -> None:
         super().__init__(config, generator, surrogate, num_classes)
         self.targets = KeyedTargets(generator, num_classes, int(getattr(surrogate.fc, "in_features")))
@@ -109,14 +103,12 @@ class _Keyed(Objective):
 
 
 class KeyedTargeted(_Keyed):
-    name = "keyed-targeted"
 
     def wanted(self, y: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
         return self.targets.decoys(signs, exclude=y)
 
 
 class KeyedFeature(_Keyed):
-    name = "keyed-feature"
 
     def term(self, perturbed: torch.Tensor, x: torch.Tensor, y: torch.Tensor, signs: torch.Tensor,
              distort: Distort) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -127,10 +119,6 @@ class KeyedFeature(_Keyed):
         moved = penultimate(self.surrogate, seen) - clean
         ce = 1.0 - F.cosine_similarity(moved, self.targets.directions(signs), dim=1).mean()
         return ce, self.surrogate.fc(moved + clean)  # type: ignore[operator]
-
-
-#: The one registry of training objectives: ``--objective NAME`` -> its class.
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (ErrorMinimizing, Targeted, KeyedTargeted, KeyedFeature)}
 
 
 def decoy_codes(labels: torch.Tensor, decoys: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
