@@ -47,7 +47,7 @@ from research.p112 import identity_folders, protected_people  # noqa: E402
 from research.trees import write_tree  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.imageio import load_image  # noqa: E402
-from segue_cli.evaluation.countermeasures import crop, flip  # noqa: E402
+from segue_cli.evaluation.countermeasure_ops import crop, flip  # noqa: E402
 from segue_cli.nn.attackers import build_attacker  # noqa: E402
 
 
@@ -152,7 +152,7 @@ class MinMin:
                                == self.protected_labels[part]).sum())
         return 100.0 * hits_noisy / len(index), 100.0 * hits_clean / len(index)
 
-    def run(self, log: list[dict[str, float]], who: str) -> None:
+    def run(self, log: list[dict[str, object]], who: str) -> None:
         for round_ in range(1, self.args.rounds + 1):
             started = time.perf_counter()
             loss = self.train_steps()
@@ -199,7 +199,7 @@ def main() -> None:
     print(f"pool: {len(pool_labels)} photos of {len(pool_names)} people from {pool_root}", file=sys.stderr)
     groups = [[name] for name in chosen] if args.one_at_a_time else [chosen]
     noise: dict[str, np.ndarray] = {}  # "identity/stem" -> levels, H x W x 3
-    log: list[dict[str, float]] = []
+    log: list[dict[str, object]] = []
     for group in groups:
         protected, local = load_people(args.data, group)
         labels = torch.tensor(local) + len(pool_names)
