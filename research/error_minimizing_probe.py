@@ -9,7 +9,10 @@ loss on every protected photo smaller, within +/-EPSILON/255 (at the photo's ful
 through the attacker's antialiased resize), until the surrogate classifies the perturbed
 protected photos at STOP_ACCURACY or ROUNDS run out. Noise is per photo (``--mode sample``)
 or one map per person (``--mode class``). With ``--augment`` the surrogate trains, and the noise
-is optimised, through the flip+crop attacker's random mirrors and shifts.
+is optimised, through the flip+crop attacker's random mirrors and shifts. ``--noise-size 112``
+optimises the noise at the attacker's size and writes it as 2 x 2 blocks at 224 px, so the
+attacker's downscale keeps its amplitude instead of averaging a full-size noise away;
+``--luma`` puts one map on R, G and B alike.
 
 The surrogate's pool (``--pool``):
   others     the other people of the split, clean (an oracle: the attacker's own other classes,
@@ -74,8 +77,10 @@ class MinMin:
         self.protected, self.protected_labels = protected, protected_labels
         self.args, self.size = args, args.image_size
         self.epsilon = args.epsilon / 255.0
-        shape = (int(protected_labels.max()) + 1, *protected.shape[1:]) if args.mode == "class" else protected.shape
-        self.delta = torch.zeros(shape)  # in [0, 1] units, at the photos' full size
+        count = int(protected_labels.max()) + 1 if args.mode == "class" else len(protected_labels)
+        side = args.noise_size or protected.shape[-1]
+        self.full_size = protected.shape[-2:]
+        self.delta = torch.zeros(count, 1 if args.luma else 3, side, side)  # in [0, 1] units, at --noise-size
         torch.manual_seed(args.seed)
         self.model = build_attacker("resnet18", classes, self.size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
@@ -87,8 +92,15 @@ class MinMin:
         x = seen(x, self.size)
         return crop(flip(x, self.rng), self.rng) if self.args.augment else x
 
+    def full(self, delta: torch.Tensor) -> torch.Tensor:
+        """Noise at the photos' size: nearest-neighbour blocks of the --noise-size map (so the
+        attacker's resize keeps its amplitude), the luminance map on R, G and B alike."""
+        if delta.shape[-2:] != self.full_size:
+            delta = F.interpolate(delta, size=tuple(self.full_size), mode="nearest")
+        return delta.expand(-1, 3, -1, -1)
+
     def noise_of(self, index: torch.Tensor) -> torch.Tensor:
-        return self.delta[self.protected_labels[index]] if self.args.mode == "class" else self.delta[index]
+        return self.full(self.delta[self.protected_labels[index]] if self.args.mode == "class" else self.delta[index])
 
     def perturbed(self, index: torch.Tensor) -> torch.Tensor:
         return (self.protected[index].float() / 255.0 + self.noise_of(index)).clamp(0, 1)
@@ -122,7 +134,7 @@ class MinMin:
             for _ in range(self.args.pgd_steps):
                 delta = self.delta.clone().requires_grad_(True)
                 for index in torch.arange(len(self.protected_labels)).split(self.args.batch_size):
-                    x = (self.protected[index].float() / 255.0 + delta[self.protected_labels[index]]).clamp(0, 1)
+                    x = (self.protected[index].float() / 255.0 + self.full(delta[self.protected_labels[index]])).clamp(0, 1)
                     F.cross_entropy(self.model(self.view(x)), self.protected_labels[index],
                                     reduction="sum").backward()
                 assert delta.grad is not None
@@ -133,7 +145,7 @@ class MinMin:
             delta = self.delta[index].clone()
             for _ in range(self.args.pgd_steps):
                 delta.requires_grad_(True)
-                loss = F.cross_entropy(self.model(self.view((clean + delta).clamp(0, 1))),
+                loss = F.cross_entropy(self.model(self.view((clean + self.full(delta)).clamp(0, 1))),
                                        self.protected_labels[index])
                 (grad,) = torch.autograd.grad(loss, delta)
                 delta = (delta.detach() - step * grad.sign()).clamp(-self.epsilon, self.epsilon)
@@ -175,6 +187,9 @@ def main() -> None:
     parser.add_argument("--one-at-a-time", action="store_true", help="each protected person in a run of their own")
     parser.add_argument("--mode", choices=("sample", "class"), default="sample")
     parser.add_argument("--augment", action="store_true", help="the surrogate and the noise see flip+crop")
+    parser.add_argument("--noise-size", type=int, default=0, help="optimise the noise at N x N, shown in blocks "
+                        "at the photo's size (0: the photo's size)")
+    parser.add_argument("--luma", action="store_true", help="one noise map on R, G and B alike (luminance)")
     parser.add_argument("--epsilon", type=float, default=8.0, help="L-inf budget, levels of 255")
     parser.add_argument("--step-fraction", type=float, default=0.1, help="PGD step as a share of epsilon")
     parser.add_argument("--rounds", type=int, default=15)
