@@ -34,7 +34,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port (1-65535).")] = 8000,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes, each with its own copy of the model (1-64).")] = 1,
     threads: Annotated[int, typer.Option("--threads", help="Photos each worker protects at once; 0: one per CPU core.")] = 0,
-    queue: Annotated[int, typer.Option("--queue", help="Requests that may wait for a free thread; more are answered 503 with Retry-After. Memory is bounded by (threads + queue) x --max-upload-mb.")] = 32,
+    queue: Annotated[int, typer.Option("--queue", help="Requests that may wait for a free thread; more are answered 503 with Retry-After. Memory is bounded by (threads + queue) x --max-upload-mb.")] = 64,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body in MB (all its photos together); larger ones get 413 before they are read.")] = 50.0,
     max_files: Annotated[int, typer.Option("--max-files", help="Most photos in one request.")] = 32,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Refuse photos whose header declares more pixels than this (decompression bombs), before decoding: 422. Lower than segue protect's 100 MP: a server decodes what strangers send.")] = SERVE_MAX_PIXELS,

@@ -17,7 +17,7 @@ class ServeConfig:
     port: int = 8000
     workers: int = 1  # processes, each with its own model
     threads: int = 0  # protections at once in each process; 0: one per core
-    queue: int = 32  # requests that may wait for a thread before 503
+    queue: int = 64  # requests that may wait for a thread before 503 (50 clients at once fit: benchmarks/serve_load.py)
     max_upload_mb: float = 50.0  # per request, all files together
     max_files: int = 32  # files in one request
     max_pixels: int = SERVE_MAX_PIXELS  # per photo, read from its header before decoding
