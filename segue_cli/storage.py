@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError
+from .errors import ArtifactError, InputError
 
 
 def is_uri(target: str | Path) -> bool:
@@ -153,6 +153,19 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def pinned_file(path: Path, sha256: str, what: str, fix: str) -> Path:
+    """``path`` once it exists and its sha256 is ``sha256``: the one check of every weight
+    file segue takes from a package (dlib's, SFace's, the shipped face networks), so a swapped
+    or corrupted file is refused before it is loaded, with ``fix`` as the hint."""
+    if not path.is_file():
+        raise ArtifactError(f"{what} {path} is missing", fix)
+    actual = file_sha256(path)
+    if actual != sha256:
+        raise ArtifactError(f"{path} is not the file segue pins (sha256 {sha256[:12]}..., found {actual[:12]}...)",
+                            f"the file was changed or corrupted: {fix}")
+    return path
 
 
 def model_sha256(path: Path | str) -> str:

@@ -77,7 +77,7 @@ def test_tampered_or_missing_weights_are_refused(tmp_path):
     data = bytearray((tmp_path / LANDMARKS_FILE).read_bytes())
     data[len(data) // 2] ^= 0x01
     (tmp_path / LANDMARKS_FILE).write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="pinned sha256"):
+    with pytest.raises(ArtifactError, match="is not the file segue pins"):
         DlibEmbedder(weights_dir=tmp_path)
     (tmp_path / LANDMARKS_FILE).unlink()
     with pytest.raises(ArtifactError, match="missing"):

