@@ -52,6 +52,7 @@ from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.imageio import load_image  # noqa: E402
 from segue_cli.evaluation.countermeasure_ops import crop, flip  # noqa: E402
 from segue_cli.nn.attackers import build_attacker  # noqa: E402
+from segue_cli.train.views import resize  # noqa: E402  (the attacker's resize, as training uses it)
 
 
 def load_people(root: Path, names: list[str]) -> tuple[torch.Tensor, list[int]]:
@@ -62,12 +63,6 @@ def load_people(root: Path, names: list[str]) -> tuple[torch.Tensor, list[int]]:
             photos.append(torch.from_numpy(load_image(path).rgb.copy()).permute(2, 0, 1))
             labels.append(label)
     return (torch.stack(photos) if photos else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)), labels
-
-
-def seen(x: torch.Tensor, size: int) -> torch.Tensor:
-    """What the attacker's loader makes of a [0, 1] photo: bilinear, antialiased, to size."""
-    return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                                       align_corners=False)
 
 
 class MinMin:
@@ -89,7 +84,7 @@ class MinMin:
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """The photos as the surrogate sees them: resized, and with ``--augment`` mirrored and
         shifted as the flip+crop attacker does (expectation over its draws, one per step)."""
-        x = seen(x, self.size)
+        x = resize(x, self.size)
         return crop(flip(x, self.rng), self.rng) if self.args.augment else x
 
     def full(self, delta: torch.Tensor) -> torch.Tensor:
@@ -158,9 +153,9 @@ class MinMin:
         index = torch.arange(len(self.protected_labels))
         hits_noisy, hits_clean = 0, 0
         for part in index.split(64):
-            hits_noisy += int((self.model(seen(self.perturbed(part), self.size)).argmax(1)
+            hits_noisy += int((self.model(resize(self.perturbed(part), self.size)).argmax(1)
                                == self.protected_labels[part]).sum())
-            hits_clean += int((self.model(seen(self.protected[part].float() / 255.0, self.size)).argmax(1)
+            hits_clean += int((self.model(resize(self.protected[part].float() / 255.0, self.size)).argmax(1)
                                == self.protected_labels[part]).sum())
         return 100.0 * hits_noisy / len(index), 100.0 * hits_clean / len(index)
 

@@ -69,10 +69,8 @@ def estimate_remove(images: torch.Tensor, targets: torch.Tensor, budget: int) ->
 
 def flip(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Each photo mirrored left-right with probability 1/2 (torchvision RandomHorizontalFlip)."""
-    mirrored = torch.rand(len(x), generator=rng) < 0.5
-    out = x.clone()
-    out[mirrored.to(x.device)] = x[mirrored.to(x.device)].flip(-1)
-    return out
+    mirrored = (torch.rand(len(x), generator=rng) < 0.5).to(x.device)
+    return torch.where(mirrored.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 def crop(x: torch.Tensor, rng: torch.Generator, percent: int = CROP_DEFAULT_PERCENT) -> torch.Tensor:
