@@ -34,6 +34,7 @@ import argparse
 import shutil
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,10 @@ def main() -> None:
                         help="CloakConfig.target: 'example' pulls every photo toward the shipped portrait (protect's default)")
     parser.add_argument("--toward", type=Path, default=None,
                         help="a photo of another face: every cloak also pulls toward its descriptor (Fawkes' target)")
+    parser.add_argument("--toward-person", default=None, metavar="POOL",
+                        help="one target per cloaked person (Fawkes): the clean mean of the person in POOL farthest "
+                             "from them, each used once while any is left; POOL is 'data' (the set's own other people) "
+                             "or an ImageFolder tree of people outside the set")
     add_pgd_options(parser, steps=30, step=2.0, batch=None)
     args = parser.parse_args()
     start_output(args)
@@ -78,6 +83,7 @@ def main() -> None:
                                       target=args.target))
     dataset = scan_image_folder(args.data)
     toward = None if args.toward is None else cloak.descriptors(load_image(args.toward).rgb)
+    targets = None if args.toward_person is None else person_targets(cloak, dataset, args)
     started = time.perf_counter()
     for rank, identity in enumerate(dataset.identities):
         items = [item for item in dataset.items if item.identity == identity]
@@ -97,11 +103,37 @@ def main() -> None:
                 reference[name] = class_centroids(vectors, torch.zeros(len(vectors), dtype=torch.long), 1)[0].numpy()
         similarities = []
         for item, rgb in zip(items, photos):
-            result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference, toward)
+            result = cloak.cloak(rgb, rgb, args.epsilon / 255, reference, toward if targets is None else targets[identity])
             similarities.append(result.similarity)
             save_image(folder / (item.path.stem + ".png"), result.pixels)
         print(f"identity {identity}: {len(items)} photos cloaked, mean similarity {np.mean(similarities):.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def person_centroids(cloak: IdentityCloak, dataset: Any) -> dict[str, dict[str, np.ndarray]]:
+    """{person: {network: the unit mean of their clean photos' descriptors}}."""
+    described: dict[str, list[dict[str, np.ndarray]]] = {}
+    for item in dataset.items:
+        described.setdefault(item.identity, []).append(cloak.descriptors(load_image(item.path).rgb))
+    return {person: {name: F.normalize(torch.from_numpy(np.stack([d[name] for d in rows])).mean(0), dim=0).numpy()
+                     for name in cloak.nets} for person, rows in described.items()}
+
+
+def person_targets(cloak: IdentityCloak, dataset: Any, args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
+    """Each cloaked person's target: the farthest pool person (mean cosine over the networks) not yet taken."""
+    own = person_centroids(cloak, dataset)
+    pool = own if args.toward_person == "data" else person_centroids(cloak, scan_image_folder(Path(args.toward_person)))
+    taken: list[str] = []
+    targets = {}
+    for identity in dataset.identities[:args.cloak]:
+        candidates = [p for p in pool if p != identity and p not in taken] or [p for p in pool if p != identity]
+        def closeness(person: str) -> float:
+            return float(np.mean([own[identity][n] @ pool[person][n] for n in cloak.nets]))
+        chosen = min(candidates, key=closeness)
+        taken.append(chosen)
+        targets[identity] = pool[chosen]
+        print(f"identity {identity}: pulled toward {chosen} (mean cosine {closeness(chosen):.3f})", flush=True)
+    return targets
 
 
 if __name__ == "__main__":
