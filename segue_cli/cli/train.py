@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..train import OBJECTIVE_HELP
 from .options import DeviceOption, JsonOption, SeedOption
 from .render import ProgressRenderer, print_json, progress, stderr_console
 
@@ -43,7 +44,7 @@ def train(
     surrogate_stem: Annotated[str, typer.Option("--surrogate-stem", help="ResNet18 stem: standard (torchvision, as the P112 attacker) or small (official code for <= 112 px; 16x slower).")] = "standard",
     code_assignment: Annotated[str, typer.Option("--code-assignment", help="Codes seen in training: mixed (own codes and random codes, alternating by period), labels, or random.")] = "mixed",
     pattern_grid: Annotated[int, typer.Option("--pattern-grid", help="Cells per side of the smooth code pattern the generator stretches over the image (0: the paper's generator without it; see docs/training.md).")] = 4,
-    objective: Annotated[str, typer.Option("--objective", help="error-minimizing (the paper's: the surrogate learns the protected photos, the generator makes them easy to learn) or targeted (an adversarial poison: the surrogate learns the clean photos and the generator makes each protected photo look like the next identity to it), keyed-targeted (the same aimed at a decoy identity derived from the code, trained on fresh random codes, so names never seen in training are protected alike) or keyed-feature (moves the surrogate's features along a direction derived from the code). The keyed ones need --pattern-grid > 0.")] = "error-minimizing",
+    objective: Annotated[str, typer.Option("--objective", help=f"What the generator learns: {OBJECTIVE_HELP}")] = "error-minimizing",
     generator_width: Annotated[int, typer.Option("--generator-width", help="Channels of the generator's first layer (its deeper layers have 2x and 4x): 8 is the paper's (about 0.1 M parameters); 16 has about 4x the parameters and compute. Protect time grows with it.")] = 8,
     decoys: Annotated[int, typer.Option("--decoys", help="With --objective targeted: train on K decoy codes only, each photo with a fresh one every step, code d aiming at training identity (d + 1) mod the number of identities (never the photo's own; more decoys than identities give several patterns per aim, so fewer people share one). segue protect then maps every name and label into those K codes, so a name never seen in training is as familiar as a label. People who share a decoy share their shortcut. 0 (default): off.")] = 0,
     identity_weight: Annotated[float, typer.Option("--identity-weight", help="Weight of a second term that moves each protected face's embedding in dlib's face-recognition network (its PyTorch twin) away from the identity's clean photos, against attackers who match with a pretrained network; 0 (default): off. Needs dlib (the train extra).")] = 0.0,

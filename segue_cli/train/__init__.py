@@ -39,20 +39,26 @@ class ObjectiveSpec(Spec):
 #: The one registry of training objectives: ``--objective NAME`` -> its class, named
 #: without importing it (torch).
 OBJECTIVES: dict[str, ObjectiveSpec] = registry(
-    ObjectiveSpec(name="error-minimizing", help="the paper's unlearnable objective: photos made easy to learn",
-                  factory="segue_cli.train.objectives:ErrorMinimizing"),
-    ObjectiveSpec(name="targeted", help="an adversarial poison: each photo looks like the next identity",
-                  factory="segue_cli.train.objectives:Targeted"),
-    ObjectiveSpec(name="keyed-targeted", help="targeted, the target a decoy identity derived from the code",
-                  factory="segue_cli.train.objectives:KeyedTargeted", keyed=True),
-    ObjectiveSpec(name="keyed-feature", help="the surrogate's features moved along a direction derived from the code",
-                  factory="segue_cli.train.objectives:KeyedFeature", keyed=True),
+    ObjectiveSpec(name="error-minimizing", factory="segue_cli.train.objectives:ErrorMinimizing",
+                  help="the paper's: the surrogate learns the protected photos, the generator makes them easy to learn"),
+    ObjectiveSpec(name="targeted", factory="segue_cli.train.objectives:Targeted",
+                  help="an adversarial poison: the surrogate learns the clean photos and the generator makes each "
+                       "protected photo look like the next identity to it"),
+    ObjectiveSpec(name="keyed-targeted", factory="segue_cli.train.objectives:KeyedTargeted", keyed=True,
+                  help="targeted, aimed at a decoy identity derived from the code and trained on fresh random codes, "
+                       "so names never seen in training are protected alike"),
+    ObjectiveSpec(name="keyed-feature", factory="segue_cli.train.objectives:KeyedFeature", keyed=True,
+                  help="moves the surrogate's features along a direction derived from the code"),
 )
+
+#: ``segue train --objective``'s help, one line per entry of the registry.
+OBJECTIVE_HELP = ("; ".join(f"{spec.name} ({spec.help})" for spec in OBJECTIVES.values())
+                  + f". The keyed ones ({', '.join(n for n, s in OBJECTIVES.items() if s.keyed)}) need --pattern-grid > 0.")
 
 
 _EXPORTS = {"TrainConfig": ".config", "TrainResult": ".loop", "epoch_stage": ".loop", "identity_codes": ".loop",
             "train": ".loop", "EpochRecord": ".state", "attacker_view": ".views"}
-__all__ = ["OBJECTIVES", "EpochRecord", "TrainConfig", "TrainResult", "attacker_view", "epoch_stage", "identity_codes", "train"]
+__all__ = ["OBJECTIVES", "OBJECTIVE_HELP", "EpochRecord", "TrainConfig", "TrainResult", "attacker_view", "epoch_stage", "identity_codes", "train"]
 
 
 def __getattr__(name: str) -> Any:
