@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(SURROGATES),
                         help=f"the face networks the cloak is made against, comma-separated (default: all of {', '.join(SURROGATES)})")
     parser.add_argument("--smoothing", type=float, default=0.0, help="weight of the objective on a Gaussian-smoothed copy (LowKey)")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="CloakConfig.jitter: each step's crops moved and scaled by up to this share of their side")
     parser.add_argument("--target", choices=("none", "example"), default="none",
                         help="CloakConfig.target: 'example' pulls every photo toward the shipped portrait (protect's default)")
     parser.add_argument("--toward", type=Path, default=None,
@@ -79,7 +81,7 @@ def main() -> None:
     start_output(args)
     cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step, grid_divisor=args.grid_divisor,
                                       momentum=args.momentum, model_noise=args.model_noise,
-                                      networks=tuple(args.networks.split(",")), smoothing=args.smoothing,
+                                      networks=tuple(args.networks.split(",")), smoothing=args.smoothing, jitter=args.jitter,
                                       target=args.target))
     dataset = scan_image_folder(args.data)
     toward = None if args.toward is None else cloak.descriptors(load_image(args.toward).rgb)

@@ -74,6 +74,9 @@ class CloakConfig:
     # > 0: LowKey's smoothing, the objective also on a Gaussian-smoothed copy (kernel 7,
     # sigma 3) with this weight, so the cloak does not hide in the finest pixels.
     smoothing: float = 0.0
+    # > 0: every step sees each network's crop moved by up to this share of its side (and
+    # scaled by up to 1 +/- it), as another detector would place it: input diversity.
+    jitter: float = 0.0
     # "none": only away from the photo's own descriptor. "example": also pulled toward one
     # other face, the same for everyone (the public-domain portrait segue ships as its example),
     # Fawkes' target identity. Not the default: when everyone is cloaked toward the same face,
@@ -84,7 +87,8 @@ class CloakConfig:
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
         check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1),
-                            "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1), "smoothing": (0, 4)},
+                            "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1), "smoothing": (0, 4),
+                            "jitter": (0, 0.2)},
                      flag="--cloak-{}")
         if self.split not in CLOAK_SPLITS:
             raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
@@ -245,9 +249,24 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
     low, high = (clean - epsilon).clamp(0, 1), (clean + epsilon).clamp(0, 1)
     rng = torch.Generator().manual_seed(config.seed)
 
-    def descriptors(photo: Any, gain: Any = None) -> dict[str, Any]:
-        return {name: net.unit_descriptors(photo * 255.0, matrices[name], gain if name == "dlib" else None)
+    def descriptors(photo: Any, gain: Any = None, maps: dict[str, Any] = matrices) -> dict[str, Any]:
+        return {name: net.unit_descriptors(photo * 255.0, maps[name], gain if name == "dlib" else None)
                 for name, net in cloak.nets.items()}
+
+    def jittered() -> dict[str, Any]:
+        """Each crop map moved and scaled at random, by up to ``config.jitter`` of its side."""
+        if config.jitter == 0:
+            return matrices
+        moved = {}
+        for name, matrix in matrices.items():
+            side = FACE_NETWORKS[name].input_size
+            shift, scale = (torch.rand(2, generator=rng) * 2 - 1) * config.jitter * side, torch.rand(1, generator=rng)
+            linear = matrix[..., :2] * (1 + (scale * 2 - 1) * config.jitter)
+            centre = torch.tensor([(side - 1) / 2, (side - 1) / 2], dtype=matrix.dtype)
+            # keep the crop's centre where it was, then move it by ``shift`` crop pixels
+            offset = matrix[..., 2] + (matrix[..., :2] - linear) @ centre + linear @ shift.to(matrix.dtype)
+            moved[name] = torch.cat([linear, offset[..., None]], dim=-1)
+        return moved
 
     def objective(seen: dict[str, Any]) -> Any:
         """The mean over the networks of cos(seen, own reference) - cos(seen, target)."""
@@ -281,9 +300,10 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
         if config.model_noise > 0 and cloak.net is not None:  # dlib's twin only: its channel scales
             gain = 1 + config.model_noise * torch.randn(cloak.net.gammas.shape, generator=rng)
         seen_photo = distortions.apply(cloaked(delta), params, cloak.layer)
-        similarity = objective(descriptors(seen_photo, gain))
+        maps = jittered()
+        similarity = objective(descriptors(seen_photo, gain, maps))
         if config.smoothing > 0:
-            similarity = similarity + config.smoothing * objective(descriptors(_smoothed(seen_photo)))
+            similarity = similarity + config.smoothing * objective(descriptors(_smoothed(seen_photo), None, maps))
         (gradient,) = torch.autograd.grad(similarity, delta)
         with torch.no_grad():
             if config.momentum > 0:
