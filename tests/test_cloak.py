@@ -124,6 +124,18 @@ def test_cloak_is_deterministic(webface10, cloak):
     assert (cloak.cloak(clean, clean, EPSILON).pixels == cloak.cloak(clean, clean, EPSILON).pixels).all()
 
 
+def test_jitter_moves_the_crops_each_step_and_stays_repeatable(webface10):
+    clean = webface_crop(webface10, 3)
+    jittered = IdentityCloak(CloakConfig(steps=4, jitter=0.05))
+    first, again = jittered.cloak(clean, clean, EPSILON), jittered.cloak(clean, clean, EPSILON)
+    plain = IdentityCloak(CloakConfig(steps=4)).cloak(clean, clean, EPSILON)
+    assert (first.pixels == again.pixels).all()  # the draws come from the cloak's seed
+    assert (first.pixels != plain.pixels).any() and levels_moved(first.pixels, clean) <= 8
+    assert first.similarity < 0.97
+    with pytest.raises(ConfigError, match="cloak-jitter"):
+        CloakConfig(jitter=0.5)
+
+
 def test_cloak_steps_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="cloak-steps"):
         CloakConfig(steps=0)
