@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from segue_cli.cli.app import app
 from segue_cli.photo.cloak import CloakConfig, IdentityCloak
-from segue_cli.errors import ConfigError
+from segue_cli.errors import ConfigError, InputError
 
 EPSILON = 8 / 255
 
@@ -201,7 +201,8 @@ def test_cloak_networks_and_target_are_checked_at_the_edge(tmp_path):
         result = CliRunner().invoke(app, ["protect", str(tmp_path), option, value])
         assert result.exit_code == 2 and f"{option} apply with --cloak only" in result.output
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-target", "someone"])
-    assert result.exit_code == 2 and "--cloak-target must be one of example, none" in result.output
+    assert result.exit_code == 2 and "--cloak-target must be example or none, or a photo or folder" in result.output
+    assert "'someone' is none of them" in result.output
 
 
 def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface10):
@@ -228,6 +229,36 @@ def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface1
     pulled = [float(cloak.descriptors(cloak.cloak(clean, clean, EPSILON).pixels)["dlib"] @ dlib_only.target["dlib"])
               for cloak in (dlib_only, dlib_plain)]
     assert pulled[0] > pulled[1] + 0.02
+
+
+def test_a_target_of_the_users_own_pulls_toward_that_persons_faces(tmp_path, webface10):
+    """--cloak-target FOLDER: every photo pulled toward the mean of another person's faces
+    (Fawkes' own target); a folder with no face is refused by name; the record keys the
+    target by its files' bytes, so other photos under the same path are another target."""
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    for index in range(3):
+        Image.fromarray(webface_crop(webface10, 7, index)).save(decoy / f"{index}.png")
+    targeted = IdentityCloak(CloakConfig(steps=6, target=str(decoy)))
+    plain = IdentityCloak(CloakConfig(steps=6))
+    decoy_faces = [targeted.descriptors(webface_crop(webface10, 7, index)) for index in range(3)]
+    for network, vector in targeted.target.items():  # the unit mean of the decoy's three faces
+        mean = np.mean([faces[network] for faces in decoy_faces], axis=0)
+        assert np.allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)
+    clean = webface_crop(webface10, 5)
+    seen = {name: cloak.descriptors(cloak.cloak(clean, clean, EPSILON).pixels) for name, cloak in
+            (("targeted", targeted), ("plain", plain))}
+    for network, vector in targeted.target.items():  # dlib's cosines between people sit near 0.9: a smaller margin
+        assert float(seen["targeted"][network] @ vector) > float(seen["plain"][network] @ vector) + 0.03
+    key = CloakConfig(target=str(decoy)).target_key()
+    assert key.startswith(f"{decoy} (sha256 ")
+    Image.fromarray(webface_crop(webface10, 7, 3)).save(decoy / "0.png")
+    assert CloakConfig(target=str(decoy)).target_key() != key
+    empty = tmp_path / "no-face"
+    empty.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(empty / "noise.png")
+    with pytest.raises(InputError, match="no face found in 1 photo"):
+        IdentityCloak(CloakConfig(steps=2, target=str(empty)))
 
 
 def test_cloak_split_is_checked_and_recorded(tmp_path, webface10):

@@ -34,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..choices import check_ranges
 from ..faces.networks import FACE_NETWORKS, SURROGATES
 
@@ -82,6 +82,9 @@ class CloakConfig:
     # Fawkes' target identity. Not the default: when everyone is cloaked toward the same face,
     # every class moves together and an enrolling attacker still tells them apart (LFW48, all
     # 48 people: dlib's nearest class mean 55.6% with it; docs/research/2026-12-07-ensemble-cloak.md).
+    # A path: a photo or folder of photos of another person the user picks (Fawkes' choice: a
+    # target of one's own), pulled toward the mean of their faces; each person their own
+    # target (docs/research/2026-12-07-cloak-targets.md).
     target: str = "none"
 
     def __post_init__(self) -> None:
@@ -95,12 +98,28 @@ class CloakConfig:
         if self.model_noise > 0 and "dlib" not in self.networks:
             raise ConfigError("--cloak-model-noise perturbs dlib's network, which --cloak-networks leaves out",
                               "add dlib to --cloak-networks, or drop the model noise")
-        if self.target not in CLOAK_TARGETS:
-            raise ConfigError(f"--cloak-target must be one of {', '.join(CLOAK_TARGETS)}, not {self.target!r}")
+        if self.target not in CLOAK_TARGETS and not Path(self.target).exists():
+            raise ConfigError(f"--cloak-target must be {' or '.join(CLOAK_TARGETS)}, or a photo or folder of another "
+                              f"person's face; {self.target!r} is none of them (no such file or folder)",
+                              "e.g. --cloak-target ./decoy-photos (someone else's face, clear and large)")
         unknown = [name for name in self.networks if name not in FACE_NETWORKS]
         if unknown or not self.networks or len(set(self.networks)) != len(self.networks):
             raise ConfigError(f"--cloak-networks takes distinct names from {', '.join(FACE_NETWORKS)}, not "
                               f"{','.join(self.networks) or 'nothing'}", "e.g. --cloak-networks dlib,faceplugin")
+
+    def target_key(self) -> str:
+        """The target as the settings record holds it: a path with a digest of its files'
+        bytes, so that other photos under the same path do not count as the same target."""
+        if self.target in CLOAK_TARGETS:
+            return self.target
+        import hashlib
+
+        from ..imageio import discover_images
+
+        digest = hashlib.sha256()
+        for path in discover_images(Path(self.target)):
+            digest.update(path.read_bytes())
+        return f"{self.target} (sha256 {digest.hexdigest()[:16]})"
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -138,11 +157,9 @@ class IdentityCloak:
         self.embedder: Any = self.locator.dlib
         self.net: Any = self.nets["dlib"].twin if "dlib" in self.nets else None
         self.target: dict[str, np.ndarray] | None = None
-        if config.target == "example":
-            from ..imageio import load_image
-
+        if config.target != "none":
             with _one_torch_thread():  # as every cloak is computed: the same bytes on every machine and engine
-                self.target = self.descriptors(load_image(EXAMPLE_TARGET).rgb)
+                self.target = self.target_descriptors(config.target)
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
               reference: dict[str, np.ndarray] | None = None, toward: dict[str, np.ndarray] | None = None
@@ -177,6 +194,25 @@ class IdentityCloak:
         pixels = protected.copy()
         pixels[top:bottom, left:right] = region
         return CloakResult(pixels, sum(similarities.values()) / len(similarities), found, similarities)
+
+    def target_descriptors(self, target: str) -> dict[str, np.ndarray]:
+        """The face every photo is pulled toward: the example portrait's descriptors, or
+        each network's mean over the faces found in a photo or folder (``target``)."""
+        import numpy as np
+
+        from ..faces.face_nets import describe
+        from ..imageio import discover_images, load_image
+
+        paths = [EXAMPLE_TARGET] if target == "example" else discover_images(Path(target))
+        found = [vectors for vectors, seen in (describe(self.nets, self.locator, load_image(path).rgb) for path in paths)
+                 if seen]
+        if not found:
+            raise InputError(f"--cloak-target {target}: no face found in {len(paths)} photo(s)",
+                             "give photos of another person where the face is clear and large")
+        if len(found) == 1:
+            return found[0]
+        means = {name: np.mean([vectors[name] for vectors in found], axis=0) for name in self.nets}
+        return {name: (mean / np.linalg.norm(mean)).astype(np.float32) for name, mean in means.items()}
 
     def descriptors(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         """Each network's unit descriptor of the photo's face, aligned as the cloak aligns it

@@ -237,7 +237,7 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
             **({"cloak_split": config.cloak.split} if config.cloak and config.cloak.split != "clip" else {}),
             # Always, defaults included: issue 40 changed what a plain --cloak makes (three networks and a
             # target, where it was dlib alone), so an OUT cloaked before then must not count as done.
-            **({"cloak_networks": list(config.cloak.networks), "cloak_target": config.cloak.target,
+            **({"cloak_networks": list(config.cloak.networks), "cloak_target": config.cloak.target_key(),
                 "cloak_smoothing": config.cloak.smoothing} if config.cloak else {}),
             **({"strength": config.strength} if config.strength != "high" else {})}  # absent at their defaults: older records still match
 
