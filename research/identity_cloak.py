@@ -15,11 +15,13 @@ protect themselves), as on a real platform:
 Transfer (issue 32): the same tree judged by SFace, a network the cloak is never made
 against (``--arch embedding-sface``); knobs that may help it transfer: ``--grid-divisor``
 (a smoother cloak), ``--momentum`` (MI-FGSM), ``--model-noise`` (a perturbed twin every
-step). The report's protected-people line gives the cloaked people's recall against the
+step), ``--jitter`` (each step's crops moved and scaled at random), ``--toward-person POOL``
+(each cloaked person pulled toward their own target, the farthest person of POOL:
+docs/research/2026-12-07-cloak-targets.md). The report's protected-people line gives the cloaked people's recall against the
 same people's with nobody cloaked.
 
-Each photo is cloaked by ``segue protect --cloak``'s own code (``segue_cli/cloak.py``: one
-luminance channel over the face region, 30 steps through the training distortion layer,
+Each photo is cloaked by ``segue protect --cloak``'s own code (``segue_cli/photo/cloak.py``: one
+luminance channel over the face region, ``--steps`` steps through the training distortion layer,
 within 8/255), on the clean photo (no generator), against either the photo's own clean
 descriptor (``--reference self``, what ``segue protect --cloak`` does) or the mean clean
 descriptor of that person's photos (``--reference centroid``, which a user who protects

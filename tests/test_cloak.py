@@ -128,7 +128,8 @@ def test_jitter_moves_the_crops_each_step_and_stays_repeatable(webface10):
     clean = webface_crop(webface10, 3)
     jittered = IdentityCloak(CloakConfig(steps=4, jitter=0.05))
     first, again = jittered.cloak(clean, clean, EPSILON), jittered.cloak(clean, clean, EPSILON)
-    plain = IdentityCloak(CloakConfig(steps=4)).cloak(clean, clean, EPSILON)
+    plain = IdentityCloak(CloakConfig(steps=4, jitter=0)).cloak(clean, clean, EPSILON)
+    assert CloakConfig().jitter == 0.05  # the default since session 18
     assert (first.pixels == again.pixels).all()  # the draws come from the cloak's seed
     assert (first.pixels != plain.pixels).any() and levels_moved(first.pixels, clean) <= 8
     assert first.similarity < 0.97
@@ -188,6 +189,10 @@ def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webfa
     other = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
                                 "--cloak-steps", "4", "--cloak-networks", "dlib"])
     assert other.exit_code == 2 and "cloak_networks" in other.output
+    # nor would a cloak on one fixed crop (session 18 made the jitter the default)
+    fixed = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
+                                "--cloak-steps", "4", "--cloak-jitter", "0"])
+    assert fixed.exit_code == 2 and "cloak_jitter" in fixed.output
 
 
 def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
@@ -197,12 +202,14 @@ def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
 
 
 def test_cloak_networks_and_target_are_checked_at_the_edge(tmp_path):
-    for option, value in (("--cloak-networks", "dlib"), ("--cloak-target", "none")):
+    for option, value in (("--cloak-networks", "dlib"), ("--cloak-target", "none"), ("--cloak-jitter", "0.1")):
         result = CliRunner().invoke(app, ["protect", str(tmp_path), option, value])
         assert result.exit_code == 2 and f"{option} apply with --cloak only" in result.output
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-target", "someone"])
     assert result.exit_code == 2 and "--cloak-target must be example or none, or a photo or folder" in result.output
     assert "'someone' is none of them" in result.output
+    result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-jitter", "0.5"])
+    assert result.exit_code == 2 and "--cloak-jitter" in result.output
 
 
 def test_the_target_pulls_toward_the_example_face_but_not_a_photo_of_it(webface10):

@@ -235,6 +235,7 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
             "quality": config.output_quality, "keep_metadata": config.keep_metadata,
             **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {}),
             **({"cloak_split": config.cloak.split} if config.cloak and config.cloak.split != "clip" else {}),
+            **({"cloak_jitter": config.cloak.jitter} if config.cloak and config.cloak.jitter else {}),
             # Always, defaults included: issue 40 changed what a plain --cloak makes (three networks and a
             # target, where it was dlib alone), so an OUT cloaked before then must not count as done.
             **({"cloak_networks": list(config.cloak.networks), "cloak_target": config.cloak.target_key(),
