@@ -7,6 +7,12 @@ under "ensemble_cloak" and re-render docs/model-card.md from that card.
         --set "lfw48=LFW48 (people no model saw), hashed names=runs/lfw-ens/hashed/eval=runs/clean-embed-LFW48" \\
         --loo "faceplugin=runs/loo-faceplugin-eval" --speed runs/cloak-bench.jsonl
 
+Per-person targets and the crops' jitter (session 18, docs/research/2026-12-07-cloak-targets.md):
+each --targeted KEY=LABEL=RUN is a research/identity_cloak.py tree judged by every network
+(the recall of the people it cloaked); without --set the card's other figures are kept:
+
+    python research/ensemble_cloak_figures.py --targeted "all48-j05=LABEL=runs/pp/all48-j05-eval" ...
+
 Each --set is KEY=LABEL=CLOAKED_RUN=CLEAN_RUN: the cloaked run enrols the photos `segue protect
 --cloak` made (research/p112.py --cloak 10 with the embedding attackers), the clean run the
 originals (`segue evaluate --train-protected DATA/train --train-clean DATA/train ...`). Each
@@ -71,14 +77,31 @@ def set_figures(key: str, label: str, cloaked: Path, clean: Path) -> dict[str, A
             "rows": rows, "quality": {k: quality.get(k) for k in ("psnr_db", "ssim", "tint_ciede2000", "size")}}
 
 
+def targeted_figures(key: str, label: str, run: str) -> dict[str, Any]:
+    """One identity_cloak.py tree: each network's recall of the people it cloaked, and its quality."""
+    quality = json.loads((Path(run) / "results.json").read_text())["quality"]
+    people = quality["protected_identities"]
+    judged = recalls(Path(run), people)
+    return {"key": key, "label": label, "results": kept(Path(run), f"targeted-{key}"), "people": len(people),
+            "rows": [{"network": n, "attack": a, "matcher": m, "cloaked": v} for (n, a, m), v in sorted(judged.items())],
+            "quality": {k: quality.get(k) for k in ("psnr_db", "ssim", "size")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", action="append", required=True, dest="sets")
+    parser.add_argument("--set", action="append", default=[], dest="sets",
+                        help="KEY=LABEL=CLOAKED_RUN=CLEAN_RUN; none: keep the card's sets, leave-one-out and speed")
+    parser.add_argument("--targeted", action="append", default=[], help="KEY=LABEL=RUN (replaces the card's list)")
     parser.add_argument("--loo", action="append", default=[], help="LEFT_OUT=RUN[=PEOPLE,...]")
     parser.add_argument("--speed", type=Path, default=None)
     args = parser.parse_args()
     card = json.loads(CARD.read_text())
-    figures: dict[str, Any] = {"judge": JUDGE, "targets": TARGETS, "sets": {}, "leave_one_out": [], "speed": []}
+    if args.sets:
+        figures: dict[str, Any] = {"judge": JUDGE, "targets": TARGETS, "sets": {}, "leave_one_out": [], "speed": []}
+    else:
+        figures = dict(card["ensemble_cloak"])
+    if args.targeted:
+        figures["targeted"] = [targeted_figures(*item.split("=")) for item in args.targeted]
     for item in args.sets:
         key, label, cloaked, clean = item.split("=")
         figures["sets"][key] = set_figures(key, label, Path(cloaked), Path(clean))
@@ -89,7 +112,7 @@ def main() -> None:
         figures["leave_one_out"].append({
             "left_out": left_out, "results": kept(Path(run), f"without-{left_out}"), "people": chosen,
             "rows": [{"network": n, "matcher": m, "cloaked": v} for (n, a, m), v in sorted(judged.items()) if a == "none"]})
-    if args.speed and args.speed.is_file():
+    if args.sets and args.speed and args.speed.is_file():
         figures["speed"] = [json.loads(line) for line in args.speed.read_text().splitlines() if line.startswith("{")]
     card["ensemble_cloak"] = figures
     CARD.write_text(json.dumps(card, indent=2) + "\n")

@@ -23,6 +23,29 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def render_targeted(figures: dict[str, Any]) -> list[str]:
+    """Session 18's table: a target for each person, and the crops' jitter (the cloak alone)."""
+    lines = ["**A target for each person, and crops that move** (docs/research/2026-12-07-cloak-targets.md). The cloak",
+             "alone (no generator), 8/255, 10 steps, each cloaked person pulled toward the clean mean of the farthest",
+             "other person (`python research/identity_cloak.py ... --toward-person data [--jitter 0.05]`), the rest of",
+             "LFW48 clean. Recall % of the cloaked people, nearest class mean / nearest enrolled photo / linear probe.",
+             "The jitter (0.05) is `--cloak`'s default since then; the tables above were made without it and not re-run.",
+             "`--cloak-target PATH` (photos of another person) gives one person their own target; a platform can run",
+             "`segue protect` for each person with another person's originals as the target (the last row's setting).", "",
+             "| setting | SFace (judge) | SFace, JPEG 75 | SFace, grayscale | dlib | faceplugin | MobileFaceNet | SSIM | results |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for entry in figures["targeted"]:
+        cells = {(row["network"], row["attack"], row["matcher"]): row["cloaked"] for row in entry["rows"]}
+
+        def trio(network: str, attack: str = "none") -> str:
+            return " / ".join(_cell(cells.get((network, attack, m))) for m in MATCHERS)
+        ssim = (entry.get("quality") or {}).get("ssim")
+        lines.append(f"| {entry['label']} | {trio(figures['judge'])} | {trio(figures['judge'], 'jpeg-75')} | "
+                     f"{trio(figures['judge'], 'gray')} | {trio('dlib')} | {trio('faceplugin')} | {trio('mobilefacenet')} | "
+                     f"{'-' if ssim is None else f'{ssim:.3f}'} | `{entry['results']}` |")
+    return lines + [""]
+
+
 def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
     lines = ["## The cloak against face networks (`segue protect --cloak`, issue 40)", ""]
     if not figures:
@@ -75,6 +98,8 @@ def render_ensemble_cloak(figures: dict[str, Any] | None) -> list[str]:
                 cells = [_cell(rows[m]["cloaked"]) if m in rows else "-" for m in MATCHERS]
                 lines.append(f"| {entry['left_out']} | {network} | {' | '.join(cells)} | `{entry['results']}` |")
         lines.append("")
+    if figures.get("targeted"):
+        lines += render_targeted(figures)
     for speed in figures.get("speed") or []:
         met = "met" if speed["photos_per_second"] >= targets["photos_per_second"] else "missed"
         lines.append(f"- Speed, `--cloak-networks {speed['networks']}`: {speed['photos_per_second']:.2f} photos a second "
