@@ -7,6 +7,7 @@ Each setting protects into a fresh temporary folder.
 
     python benchmarks/cloak_bench.py                       # 40 LFW48 photos; the figures in docs/benchmarks.md
     python benchmarks/cloak_bench.py --limit 8 --networks dlib
+    python benchmarks/cloak_bench.py --networks dlib,faceplugin,mobilefacenet --jitter 0 --jitter 0.05
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "LFW48" / "train"
 SEGUE = Path(sys.executable).with_name("segue")
 
 
-def run(photos: Path, networks: str, steps: int, work: Path) -> dict[str, object]:
-    out = work / f"out-{networks.replace(',', '+')}"
+def run(photos: Path, networks: str, steps: int, work: Path, jitter: float | None = None) -> dict[str, object]:
+    out = work / f"out-{networks.replace(',', '+')}-{jitter}"
     command = [str(SEGUE), "protect", str(photos), "--out", str(out), "--identity", "benchmark", "--cloak",
                "--cloak-networks", networks, "--cloak-steps", str(steps), "--workers", "1", "--json", "--quiet"]
+    command += [] if jitter is None else ["--cloak-jitter", str(jitter)]
     load = os.getloadavg()[0]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     seconds = time.perf_counter() - started
     summary = [json.loads(line) for line in result.stdout.splitlines() if '"summary"' in line][-1]
-    return {"networks": networks, "steps": steps, "photos": summary["written"], "cloaked": summary["cloaked"],
+    return {"networks": networks, "steps": steps, "jitter": "default" if jitter is None else jitter, "photos": summary["written"], "cloaked": summary["cloaked"],
             "process_seconds": round(seconds, 1), "run_seconds": summary["seconds"],
             "photos_per_second": round(summary["written"] / summary["seconds"], 3), "load_before": round(load, 2)}
 
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--networks", action="append", default=None,
                         help="a --cloak-networks value, repeatable (default: all three, then dlib alone)")
+    parser.add_argument("--jitter", type=float, action="append", default=None,
+                        help="a --cloak-jitter value, repeatable (default: the cloak's default only)")
     args = parser.parse_args()
     paths = sorted(args.data.rglob("*.jpg"))[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +61,8 @@ def main() -> None:
         for index, path in enumerate(paths):
             shutil.copy(path, photos / f"{index:03d}{path.suffix}")
         for networks in args.networks or ["dlib,faceplugin,mobilefacenet", "dlib"]:
-            print(json.dumps({"cpus": os.cpu_count(), **run(photos, networks, args.steps, work)}), flush=True)
+            for jitter in args.jitter or [None]:
+                print(json.dumps({"cpus": os.cpu_count(), **run(photos, networks, args.steps, work, jitter)}), flush=True)
 
 
 if __name__ == "__main__":
