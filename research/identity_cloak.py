@@ -114,19 +114,15 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-def person_centroids(cloak: IdentityCloak, dataset: Any) -> dict[str, dict[str, np.ndarray]]:
-    """{person: {network: the unit mean of their clean photos' descriptors}}."""
-    described: dict[str, list[dict[str, np.ndarray]]] = {}
-    for item in dataset.items:
-        described.setdefault(item.identity, []).append(cloak.descriptors(load_image(item.path).rgb))
-    return {person: {name: F.normalize(torch.from_numpy(np.stack([d[name] for d in rows])).mean(0), dim=0).numpy()
-                     for name in cloak.nets} for person, rows in described.items()}
+def person_centroids(cloak: IdentityCloak, root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{person: {network: the unit mean of their faces}}, as ``--cloak-target FOLDER`` reads a target."""
+    return {person: cloak.target_descriptors(str(root / person)) for person in scan_image_folder(root).identities}
 
 
 def person_targets(cloak: IdentityCloak, dataset: Any, args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
     """Each cloaked person's target: the farthest pool person (mean cosine over the networks) not yet taken."""
-    own = person_centroids(cloak, dataset)
-    pool = own if args.toward_person == "data" else person_centroids(cloak, scan_image_folder(Path(args.toward_person)))
+    own = person_centroids(cloak, args.data)
+    pool = own if args.toward_person == "data" else person_centroids(cloak, Path(args.toward_person))
     taken: list[str] = []
     targets = {}
     for identity in dataset.identities[:args.cloak]:
