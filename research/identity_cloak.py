@@ -15,7 +15,8 @@ protect themselves), as on a real platform:
 Transfer (issue 32): the same tree judged by SFace, a network the cloak is never made
 against (``--arch embedding-sface``); knobs that may help it transfer: ``--grid-divisor``
 (a smoother cloak), ``--momentum`` (MI-FGSM), ``--model-noise`` (a perturbed twin every
-step), ``--jitter`` (each step's crops moved and scaled at random), ``--toward-person POOL``
+step), ``--jitter`` (each step's crops moved and scaled at random), ``--texture`` (the reach
+follows the face's local contrast, for SSIM), ``--toward-person POOL``
 (each cloaked person pulled toward their own target, the farthest person of POOL:
 docs/research/2026-12-07-cloak-targets.md). The report's protected-people line gives the cloaked people's recall against the
 same people's with nobody cloaked.
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from research.pgd_options import add_pgd_options, start_output  # noqa: E402
 from segue_cli.faces.networks import SURROGATES  # noqa: E402
+from segue_cli.photo.cloak_targets import farthest_targets  # noqa: E402
 from segue_cli.photo.cloak import CloakConfig, IdentityCloak  # noqa: E402
 from segue_cli.datasets import scan_image_folder  # noqa: E402
 from segue_cli.train.identity import class_centroids  # noqa: E402
@@ -70,6 +72,8 @@ def main() -> None:
     parser.add_argument("--smoothing", type=float, default=0.0, help="weight of the objective on a Gaussian-smoothed copy (LowKey)")
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="CloakConfig.jitter: each step's crops moved and scaled by up to this share of their side")
+    parser.add_argument("--texture", type=float, default=0.0,
+                        help="CloakConfig.texture: the share of each pixel's reach that follows the face's local contrast")
     parser.add_argument("--target", choices=("none", "example"), default="none",
                         help="CloakConfig.target: 'example' pulls every photo toward the shipped portrait (protect's default)")
     parser.add_argument("--toward", type=Path, default=None,
@@ -84,6 +88,7 @@ def main() -> None:
     cloak = IdentityCloak(CloakConfig(steps=args.steps, step=args.step, grid_divisor=args.grid_divisor,
                                       momentum=args.momentum, model_noise=args.model_noise,
                                       networks=tuple(args.networks.split(",")), smoothing=args.smoothing, jitter=args.jitter,
+                                      texture=args.texture,
                                       target=args.target))
     dataset = scan_image_folder(args.data)
     toward = None if args.toward is None else cloak.descriptors(load_image(args.toward).rgb)
@@ -120,20 +125,15 @@ def person_centroids(cloak: IdentityCloak, root: Path) -> dict[str, dict[str, np
 
 
 def person_targets(cloak: IdentityCloak, dataset: Any, args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
-    """Each cloaked person's target: the farthest pool person (mean cosine over the networks) not yet taken."""
+    """Each cloaked person's target: the farthest pool person (mean cosine over the networks) not yet
+    taken, by the rule of ``segue protect --cloak-target others`` (photo/cloak_targets.py)."""
     own = person_centroids(cloak, args.data)
     pool = own if args.toward_person == "data" else person_centroids(cloak, Path(args.toward_person))
-    taken: list[str] = []
-    targets = {}
-    for identity in dataset.identities[:args.cloak]:
-        candidates = [p for p in pool if p != identity and p not in taken] or [p for p in pool if p != identity]
-        def closeness(person: str) -> float:
-            return float(np.mean([own[identity][n] @ pool[person][n] for n in cloak.nets]))
-        chosen = min(candidates, key=closeness)
-        taken.append(chosen)
-        targets[identity] = pool[chosen]
-        print(f"identity {identity}: pulled toward {chosen} (mean cosine {closeness(chosen):.3f})", flush=True)
-    return targets
+    chosen = farthest_targets({identity: own[identity] for identity in dataset.identities[:args.cloak]}, pool)
+    for identity, target in chosen.items():
+        closeness = np.mean([own[identity][n] @ pool[target][n] for n in cloak.nets])
+        print(f"identity {identity}: pulled toward {target} (mean cosine {closeness:.3f})", flush=True)
+    return {identity: pool[target] for identity, target in chosen.items()}
 
 
 if __name__ == "__main__":

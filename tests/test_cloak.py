@@ -206,7 +206,7 @@ def test_cloak_networks_and_target_are_checked_at_the_edge(tmp_path):
         result = CliRunner().invoke(app, ["protect", str(tmp_path), option, value])
         assert result.exit_code == 2 and f"{option} apply with --cloak only" in result.output
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-target", "someone"])
-    assert result.exit_code == 2 and "--cloak-target must be example or none, or a photo or folder" in result.output
+    assert result.exit_code == 2 and "--cloak-target must be example, none, others, or a photo or folder" in result.output
     assert "'someone' is none of them" in result.output
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-jitter", "0.5"])
     assert result.exit_code == 2 and "--cloak-jitter" in result.output

@@ -168,7 +168,8 @@ def _encode(photo: PhotoInFlight, config: Any, epsilon: float) -> FileResult:
     done: dict[str, Any] = dict(code=photo.code, size=(width, height), details=photo.plan.details)
     notes = list(image.notes) + list(photo.plan.notes)
     try:
-        data, notes = encode_protected(image, photo.plan, [d for d in photo.deltas if d is not None], config, epsilon)
+        data, notes = encode_protected(image, photo.plan, [d for d in photo.deltas if d is not None], config, epsilon,
+                                      photo.code)
         written = write_bytes(planned.output, data)
     except Exception as exc:  # noqa: BLE001
         if is_disk_full(exc):  # every later write would fail the same way: the run stops (protect.folder)

@@ -101,7 +101,8 @@ class ProtectWorker:
         deltas = row.pop("deltas")
         notes = list(image.notes) + list(plan.notes)
         try:
-            encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon)
+            encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon,
+                                               row["code"])
             row["written_size"], row["written_sha256"] = write_bytes(Location(self.output_fs, row["output"], row["output"]),
                                                                      encoded)
         except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)

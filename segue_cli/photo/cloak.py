@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ConfigError, InputError
 from ..choices import check_ranges
 from ..faces.networks import FACE_NETWORKS, SURROGATES
+from .cloak_targets import PersonTargets, target_of
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig im
 EXAMPLE_TARGET = Path(__file__).resolve().parents[1] / "data" / "example-astronaut.png"
 REGION_MARGIN = 8  # px around the chip's footprint: the distortion layer's blur reaches past it
 CLOAK_SPLITS = ("clip", "keep-colour")
-CLOAK_TARGETS = ("example", "none")
+CLOAK_TARGETS = ("example", "none", "others")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class CloakConfig:
     # (82.1% -> 72.7%, nearest class mean); 0.1 raised it (93.4%), the cloak too blurred at 10
     # steps (docs/research/2026-12-07-cloak-targets.md).
     jitter: float = 0.05
+    # > 0: the cloak's reach at each pixel follows the face's texture, (1 - texture) + texture x
+    # the local contrast (the clean luminance's 7 x 7 standard deviation over its 90th
+    # percentile in the region, at most 1), so flat skin, where a change shows most and SSIM
+    # counts it most, changes less (issue 40, item 2: spend the budget where it is seen least).
+    texture: float = 0.0
     # "none": only away from the photo's own descriptor. "example": also pulled toward one
     # other face, the same for everyone (the public-domain portrait segue ships as its example),
     # Fawkes' target identity. Not the default: when everyone is cloaked toward the same face,
@@ -88,13 +94,19 @@ class CloakConfig:
     # A path: a photo or folder of photos of another person the user picks (Fawkes' choice: a
     # target of one's own), pulled toward the mean of their faces; each person their own
     # target (docs/research/2026-12-07-cloak-targets.md).
+    # "others": in a run of several people, each pulled toward the farthest other person of the
+    # run (photo/cloak_targets.py); the planned pairing is ``person_targets``.
     target: str = "none"
+    # With target "others": {code: the target's unit mean per network}, filled when a folder job
+    # is planned. Left out of equality and hash: one IdentityCloak (shared_cloak) serves every
+    # pairing, and compose asks this config for each photo's target (``toward``).
+    person_targets: PersonTargets = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
         check_ranges(self, {"steps": (1, 1000), "epsilon": (0.001, 16), "step": (0.001, 16), "seed": (0, 2**32 - 1),
                             "grid_divisor": (1, 32), "momentum": (0, 1), "model_noise": (0, 1), "smoothing": (0, 4),
-                            "jitter": (0, 0.2)},
+                            "jitter": (0, 0.2), "texture": (0, 1)},
                      flag="--cloak-{}")
         if self.split not in CLOAK_SPLITS:
             raise ConfigError(f"--cloak-split must be one of {', '.join(CLOAK_SPLITS)}, not {self.split!r}")
@@ -102,7 +114,7 @@ class CloakConfig:
             raise ConfigError("--cloak-model-noise perturbs dlib's network, which --cloak-networks leaves out",
                               "add dlib to --cloak-networks, or drop the model noise")
         if self.target not in CLOAK_TARGETS and not Path(self.target).exists():
-            raise ConfigError(f"--cloak-target must be {' or '.join(CLOAK_TARGETS)}, or a photo or folder of another "
+            raise ConfigError(f"--cloak-target must be {', '.join(CLOAK_TARGETS)}, or a photo or folder of another "
                               f"person's face; {self.target!r} is none of them (no such file or folder)",
                               "e.g. --cloak-target ./decoy-photos (someone else's face, clear and large)")
         unknown = [name for name in self.networks if name not in FACE_NETWORKS]
@@ -113,7 +125,7 @@ class CloakConfig:
     def target_key(self) -> str:
         """The target as the settings record holds it: a path with a digest of its files'
         bytes, so that other photos under the same path do not count as the same target."""
-        if self.target in CLOAK_TARGETS:
+        if self.target in CLOAK_TARGETS:  # "others": the rule; the pairing follows from the run's photos
             return self.target
         import hashlib
 
@@ -123,6 +135,16 @@ class CloakConfig:
         for path in discover_images(Path(self.target)):
             digest.update(path.read_bytes())
         return f"{self.target} (sha256 {digest.hexdigest()[:16]})"
+
+    def toward(self, code: int) -> dict[str, np.ndarray] | None:
+        """The target of a photo with this code when it is the person's own (target "others");
+        None: the cloak's one target for every photo (or none)."""
+        if self.target != "others":
+            return None
+        if not self.person_targets:
+            raise ConfigError("--cloak-target others pairs the people of one folder run, and this one was not planned "
+                              "as such a run", "protect a folder of several people with --by-folder or --labels")
+        return target_of(self.person_targets, code)
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -160,9 +182,8 @@ class IdentityCloak:
         self.embedder: Any = self.locator.dlib
         self.net: Any = self.nets["dlib"].twin if "dlib" in self.nets else None
         self.target: dict[str, np.ndarray] | None = None
-        if config.target != "none":
-            with _one_torch_thread():  # as every cloak is computed: the same bytes on every machine and engine
-                self.target = self.target_descriptors(config.target)
+        if config.target not in ("none", "others"):
+            self.target = self.target_descriptors(config.target)
 
     def cloak(self, clean: np.ndarray, protected: np.ndarray, epsilon: float,
               reference: dict[str, np.ndarray] | None = None, toward: dict[str, np.ndarray] | None = None
@@ -201,19 +222,32 @@ class IdentityCloak:
     def target_descriptors(self, target: str) -> dict[str, np.ndarray]:
         """The face every photo is pulled toward: the example portrait's descriptors, or
         each network's mean over the faces found in a photo or folder (``target``)."""
+        from ..imageio import discover_images
+
+        paths = [EXAMPLE_TARGET] if target == "example" else discover_images(Path(target))
+        mean = self.face_mean(paths)
+        if mean is None:
+            raise InputError(f"--cloak-target {target}: no face found in {len(paths)} photo(s)",
+                             "give photos of another person where the face is clear and large")
+        return mean
+
+    def face_mean(self, paths: list[Path], on_photo: Callable[[], None] = lambda: None) -> dict[str, np.ndarray] | None:
+        """Each network's unit mean over the faces found in ``paths`` (one face: its own
+        descriptors); None when no photo shows a face. ``on_photo`` is called after each photo."""
         import numpy as np
 
         from ..faces.face_nets import describe
-        from ..imageio import discover_images, load_image
+        from ..imageio import load_image
 
-        paths = [EXAMPLE_TARGET] if target == "example" else discover_images(Path(target))
-        found = [vectors for vectors, seen in (describe(self.nets, self.locator, load_image(path).rgb) for path in paths)
-                 if seen]
-        if not found:
-            raise InputError(f"--cloak-target {target}: no face found in {len(paths)} photo(s)",
-                             "give photos of another person where the face is clear and large")
-        if len(found) == 1:
-            return found[0]
+        found = []
+        with _one_torch_thread():  # as every cloak is computed: the same bytes on every machine and engine
+            for path in paths:
+                vectors, seen = describe(self.nets, self.locator, load_image(path).rgb)
+                if seen:
+                    found.append(vectors)
+                on_photo()
+        if len(found) <= 1:
+            return found[0] if found else None
         means = {name: np.mean([vectors[name] for vectors in found], axis=0) for name in self.nets}
         return {name: (mean / np.linalg.norm(mean)).astype(np.float32) for name, mean in means.items()}
 
@@ -316,13 +350,19 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
     if keep_colour:  # the room all three channels share, so R-G and B-G never change
         room_low, room_high = (low - start).amax(1, keepdim=True), (high - start).amin(1, keepdim=True)
 
+    reach_map = None if config.texture == 0 else (1 - config.texture) + config.texture * _contrast(clean)
+
+    def change(delta: Any) -> Any:  # the grid's change at the region's size, within each pixel's reach
+        full = upsample(delta, (height, width))
+        return full if reach_map is None else full * reach_map
+
     def shared_change(delta: Any) -> Any:  # keep-colour's one change for R, G and B
-        return torch.minimum(torch.maximum(upsample(delta, (height, width)), room_low), room_high)
+        return torch.minimum(torch.maximum(change(delta), room_low), room_high)
 
     def cloaked(delta: Any) -> Any:
         if keep_colour:
             return start + shared_change(delta)
-        return torch.minimum(torch.maximum(start + upsample(delta, (height, width)), low), high)
+        return torch.minimum(torch.maximum(start + change(delta), low), high)
 
     with torch.no_grad():
         references = descriptors(clean) if reference is None else {n: F.normalize(v[None], dim=1) for n, v in reference.items()}
@@ -357,6 +397,18 @@ def _optimise(cloak: IdentityCloak, clean_u8: Any, start_u8: Any, matrices: dict
             pixels = torch.round(cloaked(delta) * 255)  # integer levels within the bound: rounding keeps it
         final = {name: float((seen * references[name]).sum()) for name, seen in descriptors(pixels / 255).items()}
     return pixels[0].permute(1, 2, 0).to(torch.uint8).numpy(), final
+
+
+def _contrast(photo: Any) -> Any:
+    """1 x 1 x H x W in [0, 1]: the luminance's 7 x 7 local standard deviation over its 90th percentile."""
+    import torch
+    import torch.nn.functional as F
+
+    luma = (photo * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    padded = F.pad(luma, (3, 3, 3, 3), mode="replicate")
+    mean, mean_square = F.avg_pool2d(padded, 7, stride=1), F.avg_pool2d(padded**2, 7, stride=1)
+    deviation = (mean_square - mean**2).clamp_min(0).sqrt()
+    return (deviation / torch.quantile(deviation.flatten(), 0.9).clamp_min(1e-6)).clamp(max=1)
 
 
 def _smoothed(photo: Any) -> Any:

@@ -293,14 +293,14 @@ class ShapeBatches:
 
 
 def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float,
-                      cloak: IdentityCloak | None = None) -> np.ndarray:
+                      cloak: IdentityCloak | None = None, toward: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """The protected pixels of one photo from the generator's deltas: composed at full
     resolution by its plan (a black-and-white photo gets their luminance only), cloaked
     against the ensemble of face networks when ``cloak`` is given (its figures go into the plan's
-    details), then checked against the bound."""
+    details; ``toward``: this person's own target, ``CloakConfig.toward``), then checked against the bound."""
     protected = plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
     if cloak is not None:
-        cloaked = cloak.cloak(image.rgb, protected, epsilon)
+        cloaked = cloak.cloak(image.rgb, protected, epsilon, toward=toward)
         protected = cloaked.pixels
         plan.details.update(cloak_similarity=round(cloaked.similarity, 4), cloak_face_found=cloaked.face_found)
         if not cloaked.face_found:
@@ -312,10 +312,13 @@ def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarr
 
 
 def encode_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], options: OutputOptions,
-                     epsilon: float) -> tuple[bytes, list[str]]:
+                     epsilon: float, code: int) -> tuple[bytes, list[str]]:
     """The output file's bytes and the notes for its report: every engine's and
-    ``Protector.protect_file``'s last step before writing, so all write the same bytes."""
-    protected = compose_protected(image, plan, deltas, epsilon, shared_cloak(options.cloak) if options.cloak else None)
+    ``Protector.protect_file``'s last step before writing, so all write the same bytes.
+    ``code``: the photo's, which picks its person's cloak target under ``--cloak-target others``."""
+    cloak = options.cloak
+    protected = compose_protected(image, plan, deltas, epsilon, shared_cloak(cloak) if cloak else None,
+                                  cloak.toward(code) if cloak else None)
     notes = list(image.notes) + list(plan.notes)
     if image.alpha is not None and options.image_format == "jpeg":
         notes.append("transparency dropped: JPEG has no alpha channel")

@@ -60,6 +60,9 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
                           "add --engine ray (pip install 'segue[ray]')")
     if planner is not None and not engine.in_process:
         raise ConfigError("a custom planner runs in this process only", "use the local engine with a planner")
+    if config.cloak is not None and config.cloak.target == "others" and (remote or not (config.by_folder or config.labels)):
+        raise ConfigError("--cloak-target others pairs the people of one run, so it needs local photos of several "
+                          "people: --by-folder or --labels", "e.g. segue protect ROOT --by-folder --cloak --cloak-target others")
     if remote and (isinstance(source, PathList) or config.labels is not None):
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
                           "give the prefix (s3://bucket/photos), with --identity, --label or --by-folder")
@@ -109,6 +112,8 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
         if stale:
             summary.warnings.append(f"removed {len(stale)} temp file(s) an interrupted run left behind")
         if any(item.status == "todo" for item in job.files):
+            if config.cloak is not None and config.cloak.target == "others":  # before OUT's record: it may refuse
+                job.config = _paired(config, job.files, side, summary, emit)
             tree.start(job.files, settings, input_fingerprints(job.files, inputs, with_hash=True), __version__)
         emit(run_started(summary))
         by_output = {str(item.output.reported): item for item in job.files}
@@ -141,6 +146,32 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
         summary.warnings.append(f"{len(stale_outputs)} output(s) are stale: made from inputs that changed since and now fail "
                                 f"(each failure says which); delete them or protect good copies: {named}")
     return summary
+
+
+def _paired(config: ProtectConfig, files: list[PlannedFile], side: SideInformation, summary: ProtectSummary,
+            emit: ProgressCallback) -> ProtectConfig:
+    """``--cloak-target others``: the run's people paired from every photo of the run (done
+    ones too, so a re-run pairs them as the first did); the config the engine runs with."""
+    from dataclasses import replace
+
+    from ..photo.cloak import shared_cloak
+    from ..photo.cloak_targets import run_person_targets
+    from ..progress import start_task, step
+
+    assert config.cloak is not None
+    photos = []
+    for item in files:
+        try:
+            photos.append((Path(item.source.path), side.code_of(item)))
+        except InputError:
+            continue  # a file with no code fails when it is protected, and says why
+    emit(start_task("pairing_start", "pairing", "reading every person's face for --cloak-target others", len(photos)))
+    targets, pairs = run_person_targets(shared_cloak(config.cloak), photos, lambda: emit(step("pairing", "pairing")))
+    people = len({code for _, code in photos})
+    summary.protection += (f"; each of {len(pairs)} people cloaked toward the least similar other person of the run"
+                           + (f" ({people - len(pairs)} with no face found: away from themselves only)"
+                              if people > len(pairs) else ""))
+    return replace(config, cloak=replace(config.cloak, person_targets=targets))
 
 
 def _save(tree: OutputTree, summary: ProtectSummary) -> None:
@@ -236,6 +267,7 @@ def output_settings(config: ProtectConfig, side: SideInformation, model_sha256: 
             **({"cloak_steps": config.cloak.steps, "cloak_epsilon": config.cloak.epsilon} if config.cloak else {}),
             **({"cloak_split": config.cloak.split} if config.cloak and config.cloak.split != "clip" else {}),
             **({"cloak_jitter": config.cloak.jitter} if config.cloak and config.cloak.jitter else {}),
+            **({"cloak_texture": config.cloak.texture} if config.cloak and config.cloak.texture else {}),
             # Always, defaults included: issue 40 changed what a plain --cloak makes (three networks and a
             # target, where it was dlib alone), so an OUT cloaked before then must not count as done.
             **({"cloak_networks": list(config.cloak.networks), "cloak_target": config.cloak.target_key(),
