@@ -166,7 +166,7 @@ def describe(nets: dict[str, Any], locator: FaceLocator, rgb: np.ndarray) -> tup
     """({network: unit descriptor of the photo's face, aligned where ``locator`` places each
     network's crop}, whether a face was found): the one way the embedder and the cloak read
     descriptors off a photo."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb = np.array(rgb, dtype=np.uint8)  # a copy: torch wants a writable array, and a decoded photo may be read-only
     maps, found = locator.locate(rgb)
     photo = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     with torch.no_grad():
