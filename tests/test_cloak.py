@@ -137,6 +137,32 @@ def test_jitter_moves_the_crops_each_step_and_stays_repeatable(webface10):
         CloakConfig(jitter=0.5)
 
 
+def test_texture_keeps_flat_skin_closer_and_spends_the_reach_on_contrast(webface10):
+    """CloakConfig.texture 1: a pixel's reach is its local contrast's share of it, so the
+    flattest parts of the face barely change, the photo stays closer (SSIM), and the cloak
+    still moves the descriptor."""
+    import torch
+    from skimage.metrics import structural_similarity
+
+    from segue_cli.photo.cloak import _contrast
+
+    clean = webface_crop(webface10, 2)
+    plain = IdentityCloak(CloakConfig(steps=6)).cloak(clean, clean, EPSILON)
+    textured = IdentityCloak(CloakConfig(steps=6, texture=1.0)).cloak(clean, clean, EPSILON)
+    contrast = _contrast(torch.tensor(clean).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+    flat = contrast < 0.1  # the whole photo: outside the cloak's region nothing changes either way
+    moved = {name: np.abs(result.pixels.astype(np.int16) - clean).max(axis=2) for name, result in
+             (("plain", plain), ("textured", textured))}
+    assert flat.sum() > 1000 and moved["plain"][flat].mean() > 2 * moved["textured"][flat].mean()
+    assert moved["textured"][flat].max() <= 2  # 10% of the cloak's reach (16/255), rounded
+    ssim = {name: structural_similarity(clean, result.pixels, channel_axis=2, data_range=255)
+            for name, result in (("plain", plain), ("textured", textured))}
+    assert ssim["textured"] > ssim["plain"] + 0.02
+    assert textured.similarity < 0.9
+    with pytest.raises(ConfigError, match="cloak-texture"):
+        CloakConfig(texture=1.5)
+
+
 def test_cloak_steps_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="cloak-steps"):
         CloakConfig(steps=0)
