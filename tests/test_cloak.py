@@ -219,6 +219,9 @@ def test_protect_cloak_reports_each_file_and_records_the_setting(tmp_path, webfa
     fixed = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
                                 "--cloak-steps", "4", "--cloak-jitter", "0"])
     assert fixed.exit_code == 2 and "cloak_jitter" in fixed.output
+    textured = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(out), "--by-folder", "--cloak",
+                                   "--cloak-steps", "4", "--cloak-texture", "0.5"])
+    assert textured.exit_code == 2 and "cloak_texture" in textured.output
 
 
 def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
@@ -228,7 +231,8 @@ def test_cloak_steps_without_cloak_is_a_usage_error(tmp_path):
 
 
 def test_cloak_networks_and_target_are_checked_at_the_edge(tmp_path):
-    for option, value in (("--cloak-networks", "dlib"), ("--cloak-target", "none"), ("--cloak-jitter", "0.1")):
+    for option, value in (("--cloak-networks", "dlib"), ("--cloak-target", "none"), ("--cloak-jitter", "0.1"),
+                          ("--cloak-texture", "0.5")):
         result = CliRunner().invoke(app, ["protect", str(tmp_path), option, value])
         assert result.exit_code == 2 and f"{option} apply with --cloak only" in result.output
     result = CliRunner().invoke(app, ["protect", str(tmp_path), "--cloak", "--cloak-target", "someone"])

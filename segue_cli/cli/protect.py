@@ -73,6 +73,7 @@ def protect(
     cloak_networks: Annotated[Optional[str], typer.Option("--cloak-networks", show_default=False, help="With --cloak: the face networks to cloak against, comma-separated, from dlib, faceplugin, mobilefacenet (default: all three). dlib alone is the earlier, faster cloak (about 0.5 s a photo) that other networks see through.")] = None,
     cloak_steps: Annotated[Optional[int], typer.Option("--cloak-steps", show_default=False, help="With --cloak: optimisation steps a photo (default 10; more: a stronger cloak, proportionally slower and more visible).")] = None,
     cloak_jitter: Annotated[Optional[float], typer.Option("--cloak-jitter", show_default=False, help="With --cloak: every step sees each network's face crop moved and scaled at random by up to this share of its side, as another face detector would place it, so the cloak does not rest on one exact crop (default 0.05; 0: one fixed crop, the cloak before session 18; at most 0.2). 0.05 moved SFace, a network the cloak is not made against, further; 0.1 moved it less (docs/research/2026-12-07-cloak-targets.md).")] = None,
+    cloak_texture: Annotated[Optional[float], typer.Option("--cloak-texture", show_default=False, help="With --cloak: the share (0-1) of each pixel's reach that follows the face's local contrast, so flat skin, where a change shows most, changes less and edges and hair take the rest (default 0: the same reach everywhere). Higher keeps the photo closer (SSIM) and cloaks less; figures in docs/research/2026-12-07-cloak-targets.md.")] = None,
     cloak_split: Annotated[Optional[str], typer.Option("--cloak-split", show_default=False, help="With --cloak: how the cloak shares the 8/255 with the generator's perturbation. clip (the default): the sum is clipped to the bound channel by channel, which is where the cloak costs part of the generator's protection against a model trained from scratch. keep-colour: the cloak only uses the room left in all three channels, so the generator's colour pattern stays exactly as it was, and the cloak is weaker. Figures: docs/protect.md.")] = None,
     cloak_epsilon: Annotated[Optional[float], typer.Option("--cloak-epsilon", show_default=False, help="With --cloak: the most the cloak changes any pixel of the generator's output, in 1/255 (default: as far as the model's bound allows; the result stays within the model's 8/255 of your photo either way). Less keeps the photo closer to the original and cloaks less.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another segue protect is writing to the same --out, wait for it to finish instead of stopping (exit 2).")] = False,
@@ -103,7 +104,7 @@ def protect(
         faces="auto" if faces is None else ("on" if faces else "off"), detector=detector, wait=wait,
         engine=engine, ray_address=ray_address, actors=actors, engine_progress=chatty_terminal, quiet=quiet,
         cloak=_cloak_config(cloak, cloak_steps, cloak_epsilon, cloak_split, strength, cloak_networks, cloak_target,
-                            cloak_jitter),
+                            cloak_jitter, cloak_texture),
         strength=strength,
     )
     if json_output and isinstance(config.destination, Stdout):
@@ -127,10 +128,10 @@ def protect(
 
 def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], split: Optional[str],
                   strength: str, networks: Optional[str] = None, target: Optional[str] = None,
-                  jitter: Optional[float] = None) -> Optional[CloakConfig]:
+                  jitter: Optional[float] = None, texture: Optional[float] = None) -> Optional[CloakConfig]:
     given = [name for name, value in (("--cloak-steps", steps), ("--cloak-epsilon", epsilon), ("--cloak-split", split),
                                       ("--cloak-networks", networks), ("--cloak-target", target),
-                                      ("--cloak-jitter", jitter)) if value is not None]
+                                      ("--cloak-jitter", jitter), ("--cloak-texture", texture)) if value is not None]
     if given and not cloak:
         raise InputError(f"{' and '.join(given)} apply with --cloak only", f"add --cloak, or drop {' and '.join(given)}")
     if not cloak:
@@ -142,7 +143,8 @@ def _cloak_config(cloak: bool, steps: Optional[int], epsilon: Optional[float], s
                        split=defaults.split if split is None else split,
                        networks=defaults.networks if networks is None else tuple(n.strip() for n in networks.split(",")),
                        target=defaults.target if target is None else target,
-                       jitter=defaults.jitter if jitter is None else jitter)
+                       jitter=defaults.jitter if jitter is None else jitter,
+                       texture=defaults.texture if texture is None else texture)
 
 
 EXAMPLE_NAME = "example-astronaut.png"
