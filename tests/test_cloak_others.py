@@ -47,20 +47,32 @@ def people_folder(root: Path, webface10: Path, people: dict[str, int] = PEOPLE, 
 
 def test_a_run_of_several_people_pulls_each_toward_their_pair(tmp_path, webface10):
     source = people_folder(tmp_path / "in", webface10)
+    (source / "zed").mkdir()  # a person with no face found: cloaked away from nobody, and said
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(source / "zed" / "noise.png")
+    (source / "ada" / "broken.jpg").write_bytes(b"not a jpeg")  # fails on its own; the pairing goes on
     out, plain_out = tmp_path / "out", tmp_path / "plain"
     common = ["--by-folder", "--cloak", "--cloak-steps", "6", "--json"]
     result = CliRunner().invoke(app, ["protect", str(source), "--out", str(out), *common, "--cloak-target", "others"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.splitlines()[-1])
-    assert summary["cloaked"] == 6 and "each of 3 people cloaked toward the least similar other person" in summary["protection"]
+    assert result.exit_code == 1, result.output  # the broken file
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summary = records[-1]
+    assert summary["cloaked"] == 6 and summary["cloak_no_face"] == 1 and summary["failed"] == 1
+    assert "each of 3 people cloaked toward the least similar other person of the run (1 with no face found" \
+        in summary["protection"]
+    assert any("1 photo(s) could not be read for the pairing" in warning for warning in summary["warnings"])
     recorded = json.loads((out / ".segue-protect.json").read_text())["settings"]
     assert [settings["cloak_target"] for settings in recorded.values()] == ["others"]
-    plain = CliRunner().invoke(app, ["protect", str(source), "--out", str(plain_out), *common])
-    assert plain.exit_code == 0, plain.output
-    # each person's photos end nearer their pair's mean face than the untargeted cloak leaves them
+    # the pairing each file reports is the rule's over the people's mean faces
     reader = IdentityCloak(CloakConfig())
-    means = {name: reader.face_mean(sorted((source / name).glob("*.png"))) for name in PEOPLE}
+    means = {name: reader.face_mean(sorted((source / name).glob("*.png")))[0] for name in PEOPLE}
     pairs = farthest_targets(means, means)
+    reported = {Path(r["output"]).parent.name: r["details"].get("cloak_toward") for r in records
+                if r["type"] == "file" and r["status"] == "written"}
+    assert reported == {**pairs, "zed": None}
+    plain = CliRunner().invoke(app, ["protect", str(source), "--out", str(plain_out), *common])
+    assert plain.exit_code == 1, plain.output
+    # each person's photos end nearer their pair's mean face than the untargeted cloak leaves them
     for name, target in pairs.items():
         for photo in sorted((out / name).glob("*.png")):
             toward, untargeted = (reader.descriptors(np.array(Image.open(folder / name / photo.name).convert("RGB")))
@@ -68,16 +80,19 @@ def test_a_run_of_several_people_pulls_each_toward_their_pair(tmp_path, webface1
             pulled = np.mean([float(toward[n] @ means[target][n]) - float(untargeted[n] @ means[target][n])
                               for n in toward])
             assert pulled > 0.1, (name, target, photo.name, pulled)  # 0.28-0.59 here
-    # the re-run reads nothing again: every output is done
+    # a re-run of the same photos: every good output is done, and nobody is paired again
+    (source / "ada" / "broken.jpg").unlink()
     again = CliRunner().invoke(app, ["protect", str(source), "--out", str(out), *common, "--cloak-target", "others"])
-    assert again.exit_code == 0 and json.loads(again.stdout.splitlines()[-1])["skipped"] == 6
+    assert again.exit_code == 0, again.output
+    again_summary = json.loads(again.stdout.splitlines()[-1])
+    assert again_summary["skipped"] == 7 and "least similar" not in again_summary["protection"]
 
 
 def test_others_is_refused_where_a_run_has_no_other_people(tmp_path, webface10):
     source = people_folder(tmp_path / "in", webface10, {"ada": 4}, photos=1)
     runner = CliRunner()
     unnamed = runner.invoke(app, ["protect", str(source), "--cloak", "--cloak-target", "others"])
-    assert unnamed.exit_code == 2 and "needs local photos of several people: --by-folder or --labels" in unnamed.output
+    assert unnamed.exit_code == 2 and "needs local photos of several people named by --by-folder or --labels" in unnamed.output
     alone = runner.invoke(app, ["protect", str(source), "--out", str(tmp_path / "out"), "--by-folder", "--cloak",
                                 "--cloak-target", "others", "--cloak-steps", "1"])
     assert alone.exit_code == 2 and "needs at least two people with a face" in alone.output

@@ -152,7 +152,8 @@ class Pipeline:
                 self._encode(photo)
 
     def _encode(self, photo: PhotoInFlight) -> None:
-        self.encoding.append((photo.pixels, self.pool.submit(_encode, photo, self.config, self.backend.info.epsilon)))
+        person = self.job.person_of(photo.planned) if self.job.person_of else None
+        self.encoding.append((photo.pixels, self.pool.submit(_encode, photo, self.config, self.backend.info.epsilon, person)))
         while len(self.encoding) > 2 * max(self.config.workers, self.config.batch_size):
             self._take_encoded()
 
@@ -162,14 +163,14 @@ class Pipeline:
         self.finish(future.result())
 
 
-def _encode(photo: PhotoInFlight, config: Any, epsilon: float) -> FileResult:
+def _encode(photo: PhotoInFlight, config: Any, epsilon: float, person: str | None) -> FileResult:
     image, planned = photo.image, photo.planned
     height, width = image.size
     done: dict[str, Any] = dict(code=photo.code, size=(width, height), details=photo.plan.details)
     notes = list(image.notes) + list(photo.plan.notes)
     try:
         data, notes = encode_protected(image, photo.plan, [d for d in photo.deltas if d is not None], config, epsilon,
-                                      photo.code)
+                                      person)
         written = write_bytes(planned.output, data)
     except Exception as exc:  # noqa: BLE001
         if is_disk_full(exc):  # every later write would fail the same way: the run stops (protect.folder)

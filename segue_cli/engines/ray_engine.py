@@ -53,19 +53,19 @@ class ProtectWorker:
                                    config.max_pixels, threads=1, strength=config.strength)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        rows = [self._decoded(source, output, int(code))
-                for source, output, code in zip(batch["source"], batch["output"], batch["code"])]
+        rows = [self._decoded(source, output, int(code), person)
+                for source, output, code, person in zip(batch["source"], batch["output"], batch["code"], batch["person"])]
         self._perturb([row for row in rows if row["status"] == "decoded"])
         results = [self._written(row) if row["status"] == "decoded" else row for row in rows]
         return {key: [result[key] for result in results] for key in RESULT_KEYS}
 
-    def _decoded(self, source: str, output: str, code: int) -> dict[str, Any]:
+    def _decoded(self, source: str, output: str, code: int, person: str) -> dict[str, Any]:
         from ..photo.compose import decode_photo, failure_reason
 
         info = self.protector.info
-        row: dict[str, Any] = {"source": source, "output": output, "code": code, "status": "failed", "reason": None,
-                               "notes": "[]", "width": -1, "height": -1, "details": "{}", "written_size": -1,
-                               "written_sha256": ""}
+        row: dict[str, Any] = {"source": source, "output": output, "code": code, "person": person, "status": "failed",
+                               "reason": None, "notes": "[]", "width": -1, "height": -1, "details": "{}",
+                               "written_size": -1, "written_sha256": ""}
         try:
             data = read_bytes(Location(self.source_fs, source, source))
             row["image"], row["plan"] = decode_photo(data, info.image_size, info.epsilon, self.config.max_pixels,
@@ -102,7 +102,7 @@ class ProtectWorker:
         notes = list(image.notes) + list(plan.notes)
         try:
             encoded, notes = encode_protected(image, plan, deltas, self.config, self.protector.info.epsilon,
-                                               row["code"])
+                                               row["person"] or None)
             row["written_size"], row["written_sha256"] = write_bytes(Location(self.output_fs, row["output"], row["output"]),
                                                                      encoded)
         except Exception as exc:  # noqa: BLE001 (each failure is reported against its file)
@@ -183,7 +183,8 @@ def run(job: Job, finish: Callable[[FileResult], None]) -> None:
             finish(FileResult.of(planned, "failed", failure_reason(exc, planned.source.reported)))
             continue
         by_output[planned.output.path] = planned
-        rows.append({"source": planned.source.path, "output": planned.output.path, "code": code})
+        person = job.person_of(planned) if job.person_of else ""  # "": a column of one type (--cloak-target others)
+        rows.append({"source": planned.source.path, "output": planned.output.path, "code": code, "person": person})
     if rows:
         first = by_output[str(rows[0]["output"])]
         run_rows(job.config, rows, first.source.filesystem, first.output.filesystem,

@@ -30,14 +30,14 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ConfigError, InputError
-from ..choices import check_ranges
+from ..choices import DEFAULT_MAX_PIXELS, check_ranges
 from ..faces.networks import FACE_NETWORKS, SURROGATES
-from .cloak_targets import PersonTargets, target_of
+from .cloak_targets import PersonTargets
 
 if TYPE_CHECKING:  # numpy and torch load when a cloak is made: ProtectConfig imports this module
     import numpy as np
@@ -94,13 +94,14 @@ class CloakConfig:
     # A path: a photo or folder of photos of another person the user picks (Fawkes' choice: a
     # target of one's own), pulled toward the mean of their faces; each person their own
     # target (docs/research/2026-12-07-cloak-targets.md).
-    # "others": in a run of several people, each pulled toward the farthest other person of the
-    # run (photo/cloak_targets.py); the planned pairing is ``person_targets``.
+    # "others": in a run of several people, each pulled toward the least similar other person of
+    # the run (photo/cloak_targets.py); the planned pairing is ``person_targets``.
     target: str = "none"
-    # With target "others": {code: the target's unit mean per network}, filled when a folder job
-    # is planned. Left out of equality and hash: one IdentityCloak (shared_cloak) serves every
-    # pairing, and compose asks this config for each photo's target (``toward``).
-    person_targets: PersonTargets = field(default=(), compare=False, repr=False)
+    # With target "others": each person's target and its unit mean per network, filled when a
+    # folder job is planned (None: not planned). Left out of equality and hash: one IdentityCloak
+    # (shared_cloak) serves every pairing, so compose asks this config, never the shared
+    # handle's, for each photo's target (``toward``).
+    person_targets: PersonTargets | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # --cloak-epsilon and the step are in 1/255.
@@ -136,15 +137,28 @@ class CloakConfig:
             digest.update(path.read_bytes())
         return f"{self.target} (sha256 {digest.hexdigest()[:16]})"
 
-    def toward(self, code: int) -> dict[str, np.ndarray] | None:
-        """The target of a photo with this code when it is the person's own (target "others");
-        None: the cloak's one target for every photo (or none)."""
-        if self.target != "others":
+    @property
+    def pairs_people(self) -> bool:
+        """Target "others": the people of a run are paired while it is planned."""
+        return self.target == "others"
+
+    def toward(self, person: str | None) -> tuple[str, dict[str, np.ndarray]] | None:
+        """With target "others", the person's own (target person, its descriptors); None: the
+        cloak's one target for every photo (or none), or a person with no face found."""
+        if not self.pairs_people:
             return None
-        if not self.person_targets:
-            raise ConfigError("--cloak-target others pairs the people of one folder run, and this one was not planned "
-                              "as such a run", "protect a folder of several people with --by-folder or --labels")
-        return target_of(self.person_targets, code)
+        if self.person_targets is None or person is None:
+            raise ConfigError("--cloak-target others pairs the people of one folder run, and this photo was not "
+                              "planned in such a run", "protect a folder of several people with --by-folder or --labels "
+                              "(in Python: protect_folder; one photo at a time has no other people)")
+        return self._targets_by_person.get(person)
+
+    @cached_property
+    def _targets_by_person(self) -> dict[str, tuple[str, dict[str, np.ndarray]]]:
+        import numpy as np
+
+        return {person: (target, {name: np.frombuffer(data, dtype=np.float32).copy() for name, data in vectors})
+                for person, target, vectors in self.person_targets or ()}
 
     def reach(self, model_epsilon: float) -> tuple[float, float]:
         """(the cloak's largest change to the generator's output, its step), [0, 1] units.
@@ -225,31 +239,41 @@ class IdentityCloak:
         from ..imageio import discover_images
 
         paths = [EXAMPLE_TARGET] if target == "example" else discover_images(Path(target))
-        mean = self.face_mean(paths)
+        mean, _ = self.face_mean(paths)
         if mean is None:
             raise InputError(f"--cloak-target {target}: no face found in {len(paths)} photo(s)",
                              "give photos of another person where the face is clear and large")
         return mean
 
-    def face_mean(self, paths: list[Path], on_photo: Callable[[], None] = lambda: None) -> dict[str, np.ndarray] | None:
-        """Each network's unit mean over the faces found in ``paths`` (one face: its own
-        descriptors); None when no photo shows a face. ``on_photo`` is called after each photo."""
+    def face_mean(self, paths: list[Path], on_photo: Callable[[], None] = lambda: None, *,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, skip_unreadable: bool = False
+                  ) -> tuple[dict[str, np.ndarray] | None, int]:
+        """(each network's unit mean over the faces found in ``paths``, one face: its own
+        descriptors, None when no photo shows a face; photos that could not be read, which
+        ``skip_unreadable`` leaves out instead of raising). ``on_photo`` is called after each photo."""
         import numpy as np
 
         from ..faces.face_nets import describe
         from ..imageio import load_image
 
-        found = []
+        found, unreadable = [], 0
         with _one_torch_thread():  # as every cloak is computed: the same bytes on every machine and engine
             for path in paths:
-                vectors, seen = describe(self.nets, self.locator, load_image(path).rgb)
-                if seen:
-                    found.append(vectors)
+                try:
+                    rgb = load_image(path, max_pixels).rgb
+                except InputError:
+                    if not skip_unreadable:
+                        raise
+                    unreadable += 1
+                else:
+                    vectors, seen = describe(self.nets, self.locator, rgb)
+                    if seen:
+                        found.append(vectors)
                 on_photo()
         if len(found) <= 1:
-            return found[0] if found else None
+            return (found[0] if found else None), unreadable
         means = {name: np.mean([vectors[name] for vectors in found], axis=0) for name in self.nets}
-        return {name: (mean / np.linalg.norm(mean)).astype(np.float32) for name, mean in means.items()}
+        return {name: (mean / np.linalg.norm(mean)).astype(np.float32) for name, mean in means.items()}, unreadable
 
     def descriptors(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         """Each network's unit descriptor of the photo's face, aligned as the cloak aligns it

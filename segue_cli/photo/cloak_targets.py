@@ -9,8 +9,10 @@ information) is pulled toward the mean face of the farthest other person of the 
 lowest mean cosine over the cloak's networks), each person taken once while any is left.
 
 The pairing is computed while the job is planned, from the original photos, and travels in
-the cloak's config (``CloakConfig.person_targets``: code -> each network's unit mean, as
-bytes so the config stays hashable and ships to a Ray actor as it is).
+the cloak's config (``CloakConfig.person_targets``: person -> each network's unit mean, as
+bytes so the config stays hashable and ships to a Ray actor as it is). A person is who the
+side information names (the ``--by-folder`` folder, the ``--labels`` identity), not their
+code: two people may share a code (a decoy model has only K), never a target.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ if TYPE_CHECKING:
 
 Person = TypeVar("Person", bound=Hashable)
 Descriptors = Mapping[str, "np.ndarray"]  # {network: unit descriptor}
-# (code, ((network, float32 bytes of the unit mean), ...)), one entry a person: CloakConfig.person_targets
-PersonTargets = tuple[tuple[int, tuple[tuple[str, bytes], ...]], ...]
+# (person, target person, ((network, float32 bytes of the target's unit mean), ...)), one entry a
+# person: CloakConfig.person_targets
+PersonTargets = tuple[tuple[str, str, tuple[tuple[str, bytes], ...]], ...]
 
 
 def farthest_targets(people: Mapping[Person, Descriptors], pool: Mapping[Person, Descriptors]) -> dict[Person, Person]:
@@ -54,31 +57,38 @@ def farthest_targets(people: Mapping[Person, Descriptors], pool: Mapping[Person,
     return targets
 
 
-def run_person_targets(cloak: IdentityCloak, photos: Iterable[tuple[Path, int]],
-                       on_photo: Callable[[], None] = lambda: None) -> tuple[PersonTargets, dict[int, int]]:
-    """``--cloak-target others`` for one run: ``photos`` ((path, code) for every photo of the
-    run, done or not, so a re-run pairs people as the first run did) -> (the config's
-    person_targets, {code: its target's code}). A person none of whose photos shows a face
-    gets no target (their photos are cloaked away from themselves only)."""
-    by_code: dict[int, list[Path]] = defaultdict(list)
-    for path, code in photos:
-        by_code[code].append(path)
-    means = {}
-    for code in sorted(by_code):
-        mean = cloak.face_mean(by_code[code], on_photo)
+def run_person_targets(cloak: IdentityCloak, photos: Iterable[tuple[Path, str]], max_pixels: int,
+                       on_photo: Callable[[], None] = lambda: None) -> tuple[PersonTargets, int, int]:
+    """``--cloak-target others`` for one run: ``photos`` ((path, person) for every photo of the
+    run, done or not, so that a re-run of the same photos pairs people as the first run did) ->
+    (the config's person_targets, people read, photos that could not be read). A person none of
+    whose photos shows a face gets no target (their photos are cloaked away from themselves
+    only); a photo that cannot be read is left out here and fails on its own when protected."""
+    by_person: dict[str, list[Path]] = defaultdict(list)
+    for path, person in photos:
+        by_person[person].append(path)
+    means, unreadable = {}, 0
+    for person in sorted(by_person):
+        mean, failed = cloak.face_mean(by_person[person], on_photo, max_pixels=max_pixels, skip_unreadable=True)
+        unreadable += failed
         if mean is not None:
-            means[code] = mean
+            means[person] = mean
+    if len(means) < 2:
+        raise ConfigError(f"--cloak-target others needs at least two people with a face in the run: of {len(by_person)} "
+                          f"people read, {len(means)} had a face found",
+                          "add clear, large photos of more people, or give --cloak-target PATH (another person's photos)")
     pairs = farthest_targets(means, means)
-    targets = tuple((code, tuple((name, means[target][name].astype("float32").tobytes()) for name in sorted(means[target])))
-                    for code, target in pairs.items())
-    return targets, pairs
+    targets = tuple((person, target, tuple((name, means[target][name].astype("float32").tobytes())
+                                           for name in sorted(means[target])))
+                    for person, target in pairs.items())
+    return targets, len(by_person), unreadable
 
 
-def target_of(person_targets: PersonTargets, code: int) -> dict[str, np.ndarray] | None:
-    """A code's target descriptors from ``CloakConfig.person_targets`` (None: no target)."""
+def target_of(person_targets: PersonTargets, person: str) -> tuple[str, dict[str, np.ndarray]] | None:
+    """A person's (target person, target descriptors) from ``CloakConfig.person_targets`` (None: no target)."""
     import numpy as np
 
-    for entry_code, vectors in person_targets:
-        if entry_code == code:
-            return {name: np.frombuffer(data, dtype=np.float32).copy() for name, data in vectors}
+    for entry_person, target, vectors in person_targets:
+        if entry_person == person:
+            return target, {name: np.frombuffer(data, dtype=np.float32).copy() for name, data in vectors}
     return None

@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..faces.detectors import open_detector
 from ..faces.geometry import ARCFACE_TEMPLATE_112, FaceDetector, aligned_crops, merge_face_deltas
 from ..imageio import LoadedImage, encode_image, load_image, resize_to, too_small
-from .cloak import CloakConfig, IdentityCloak, shared_cloak
+from .cloak import CloakConfig, shared_cloak
 
 if TYPE_CHECKING:
     from ..backends import PerturbationBackend
@@ -293,16 +293,20 @@ class ShapeBatches:
 
 
 def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], epsilon: float,
-                      cloak: IdentityCloak | None = None, toward: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                      cloak: CloakConfig | None = None, person: str | None = None) -> np.ndarray:
     """The protected pixels of one photo from the generator's deltas: composed at full
     resolution by its plan (a black-and-white photo gets their luminance only), cloaked
     against the ensemble of face networks when ``cloak`` is given (its figures go into the plan's
-    details; ``toward``: this person's own target, ``CloakConfig.toward``), then checked against the bound."""
+    details; ``person``: who the photo shows, whose own target ``--cloak-target others`` planned),
+    then checked against the bound."""
     protected = plan.compose([luma_delta(d) for d in deltas] if image.grayscale else deltas)
     if cloak is not None:
-        cloaked = cloak.cloak(image.rgb, protected, epsilon, toward=toward)
+        paired = cloak.toward(person)
+        cloaked = shared_cloak(cloak).cloak(image.rgb, protected, epsilon, toward=paired[1] if paired else None)
         protected = cloaked.pixels
         plan.details.update(cloak_similarity=round(cloaked.similarity, 4), cloak_face_found=cloaked.face_found)
+        if paired:
+            plan.details["cloak_toward"] = paired[0]
         if not cloaked.face_found:
             plan.notes.append("identity cloak: no face found, so this photo is not cloaked (the generator's "
                               "protection is applied as usual)")
@@ -312,13 +316,11 @@ def compose_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarr
 
 
 def encode_protected(image: LoadedImage, plan: PhotoPlan, deltas: list[np.ndarray], options: OutputOptions,
-                     epsilon: float, code: int) -> tuple[bytes, list[str]]:
+                     epsilon: float, person: str | None = None) -> tuple[bytes, list[str]]:
     """The output file's bytes and the notes for its report: every engine's and
     ``Protector.protect_file``'s last step before writing, so all write the same bytes.
-    ``code``: the photo's, which picks its person's cloak target under ``--cloak-target others``."""
-    cloak = options.cloak
-    protected = compose_protected(image, plan, deltas, epsilon, shared_cloak(cloak) if cloak else None,
-                                  cloak.toward(code) if cloak else None)
+    ``person``: who the photo shows (its cloak target under ``--cloak-target others``)."""
+    protected = compose_protected(image, plan, deltas, epsilon, options.cloak, person)
     notes = list(image.notes) + list(plan.notes)
     if image.alpha is not None and options.image_format == "jpeg":
         notes.append("transparency dropped: JPEG has no alpha channel")

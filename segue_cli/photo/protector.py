@@ -51,8 +51,9 @@ class Protector:
         self._detector_name, self._planners = detector, {faces: self.planner}
         self._strengths: dict[str, PerturbationBackend] = {strength: self.backend}
         self.max_pixels = max_pixels
-        self.cloak = shared_cloak(cloak) if cloak is not None else None  # the one handle per setting, as compose's
-        self.cloak_config = cloak  # this one, with its person_targets (the shared handle's may be an equal one without)
+        self.cloak = cloak
+        if cloak is not None:
+            shared_cloak(cloak)  # the extra checked and the networks read now, not at the first photo
         if self.info.note:  # as the CLI's summary says it
             warnings.warn(self.info.note, SegueWarning, stacklevel=2)
 
@@ -97,8 +98,7 @@ class Protector:
     def protect_loaded(self, loaded: LoadedImage, code: int) -> np.ndarray:
         """H x W x 3 uint8 protected pixels of a decoded photo (the folder command's step)."""
         plan = self.planner(loaded.rgb, self.info.image_size, self.info.epsilon)
-        toward = self.cloak_config.toward(code) if self.cloak_config else None
-        return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak, toward)
+        return compose_protected(loaded, plan, self.perturbations(plan, code), self.info.epsilon, self.cloak)
 
     def protect_file(self, data: bytes, code: int, image_format: str = "png", quality: int | None = None,
                      keep_metadata: bool = False, faces: FaceMode | None = None, cloak: CloakConfig | None | bool = True,
@@ -113,9 +113,9 @@ class Protector:
         planner = self.planner if faces is None else self.planner_for(faces)
         image, plan = decode_photo(data, backend.info.image_size, backend.info.epsilon, self.max_pixels, planner)
         deltas = self.perturbations(plan, code, backend)
-        chosen_cloak = self.cloak_config if cloak is True else cloak
+        chosen_cloak = self.cloak if cloak is True else cloak
         options = FileOptions(image_format, quality, keep_metadata, chosen_cloak or None)
-        return encode_protected(image, plan, deltas, options, backend.info.epsilon, code)
+        return encode_protected(image, plan, deltas, options, backend.info.epsilon)
 
     def at(self, strength: str) -> PerturbationBackend:
         """The backend at a ``--strength`` preset (made once)."""

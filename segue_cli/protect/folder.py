@@ -60,9 +60,11 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
                           "add --engine ray (pip install 'segue[ray]')")
     if planner is not None and not engine.in_process:
         raise ConfigError("a custom planner runs in this process only", "use the local engine with a planner")
-    if config.cloak is not None and config.cloak.target == "others" and (remote or not (config.by_folder or config.labels)):
+    if config.cloak is not None and config.cloak.pairs_people and (remote or not (config.by_folder or config.labels)):
         raise ConfigError("--cloak-target others pairs the people of one run, so it needs local photos of several "
-                          "people: --by-folder or --labels", "e.g. segue protect ROOT --by-folder --cloak --cloak-target others")
+                          "people named by --by-folder or --labels",
+                          "e.g. segue protect ROOT --by-folder --cloak --cloak-target others (for photos in an object "
+                          "store: copy them here first, or give --cloak-target PATH; a decoy folder named others: ./others)")
     if remote and (isinstance(source, PathList) or config.labels is not None):
         raise ConfigError("a URI INPUT is a prefix to list: stdin lists and --labels work on local files only",
                           "give the prefix (s3://bucket/photos), with --identity, --label or --by-folder")
@@ -103,7 +105,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
     if info.note:
         summary.warnings.append(info.note)
     settings = output_settings(config, side, info.model_sha256)
-    job = Job(config, planned, side.code_of, backend, planner, summary)
+    job = Job(config, planned, side.code_of, backend, planner, summary, side.person_of)
     writes = any(item.status == "todo" for item in planned) or exists(tree.out)
     with locked_out_dir(Path(tree.out.path), config.wait) if writes and tree.out.local else nullcontext():
         tree.read_record()
@@ -112,7 +114,7 @@ def protect_folder(config: ProtectConfig, on_event: ProgressCallback | None = No
         if stale:
             summary.warnings.append(f"removed {len(stale)} temp file(s) an interrupted run left behind")
         if any(item.status == "todo" for item in job.files):
-            if config.cloak is not None and config.cloak.target == "others":  # before OUT's record: it may refuse
+            if config.cloak is not None and config.cloak.pairs_people:  # before OUT's record: it may refuse
                 job.config = _paired(config, job.files, side, summary, emit)
             tree.start(job.files, settings, input_fingerprints(job.files, inputs, with_hash=True), __version__)
         emit(run_started(summary))
@@ -158,19 +160,24 @@ def _paired(config: ProtectConfig, files: list[PlannedFile], side: SideInformati
     from ..photo.cloak_targets import run_person_targets
     from ..progress import start_task, step
 
-    assert config.cloak is not None
+    assert config.cloak is not None and side.person_of is not None
     photos = []
     for item in files:
+        if item.status == "failed":
+            continue
         try:
-            photos.append((Path(item.source.path), side.code_of(item)))
+            photos.append((Path(item.source.path), side.person_of(item)))
         except InputError:
-            continue  # a file with no code fails when it is protected, and says why
+            continue  # a file with no person (not in --labels, not in a sub-folder) fails when protected, and says why
     emit(start_task("pairing_start", "pairing", "reading every person's face for --cloak-target others", len(photos)))
-    targets, pairs = run_person_targets(shared_cloak(config.cloak), photos, lambda: emit(step("pairing", "pairing")))
-    people = len({code for _, code in photos})
-    summary.protection += (f"; each of {len(pairs)} people cloaked toward the least similar other person of the run"
-                           + (f" ({people - len(pairs)} with no face found: away from themselves only)"
-                              if people > len(pairs) else ""))
+    targets, people, unreadable = run_person_targets(shared_cloak(config.cloak), photos, config.max_pixels,
+                                                     lambda: emit(step("pairing", "pairing")))
+    summary.protection += (f"; each of {len(targets)} people cloaked toward the least similar other person of the run"
+                           + (f" ({people - len(targets)} with no face found: away from themselves only)"
+                              if people > len(targets) else ""))
+    if unreadable:
+        summary.warnings.append(f"--cloak-target others: {unreadable} photo(s) could not be read for the pairing "
+                                "(each fails below with its reason)")
     return replace(config, cloak=replace(config.cloak, person_targets=targets))
 
 
@@ -214,6 +221,9 @@ class SideInformation:
     description: str  # for the summary
     key: str  # what the codes depend on, for the output folder's settings record
     code_of: Callable[[PlannedFile], int]  # raises InputError for a file it has no code for
+    # The person's name (--by-folder, --labels; None where one person is named for all), which
+    # --cloak-target others pairs: two people may share a code, never a name.
+    person_of: Callable[[PlannedFile], str] | None = None
 
 
 def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) -> SideInformation:
@@ -230,25 +240,27 @@ def side_information(config: ProtectConfig, inputs: InputSet, space: CodeSpace) 
         listed = read_labels_csv(config.labels)
         by_path = {os.path.realpath(item.path): item.identity for item in listed.items}
 
-        def from_csv(planned: PlannedFile) -> int:
+        def listed_person(planned: PlannedFile) -> str:
             identity = by_path.get(os.path.realpath(planned.source.path))
             if identity is None:
                 raise InputError(f"not listed in {config.labels}", "add it to the labels file, or protect it separately")
-            return space.folder(identity)
+            return identity
 
         return SideInformation(f"labels from {config.labels} ({len(listed.identities)} identities)",
-                               f"labels file sha256 {file_sha256(config.labels)}", from_csv)
+                               f"labels file sha256 {file_sha256(config.labels)}",
+                               lambda planned: space.folder(listed_person(planned)), listed_person)
     if config.by_folder:
 
-        def from_folder(planned: PlannedFile) -> int:
+        def folder_person(planned: PlannedFile) -> str:
             if inputs.kind == "file":
-                return space.folder(os.path.basename(inputs.root.path))
+                return os.path.basename(inputs.root.path)
             if len(planned.relative.parts) < 2:
                 raise InputError("is not inside an identity sub-folder (--by-folder)",
                                  "move it into <identity>/, or protect it with --identity NAME")
-            return space.folder(planned.relative.parts[0])
+            return planned.relative.parts[0]
 
-        return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder", from_folder)
+        return SideInformation("identity = first sub-folder under the input (--by-folder)", "by folder",
+                               lambda planned: space.folder(folder_person(planned)), folder_person)
     name = PurePosixPath(inputs.root.path).name
     if not name:
         raise ConfigError(f"cannot name a default identity after {inputs.root.uri}", "pass --identity NAME")

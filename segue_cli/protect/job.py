@@ -43,6 +43,9 @@ class Job:
     backend: PerturbationBackend  # opened once for the run (the Ray engine opens one per actor)
     planner: Planner
     summary: ProtectSummary
+    # Who each file shows, by name (--by-folder, --labels): --cloak-target others' pairing key;
+    # None where the side information names one person for all.
+    person_of: Callable[[PlannedFile], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def protect_single(config: ProtectConfig, on_event: ProgressCallback | None = No
                          "redirect standard output (> protected.png) or pass --out FILE.png")
     if config.engine != "local":
         raise InputError("one image in and one out runs on this machine", "drop --engine, or protect a folder")
-    if config.cloak is not None and config.cloak.target == "others":
+    if config.cloak is not None and config.cloak.pairs_people:
         raise InputError("--cloak-target others pairs the people of a folder run; one image has no other people",
                          "protect a folder of several people with --by-folder, or give --cloak-target PATH")
     if config.by_folder or config.labels is not None:
