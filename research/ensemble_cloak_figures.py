@@ -12,6 +12,7 @@ each --targeted KEY=LABEL=RUN is a research/identity_cloak.py tree judged by eve
 (the recall of the people it cloaked); without --set the card's other figures are kept:
 
     python research/ensemble_cloak_figures.py --targeted "all48-j05=LABEL=runs/pp/all48-j05-eval" ...
+    python research/ensemble_cloak_figures.py --add-targeted "all48-j05-s20=LABEL=runs/s19/all48-j05-s20-eval"
 
 Each --set is KEY=LABEL=CLOAKED_RUN=CLEAN_RUN: the cloaked run enrols the photos `segue protect
 --cloak` made (research/p112.py --cloak 10 with the embedding attackers), the clean run the
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="sets",
                         help="KEY=LABEL=CLOAKED_RUN=CLEAN_RUN; none: keep the card's sets, leave-one-out and speed")
     parser.add_argument("--targeted", action="append", default=[], help="KEY=LABEL=RUN (replaces the card's list)")
+    parser.add_argument("--add-targeted", action="append", default=[], metavar="KEY=LABEL=RUN",
+                        help="add a row to the card's list (or replace the row of the same KEY)")
     parser.add_argument("--loo", action="append", default=[], help="LEFT_OUT=RUN[=PEOPLE,...]")
     parser.add_argument("--speed", type=Path, default=None)
     args = parser.parse_args()
@@ -102,6 +105,9 @@ def main() -> None:
         figures = dict(card["ensemble_cloak"])
     if args.targeted:
         figures["targeted"] = [targeted_figures(*item.split("=")) for item in args.targeted]
+    for item in args.add_targeted:
+        row = targeted_figures(*item.split("="))
+        figures["targeted"] = [entry for entry in figures.get("targeted", []) if entry["key"] != row["key"]] + [row]
     for item in args.sets:
         key, label, cloaked, clean = item.split("=")
         figures["sets"][key] = set_figures(key, label, Path(cloaked), Path(clean))
