@@ -32,8 +32,8 @@ def render_targeted(figures: dict[str, Any]) -> list[str]:
              "The jitter (0.05) is `--cloak`'s default since then; the tables above were made without it and not re-run.",
              "`--cloak-target PATH` (photos of another person) gives one person their own target; a platform that",
              "protects many people gives each the least similar other person of the run with `segue protect ROOT",
-             "--by-folder --cloak --cloak-target others` (the all-48 rows' setting; rows marked *product* are that",
-             "command itself, with the generator).", "",
+             "--by-folder --cloak --cloak-target others` (the all-48 and WebFace10 rows' setting; the rows named the product",
+             "are that command itself, with the generator).", "",
              "| setting | SFace (judge) | SFace, JPEG 75 | SFace, grayscale | dlib | faceplugin | MobileFaceNet | SSIM | results |",
              "|---|---|---|---|---|---|---|---|---|"]
     for entry in figures["targeted"]:
