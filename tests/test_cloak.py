@@ -144,13 +144,13 @@ def test_texture_keeps_flat_skin_closer_and_spends_the_reach_on_contrast(webface
     import torch
     from skimage.metrics import structural_similarity
 
-    from segue_cli.photo.cloak import _contrast
+    from segue_cli.photo.cloak_steps import contrast
 
     clean = webface_crop(webface10, 2)
     plain = IdentityCloak(CloakConfig(steps=6)).cloak(clean, clean, EPSILON)
     textured = IdentityCloak(CloakConfig(steps=6, texture=1.0)).cloak(clean, clean, EPSILON)
-    contrast = _contrast(torch.tensor(clean).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
-    flat = contrast < 0.1  # over the whole photo (the cloak normalises over its face region; close here)
+    local = contrast(torch.tensor(clean).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+    flat = local < 0.1  # over the whole photo (the cloak normalises over its face region; close here)
     moved = {name: np.abs(result.pixels.astype(np.int16) - clean).max(axis=2) for name, result in
              (("plain", plain), ("textured", textured))}
     assert flat.sum() > 1000 and moved["plain"][flat].mean() > 2 * moved["textured"][flat].mean()
