@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--toward-person", default=None, metavar="POOL",
                         help="one target per cloaked person (Fawkes): the clean mean of the person in POOL farthest "
                              "from them, each used once while any is left; POOL is 'data' (the set's own other people) "
-                             "or an ImageFolder tree of people outside the set")
+                             "or an ImageFolder tree of people outside the set; 'next': the set's next person in "
+                             "numeric order, as research/cloak_target_platform.sh pairs them")
     add_pgd_options(parser, steps=30, step=2.0, batch=None)
     args = parser.parse_args()
     start_output(args)
@@ -128,8 +129,13 @@ def person_targets(cloak: IdentityCloak, dataset: Any, args: argparse.Namespace)
     """Each cloaked person's target: the farthest pool person (mean cosine over the networks) not yet
     taken, by the rule of ``segue protect --cloak-target others`` (photo/cloak_targets.py)."""
     own = person_centroids(cloak, args.data)
-    pool = own if args.toward_person == "data" else person_centroids(cloak, Path(args.toward_person))
-    chosen = farthest_targets({identity: own[identity] for identity in dataset.identities[:args.cloak]}, pool)
+    pool = own if args.toward_person in ("data", "next") else person_centroids(cloak, Path(args.toward_person))
+    cloaked = {identity: own[identity] for identity in dataset.identities[:args.cloak]}
+    if args.toward_person == "next":
+        ordered = sorted(own, key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name))
+        chosen = {identity: ordered[(ordered.index(identity) + 1) % len(ordered)] for identity in cloaked}
+    else:
+        chosen = farthest_targets(cloaked, pool)
     for identity, target in chosen.items():
         closeness = np.mean([own[identity][n] @ pool[target][n] for n in cloak.nets])
         print(f"identity {identity}: pulled toward {target} (mean cosine {closeness:.3f})", flush=True)
