@@ -82,13 +82,3 @@ def run_person_targets(cloak: IdentityCloak, photos: Iterable[tuple[Path, str]],
                                            for name in sorted(means[target])))
                     for person, target in pairs.items())
     return targets, len(by_person), unreadable
-
-
-def target_of(person_targets: PersonTargets, person: str) -> tuple[str, dict[str, np.ndarray]] | None:
-    """A person's (target person, target descriptors) from ``CloakConfig.person_targets`` (None: no target)."""
-    import numpy as np
-
-    for entry_person, target, vectors in person_targets:
-        if entry_person == person:
-            return target, {name: np.frombuffer(data, dtype=np.float32).copy() for name, data in vectors}
-    return None
